@@ -1,0 +1,119 @@
+"""Typed ticket-system errors a caller can act on.
+
+Every error carries the HTTP status and the ticket system's request id (when it sent one) so an
+operator can quote it to support. No error ever carries credentials or request headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One field-level validation error, as Freshdesk reports it."""
+
+    field: str
+    message: str
+    code: str = "invalid_value"
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message} ({self.code})"
+
+
+class TicketSystemError(Exception):
+    """Base class of every error an adapter raises."""
+
+    #: Whether retrying the same request later may succeed.
+    transient: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.method and self.path:
+            parts.append(f"[{self.method} {self.path}]")
+        if self.status_code is not None:
+            parts.append(f"status={self.status_code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        return " ".join(parts)
+
+
+class AuthenticationError(TicketSystemError):
+    """401: the API key is missing or wrong."""
+
+
+class ForbiddenError(TicketSystemError):
+    """403: the key's agent lacks a privilege, or the plan lacks a feature."""
+
+
+class NotFoundError(TicketSystemError):
+    """404: no such ticket, route or domain."""
+
+
+class GoneError(TicketSystemError):
+    """405 on a ticket write: the ticket is spam or deleted and cannot be changed."""
+
+
+class ValidationError(TicketSystemError):
+    """400/409: the ticket system rejected the request; ``errors`` lists each field."""
+
+    def __init__(self, message: str, *, errors: list[FieldError] | None = None, **kwargs) -> None:
+        self.errors = list(errors or [])
+        super().__init__(message, **kwargs)
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        if not self.errors:
+            return base
+        return base + ": " + "; ".join(str(e) for e in self.errors)
+
+    @property
+    def fields(self) -> list[str]:
+        return [e.field for e in self.errors]
+
+
+class RateLimitedError(TicketSystemError):
+    """429 that outlasted the adapter's own waiting; ``retry_after`` in seconds."""
+
+    transient = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class TransientError(TicketSystemError):
+    """5xx, timeout or connection failure that outlasted the adapter's retries."""
+
+    transient = True
+
+
+class MalformedResponseError(TicketSystemError):
+    """The ticket system answered with a body that cannot be parsed (not JSON, wrong shape)."""
+
+    transient = True
+
+
+class UnknownLabelError(TicketSystemError):
+    """A model label has no counterpart in the ticket system's field metadata; nothing was sent."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth retrying later (for Prefect ``retry_condition_fn``)."""
+    return isinstance(exc, TicketSystemError) and exc.transient

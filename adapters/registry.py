@@ -1,0 +1,51 @@
+"""Find adapters by name through the ``triage.adapters`` entry-point group and build them from settings."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from pydantic import ValidationError
+
+from adapters.base import TicketSystemAdapter
+from triage.settings import ConfigError, TicketSystemSettings, is_secret_key
+
+GROUP = "triage.adapters"
+
+
+def available_adapters() -> list[str]:
+    """Names of every installed adapter."""
+    return sorted(ep.name for ep in entry_points(group=GROUP))
+
+
+def adapter_class(name: str) -> type[TicketSystemAdapter]:
+    """The adapter class registered under ``name``; :class:`ConfigError` if there is none."""
+    for ep in entry_points(group=GROUP):
+        if ep.name == name:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, TicketSystemAdapter)):
+                raise ConfigError(
+                    f"ticket_system.adapter: {name!r} ({ep.value}) is not a TicketSystemAdapter"
+                )
+            return cls
+    known = ", ".join(available_adapters()) or "none installed"
+    raise ConfigError(f"ticket_system.adapter: unknown adapter {name!r} (available: {known})")
+
+
+def build_adapter(settings: TicketSystemSettings) -> TicketSystemAdapter:
+    """Validate the adapter's own keys and construct it. Errors name ``ticket_system.<key>``."""
+    cls = adapter_class(settings.adapter)
+    try:
+        config = cls.config_model.model_validate(settings.adapter_options())
+    except ValidationError as exc:
+        lines = [f"invalid configuration for adapter {settings.adapter!r}:"]
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            detail = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            shown = (
+                ""
+                if is_secret_key(key) or err["type"] == "extra_forbidden"
+                else f" (got {err.get('input')!r})"
+            )
+            lines.append(f"  ticket_system.{key}: {detail}{shown}")
+        raise ConfigError("\n".join(lines)) from None
+    return cls(config)

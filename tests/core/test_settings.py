@@ -1,0 +1,63 @@
+"""Settings: YAML plus environment, clear errors naming the key, and a key that never shows."""
+
+import pytest
+
+from triage.settings import ConfigError, load_settings
+
+SECRET = "sk-live-0123456789abcdef"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_triage_group_priority_type_in_shadow_mode(tmp_path):
+    settings = load_settings(write(tmp_path, "{}"))
+    assert settings.pipeline.mode == "shadow"
+    assert settings.enabled_fields() == ["group", "priority", "type"]
+    assert settings.fields["priority"].requires == ["group"]
+
+
+def test_environment_overrides_file_key_by_key(tmp_path, monkeypatch):
+    path = write(tmp_path, "pipeline:\n  mode: suggest\n  overlap_seconds: 30\n")
+    monkeypatch.setenv("TRIAGE_PIPELINE__MODE", "apply")
+    monkeypatch.setenv("TRIAGE_FIELDS__PRIORITY__APPLY_THRESHOLD", "0.8")
+    settings = load_settings(path)
+    assert settings.pipeline.mode == "apply"
+    assert settings.pipeline.overlap_seconds == 30  # untouched by the env
+    assert settings.fields["priority"].apply_threshold == 0.8
+    assert set(settings.fields) == {"group", "priority", "type"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pipeline:\n  mode: aply\n", "pipeline.mode"),
+        ("pipeline:\n  moed: apply\n", "pipeline.moed: unknown key"),
+        ("fields:\n  group:\n    apply_threshold: 1.5\n", "fields.group.apply_threshold"),
+        ("fields:\n  priority:\n    requires: [groop]\n", "groop"),
+        ("model: [1, 2]\n", "model"),
+        ("- just a list\n", "top level must be a mapping"),
+        ("pipeline: {mode: [\n", "not valid YAML"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert expected in str(info.value)
+
+
+def test_missing_explicit_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.yml")
+
+
+def test_api_key_from_environment_is_never_rendered(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRESHDESK_API_KEY", SECRET)
+    settings = load_settings(write(tmp_path, "ticket_system:\n  freshdesk_domain: acme\n"))
+    options = settings.ticket_system.adapter_options()
+    assert options["freshdesk_api_key"].get_secret_value() == SECRET
+    for rendering in (repr(settings), str(settings), settings.model_dump_json(), str(options)):
+        assert SECRET not in rendering

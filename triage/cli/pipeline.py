@@ -1,0 +1,3 @@
+"""`triage` commands for the pipeline area."""
+
+from triage.cli.app import app  # noqa: F401

@@ -1,0 +1,3 @@
+"""`triage` commands for the simulator area."""
+
+from triage.cli.app import app  # noqa: F401

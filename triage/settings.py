@@ -1,0 +1,246 @@
+"""Settings: one ``config.yml`` overridable by environment variables.
+
+Precedence (highest first): keyword arguments, environment variables (``TRIAGE_<SECTION>__<KEY>``,
+e.g. ``TRIAGE_PIPELINE__MODE=apply``), the YAML file, defaults. The ticket-system API key may also
+come from ``FRESHDESK_API_KEY``; it is held as a :class:`~pydantic.SecretStr` and never rendered.
+
+Adapter-specific keys (``freshdesk_domain`` ...) live under ``ticket_system`` and are validated by
+the adapter's own config model when the adapter is built (see :mod:`adapters.registry`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_ENV = "TRIAGE_CONFIG"
+ENV_PREFIX = "TRIAGE_"
+API_KEY_ENV = "FRESHDESK_API_KEY"
+DEFAULT_CONFIG = Path("config.yml")
+
+Mode = Literal["shadow", "suggest", "apply"]
+Overwrite = Literal["never", "empty_or_default", "always"]
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a config key holds a credential (its value is never shown)."""
+    lowered = name.lower()
+    return any(word in lowered for word in ("key", "secret", "token", "password"))
+
+
+class ConfigError(ValueError):
+    """Invalid configuration: the message names each offending key and what is wrong."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TicketSystemSettings(BaseModel):
+    """Which adapter to use (its entry-point name) and that adapter's own settings."""
+
+    model_config = ConfigDict(extra="allow")
+
+    adapter: str = "freshdesk"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hide_secrets(cls, data: Any) -> Any:
+        """Wrap secret-looking adapter keys so no repr, log line or dump can show them."""
+        if isinstance(data, dict):
+            data = {
+                k: SecretStr(v) if is_secret_key(k) and isinstance(v, str) else v for k, v in data.items()
+            }
+        return data
+
+    def adapter_options(self) -> dict[str, Any]:
+        """The adapter-specific keys, for the adapter's config model to validate."""
+        return dict(self.model_extra or {})
+
+
+class FieldRule(_Section):
+    """How one triaged field is decided and written."""
+
+    enabled: bool = True
+    apply_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Minimum probability to write; None: the model's own."
+    )
+    suggest_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Minimum probability to suggest; None: the model's own."
+    )
+    overwrite: Overwrite = "empty_or_default"
+    fallback: str | None = Field(
+        default=None, description="Value written when no label clears its threshold."
+    )
+    requires: list[str] = Field(
+        default_factory=list,
+        description="Fields whose write must not have been skipped for this one to be written.",
+    )
+    allowed: list[str] | None = Field(
+        default=None, description="Optional allow-list, narrower than the ticket system's own choices."
+    )
+
+    @model_validator(mode="after")
+    def _suggest_below_apply(self) -> FieldRule:
+        if (
+            self.apply_threshold is not None
+            and self.suggest_threshold is not None
+            and self.suggest_threshold > self.apply_threshold
+        ):
+            raise ValueError("suggest_threshold must not exceed apply_threshold")
+        return self
+
+
+def _default_fields() -> dict[str, FieldRule]:
+    return {
+        "group": FieldRule(),
+        "priority": FieldRule(requires=["group"]),
+        "type": FieldRule(),
+    }
+
+
+class ModelSettings(_Section):
+    store: Path = Path("data/models")
+    base_encoder: str = Field(
+        default="minilm", description="'minilm', 'e5-small', a local transformers folder, or a hub id."
+    )
+    max_length: int = Field(default=256, ge=16, le=8192)
+    batch_tokens: int = Field(default=16384, ge=256, description="Token budget per inference batch.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    min_examples_per_class: int = Field(default=30, ge=1)
+    target_precision: float = Field(default=0.90, gt=0.0, le=1.0)
+    suggest_precision: float = Field(default=0.75, gt=0.0, le=1.0)
+    fine_tune: bool = False
+    seed: int = 42
+
+
+class PipelineSettings(_Section):
+    mode: Mode = "shadow"
+    lake: str = Field(default="data/lake", description="Local folder or a pyarrow filesystem URI (s3://...).")
+    overlap_seconds: int = Field(
+        default=120, ge=0, description="Re-read this much before the last watermark."
+    )
+    initial_lookback_hours: int = Field(
+        default=24, ge=1, description="Window of the very first incremental run."
+    )
+    extract_batch_size: int = Field(default=1000, ge=1)
+    bulk_update: bool = True
+    triaged_tag: str | None = Field(default="ai-triaged", max_length=32)
+    history_statuses: list[int] = Field(
+        default_factory=lambda: [4, 5], description="Statuses whose values are labels."
+    )
+
+
+class Settings(_Section):
+    """All of triage's settings. Build with :func:`load_settings`."""
+
+    ticket_system: TicketSystemSettings = Field(default_factory=TicketSystemSettings)
+    fields: dict[str, FieldRule] = Field(default_factory=_default_fields)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+
+    @field_validator("fields")
+    @classmethod
+    def _known_requirements(cls, fields: dict[str, FieldRule]) -> dict[str, FieldRule]:
+        for name, rule in fields.items():
+            for other in rule.requires:
+                if other not in fields:
+                    raise ValueError(f"{name}.requires names {other!r}, which is not a triaged field")
+        return fields
+
+    def enabled_fields(self) -> list[str]:
+        return [name for name, rule in self.fields.items() if rule.enabled]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+            continue
+        # Never echo the input of a secret-bearing key.
+        shown = "" if is_secret_key(key) else f" (got {err.get('input')!r})"
+        lines.append(f"  {key}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (else ``$TRIAGE_CONFIG``, else ``./config.yml`` if present), then the environment.
+
+    Environment variables override the file key by key: ``TRIAGE_PIPELINE__MODE=apply`` sets
+    ``pipeline.mode``; values are parsed as YAML scalars (``0.9``, ``true``, ``[4, 5]``).
+    ``FRESHDESK_API_KEY`` fills ``ticket_system.freshdesk_api_key``. Keyword ``overrides`` win over all.
+    Raises :class:`ConfigError` naming every invalid key.
+    """
+    explicit = path or os.environ.get(CONFIG_ENV)
+    file = Path(explicit) if explicit else DEFAULT_CONFIG
+    if explicit and not file.is_file():
+        raise ConfigError(f"config file not found: {file}")
+    data = _read_yaml(file) if file.is_file() else {}
+    if "fields" not in data:  # the triaged set defaults as a whole; env may then tune single fields
+        data["fields"] = {name: rule.model_dump() for name, rule in _default_fields().items()}
+    source = str(file) if file.is_file() else "defaults and environment"
+    data = _deep_merge(data, _env_overrides())
+    data = _deep_merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    api_key = os.environ.get(API_KEY_ENV)
+    if api_key:
+        out["ticket_system"] = {"freshdesk_api_key": api_key}
+    for name, value in os.environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value if is_secret_key(path[-1]) else _scalar(value)
+    return out
+
+
+def _scalar(value: str) -> Any:
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
