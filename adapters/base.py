@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import html
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from adapters.errors import TicketSystemError, UnknownLabelError
+from adapters.errors import MalformedTicketError, TicketSystemError, UnknownLabelError
 
 FieldKind = Literal["group", "priority", "type", "status", "dropdown"]
+OnMalformed = Callable[[MalformedTicketError], None]
 
 
 class Ticket(BaseModel):
@@ -144,9 +145,19 @@ class TicketSystemAdapter(ABC):
     # -- What triage adds ----------------------------------------------------------------------
 
     @abstractmethod
-    def iter_updated_tickets(self, since: datetime, until: datetime | None = None) -> AsyncIterator[Ticket]:
+    def iter_updated_tickets(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        on_malformed: OnMalformed | None = None,
+    ) -> AsyncIterator[Ticket]:
         """Every non-spam, non-deleted ticket with ``since <= updated_at`` (``< until`` when given),
-        in ascending ``updated_at`` order, each exactly once."""
+        in ascending ``updated_at`` order, each exactly once.
+
+        A ticket that cannot be parsed is passed to ``on_malformed`` and skipped; without a
+        callback it raises :class:`~adapters.errors.MalformedTicketError`.
+        """
 
     @abstractmethod
     async def get_ticket(self, ticket_id: int) -> Ticket:

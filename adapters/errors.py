@@ -110,6 +110,15 @@ class MalformedResponseError(TicketSystemError):
     transient = True
 
 
+class MalformedTicketError(TicketSystemError):
+    """One ticket in an otherwise good response cannot be parsed; ``raw`` keeps it for quarantine."""
+
+    def __init__(self, message: str, *, ticket_id: int | None = None, raw: object = None, **kwargs) -> None:
+        self.ticket_id = ticket_id
+        self.raw = raw
+        super().__init__(message, **kwargs)
+
+
 class UnknownLabelError(TicketSystemError):
     """A model label has no counterpart in the ticket system's field metadata; nothing was sent."""
 
