@@ -1,0 +1,304 @@
+"""Honest per-field metrics for a classifier's probabilities on held-out rows.
+
+:func:`evaluate_field` scores one field: accuracy, macro/weighted F1 and per-class precision/recall
+(scikit-learn's definitions), the confusion matrix, calibration (ECE and reliability bins), and the
+precision-coverage curve from which the apply and suggest thresholds are chosen.
+
+True labels the model cannot predict (classes left out of its head as too rare) are kept: they
+count as errors, appear in the per-class table with recall 0, enter the macro average, and are
+listed under ``outside_head``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+DEFAULT_BINS = 10
+MIN_SELECTED = 30
+"""A threshold must select at least this many rows (and 2% of them) before its precision counts."""
+CURVE_POINTS = 101
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """What auto-acting on predictions with confidence >= ``threshold`` does on the evaluated rows."""
+
+    threshold: float
+    coverage: float
+    precision: float
+    selected: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "threshold": self.threshold,
+            "coverage": self.coverage,
+            "precision": self.precision,
+            "selected": self.selected,
+        }
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    """Rows whose confidence falls in ``[lower, upper)`` (the last bin includes 1.0)."""
+
+    lower: float
+    upper: float
+    count: int
+    confidence: float | None
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class FieldEvaluation:
+    """Metrics of one field; build with :func:`evaluate_field`."""
+
+    field: str
+    labels: list[str]
+    n: int
+    accuracy: float
+    macro_f1: float
+    weighted_f1: float
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    outside_head: dict[str, int]
+    ece: float
+    reliability: list[ReliabilityBin]
+    apply_target: float
+    suggest_target: float
+    min_selected: int
+    apply: OperatingPoint | None
+    suggest: OperatingPoint | None
+    _confidence: np.ndarray = field(repr=False, compare=False)
+    _correct: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def n_outside_head(self) -> int:
+        return sum(self.outside_head.values())
+
+    @property
+    def apply_threshold(self) -> float | None:
+        """Lowest threshold reaching ``apply_target`` precision (None: unreachable)."""
+        return self.apply.threshold if self.apply else None
+
+    @property
+    def apply_coverage(self) -> float:
+        return self.apply.coverage if self.apply else 0.0
+
+    @property
+    def apply_precision(self) -> float | None:
+        """Precision reached at ``apply_threshold`` (>= ``apply_target``)."""
+        return self.apply.precision if self.apply else None
+
+    @property
+    def suggest_threshold(self) -> float | None:
+        """Lowest threshold reaching ``suggest_target`` precision (None: unreachable)."""
+        return self.suggest.threshold if self.suggest else None
+
+    @property
+    def suggest_coverage(self) -> float:
+        return self.suggest.coverage if self.suggest else 0.0
+
+    @property
+    def suggest_precision(self) -> float | None:
+        """Precision reached at ``suggest_threshold`` (>= ``suggest_target``)."""
+        return self.suggest.precision if self.suggest else None
+
+    def curve(self) -> list[OperatingPoint]:
+        """Every operating point, from the highest threshold (least coverage) to the lowest."""
+        return _curve(self._confidence, self._correct)
+
+    def at_threshold(self, threshold: float) -> OperatingPoint:
+        """Coverage and precision when acting on confidence >= ``threshold``."""
+        selected = self._confidence >= threshold
+        count = int(selected.sum())
+        precision = float(self._correct[selected].mean()) if count else float("nan")
+        return OperatingPoint(float(threshold), count / self.n, precision, count)
+
+    def threshold_for_precision(self, precision: float) -> OperatingPoint | None:
+        """The lowest-threshold operating point reaching ``precision`` on enough rows, or None."""
+        return _lowest_reaching(self.curve(), precision, self.min_selected)
+
+    def to_dict(self, curve_points: int = CURVE_POINTS) -> dict[str, Any]:
+        """JSON-ready summary; the curve is thinned to about ``curve_points`` points."""
+        return {
+            "field": self.field,
+            "labels": list(self.labels),
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "weighted_f1": self.weighted_f1,
+            "per_class": self.per_class,
+            "confusion": self.confusion,
+            "outside_head": dict(self.outside_head),
+            "n_outside_head": self.n_outside_head,
+            "ece": self.ece,
+            "reliability": [vars(b) for b in self.reliability],
+            "apply_target": self.apply_target,
+            "suggest_target": self.suggest_target,
+            "min_selected": self.min_selected,
+            "apply": self.apply.to_dict() if self.apply else None,
+            "suggest": self.suggest.to_dict() if self.suggest else None,
+            "curve": [p.to_dict() for p in _thin(self.curve(), curve_points)],
+        }
+
+
+def evaluate_field(
+    field: str,
+    y_true: Sequence[str],
+    proba: np.ndarray,
+    labels: Sequence[str],
+    *,
+    target_precision: float = 0.9,
+    suggest_precision: float = 0.75,
+    n_bins: int = DEFAULT_BINS,
+    min_selected: int | None = None,
+) -> FieldEvaluation:
+    """Score predicted probabilities ``proba`` (rows x ``labels``) against ``y_true``.
+
+    The prediction is the arg-max label, its confidence the arg-max probability. ``min_selected``
+    (default: the larger of 30 and 2% of the rows) is the fewest rows a threshold must select.
+    """
+    labels = [str(label) for label in labels]
+    truth = np.asarray([str(y) for y in y_true], dtype=object)
+    proba = _checked_proba(proba, len(truth), labels)
+    for name, value in (("target_precision", target_precision), ("suggest_precision", suggest_precision)):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"{name} must be in (0, 1], got {value}")
+    n = len(truth)
+    if min_selected is None:
+        min_selected = max(MIN_SELECTED, math.ceil(0.02 * n))
+
+    best = proba.argmax(axis=1)
+    predicted = np.asarray(labels, dtype=object)[best]
+    confidence = proba[np.arange(n), best].astype(float)
+    correct = predicted == truth
+
+    head = set(labels)
+    outside = Counter(str(y) for y in truth if y not in head)
+    scored = labels + sorted(outside)  # labels outside the head still count in every average
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=scored, zero_division=0
+    )
+    per_class = {
+        label: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(scored)
+    }
+    curve = _curve(confidence, correct)
+    return FieldEvaluation(
+        field=field,
+        labels=labels,
+        n=n,
+        accuracy=float(accuracy_score(truth, predicted)),
+        macro_f1=float(f1_score(truth, predicted, labels=scored, average="macro", zero_division=0)),
+        weighted_f1=float(f1_score(truth, predicted, labels=scored, average="weighted", zero_division=0)),
+        per_class=per_class,
+        confusion=_confusion(truth, best, labels),
+        outside_head=dict(sorted(outside.items(), key=lambda kv: (-kv[1], kv[0]))),
+        ece=expected_calibration_error(confidence, correct, n_bins),
+        reliability=reliability_bins(confidence, correct, n_bins),
+        apply_target=target_precision,
+        suggest_target=suggest_precision,
+        min_selected=min_selected,
+        apply=_lowest_reaching(curve, target_precision, min_selected),
+        suggest=_lowest_reaching(curve, suggest_precision, min_selected),
+        _confidence=confidence,
+        _correct=correct,
+    )
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = DEFAULT_BINS
+) -> float:
+    """Sum over equal-width confidence bins of (bin share) x |bin accuracy - bin mean confidence|."""
+    bins = reliability_bins(confidence, correct, n_bins)
+    n = len(confidence)
+    return float(
+        sum(b.count / n * abs(b.accuracy - b.confidence) for b in bins if b.count)  # type: ignore[operator]
+    )
+
+
+def reliability_bins(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = DEFAULT_BINS
+) -> list[ReliabilityBin]:
+    """Equal-width bins ``[i/n_bins, (i+1)/n_bins)`` with their mean confidence and accuracy."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=bool)
+    index = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    out = []
+    for i in range(n_bins):
+        inside = index == i
+        count = int(inside.sum())
+        out.append(
+            ReliabilityBin(
+                lower=i / n_bins,
+                upper=(i + 1) / n_bins,
+                count=count,
+                confidence=float(confidence[inside].mean()) if count else None,
+                accuracy=float(correct[inside].mean()) if count else None,
+            )
+        )
+    return out
+
+
+def _checked_proba(proba: Any, n: int, labels: list[str]) -> np.ndarray:
+    if not labels:
+        raise ValueError("labels is empty")
+    if len(set(labels)) != len(labels):
+        raise ValueError("labels contains duplicates")
+    if n == 0:
+        raise ValueError("nothing to evaluate: y_true is empty")
+    proba = np.asarray(proba, dtype=float)
+    if proba.shape != (n, len(labels)):
+        raise ValueError(f"proba has shape {proba.shape}, expected ({n}, {len(labels)}) for rows x labels")
+    if not np.isfinite(proba).all() or proba.min() < 0.0 or proba.max() > 1.0 + 1e-6:
+        raise ValueError("proba must hold probabilities in [0, 1] (no NaN)")
+    return proba
+
+
+def _confusion(truth: np.ndarray, best: np.ndarray, labels: list[str]) -> list[list[int]]:
+    """Rows: true label, columns: predicted label, both over the head's labels."""
+    position = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    for y, p in zip(truth, best, strict=True):
+        if y in position:
+            matrix[position[y], p] += 1
+    return matrix.tolist()
+
+
+def _curve(confidence: np.ndarray, correct: np.ndarray) -> list[OperatingPoint]:
+    """One point per distinct confidence value, as the threshold that selects rows >= it."""
+    order = np.argsort(-confidence, kind="stable")
+    conf = confidence[order]
+    hits = np.cumsum(correct[order])
+    n = len(conf)
+    # the last index of each run of equal confidences: selecting ">= value" takes the whole run
+    ends = np.flatnonzero(np.r_[conf[1:] != conf[:-1], True])
+    return [
+        OperatingPoint(float(conf[i]), float((i + 1) / n), float(hits[i] / (i + 1)), int(i + 1)) for i in ends
+    ]
+
+
+def _lowest_reaching(
+    curve: list[OperatingPoint], precision: float, min_selected: int
+) -> OperatingPoint | None:
+    reaching = [p for p in curve if p.selected >= min_selected and p.precision >= precision - 1e-12]
+    return reaching[-1] if reaching else None
+
+
+def _thin(points: list[OperatingPoint], limit: int) -> list[OperatingPoint]:
+    if len(points) <= limit:
+        return points
+    keep = np.unique(np.linspace(0, len(points) - 1, limit).round().astype(int))
+    return [points[i] for i in keep]
