@@ -1,0 +1,150 @@
+"""Pace calls so Freshdesk's per-window limits are never exceeded, instead of waiting on 429s.
+
+Freshdesk limits each account per minute: a total in *credits* (a ticket list with
+``include=description`` costs 3) and sub-limits in *calls* for ticket list, update and create.
+The budget is shared with every other integration on the account, so :class:`RateBudget` paces
+on two sources and waits for whichever is stricter:
+
+* its own log of calls in the last window (credits, and calls per bucket), each stamped with the
+  time its response *arrived*; the server received it earlier, so any window the server counts
+  holds no more than the limit, whether it slides or is fixed to the clock;
+* the server's ``X-RateLimit-Remaining``: when it says the next call would not fit, wait for
+  the window it was measured in to pass.
+
+A 429 pauses every caller until its ``Retry-After`` has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from adapters.freshdesk.config import RateLimits
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class Reservation:
+    """One call's place in the budget: when it ran, what it cost, which sub-limit it counts in."""
+
+    at: float
+    credits: int
+    bucket: str | None
+
+
+@dataclass
+class _Observation:
+    remaining: int
+    at: float
+    spent_since: int = 0
+
+
+@dataclass
+class RateBudget:
+    """Shared pacing for every request of one adapter. ``clock`` and ``sleep`` are injectable."""
+
+    limits: RateLimits
+    clock: Clock
+    sleep: Sleep
+    #: Whether ``limits.total`` was set by hand: then the server's X-RateLimit-Total only lowers it.
+    total_is_explicit: bool = False
+    _log: deque[Reservation] = field(default_factory=deque, init=False)
+    _paused_until: float = field(default=0.0, init=False)
+    _server: _Observation | None = field(default=None, init=False)
+    _lock: asyncio.Lock | None = field(default=None, init=False)
+    _lock_loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
+
+    async def acquire(self, credits: int, bucket: str | None = None) -> Reservation:
+        """Wait until a call costing ``credits`` (in ``bucket``) fits, then reserve it."""
+        credits = max(1, min(credits, self.limits.total))
+        async with self._get_lock():
+            while (wait := self.wait_time(credits, bucket)) > 0:
+                await self.sleep(wait)
+            reservation = Reservation(self.clock(), credits, bucket)
+            self._log.append(reservation)
+            if self._server is not None:
+                self._server.spent_since += credits
+            return reservation
+
+    def wait_time(self, credits: int, bucket: str | None = None) -> float:
+        """Seconds until a call costing ``credits`` in ``bucket`` fits (0: now)."""
+        now = self.clock()
+        window = self.limits.window_seconds
+        while self._log and self._log[0].at <= now - window:
+            self._log.popleft()
+        waits = [self._paused_until - now]
+
+        excess = sum(r.credits for r in self._log) + credits - self.limits.total
+        for reservation in self._log:
+            if excess <= 0:
+                break
+            excess -= reservation.credits
+            waits.append(reservation.at + window - now)
+
+        limit = self.limits.sublimits.get(bucket) if bucket else None
+        if limit is not None:
+            same = [r for r in self._log if r.bucket == bucket]
+            if len(same) >= limit:
+                waits.append(same[len(same) - limit].at + window - now)
+
+        seen = self._server
+        if seen is not None:
+            if seen.at + window <= now:
+                self._server = None
+            elif seen.remaining - seen.spent_since < credits:
+                waits.append(seen.at + window - now)
+        return max(waits)
+
+    def settle(self, reservation: Reservation, headers: Mapping[str, str] | None) -> None:
+        """Record a response: stamp the call with its arrival, take the server's view of the budget."""
+        reservation.at = self.clock()
+        if headers is None:
+            return
+        used = _int_header(headers, "x-ratelimit-used-currentrequest")
+        if used is not None and used >= 0:
+            reservation.credits = used
+        total = _int_header(headers, "x-ratelimit-total")
+        if total is not None and total > 0:
+            self._adopt_total(total)
+        remaining = _int_header(headers, "x-ratelimit-remaining")
+        if remaining is not None:
+            self._server = _Observation(remaining=max(0, remaining), at=reservation.at)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller for ``seconds`` from now (after a 429)."""
+        self._paused_until = max(self._paused_until, self.clock() + max(0.0, seconds))
+
+    def _adopt_total(self, total: int) -> None:
+        """Follow the account's real total (a hand-set total is only ever lowered)."""
+        if total == self.limits.total or (self.total_is_explicit and total > self.limits.total):
+            return
+        logger.warning(
+            "Freshdesk reports %d credits per window where %d were configured; following the "
+            "server (set ticket_system.plan to match the account to get its sub-limits too)",
+            total,
+            self.limits.total,
+        )
+        self.limits = replace(self.limits, total=total)
+
+    def _get_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
