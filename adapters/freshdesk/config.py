@@ -120,7 +120,7 @@ class FreshdeskConfig(BaseModel):
         if value is None or not value.get_secret_value().strip():
             raise ValueError(_MISSING_KEY)
         secret = value.get_secret_value()
-        if secret != secret.strip() or ":" in secret:
+        if any(c.isspace() for c in secret) or ":" in secret:
             raise ValueError("the Freshdesk API key must not contain spaces or ':' (check FRESHDESK_API_KEY)")
         return value
 

@@ -107,6 +107,7 @@ class RateBudget:
         reservation.at = self.clock()
         if headers is None:
             return
+        headers = {str(name).lower(): value for name, value in headers.items()}  # names are case-free
         used = _int_header(headers, "x-ratelimit-used-currentrequest")
         if used is not None and used >= 0:
             reservation.credits = used

@@ -63,7 +63,11 @@ def build_query(query: Mapping[str, Any], metadata: FieldMetadata | None) -> str
 
 def needs_metadata(query: Mapping[str, Any]) -> bool:
     """Whether some value is a label that only field metadata can translate."""
-    return any(key in NATIVE_KEYS or key.startswith("cf_") for key in query if key != "query")
+    for key, value in query.items():
+        values = value if isinstance(value, list | tuple | set | frozenset) else [value]
+        if (key in NATIVE_KEYS or key.startswith("cf_")) and any(isinstance(v, str) for v in values):
+            return True
+    return False
 
 
 def _clause(key: str, value: Any, metadata: FieldMetadata | None) -> str:
