@@ -1,0 +1,163 @@
+"""Turn labelled texts into a seeded account: resolved history, open tickets to triage, and the rest.
+
+History tickets carry the agents' values (group, priority, type, product) and status 4 or 5;
+some tickets are in progress (3, 6, 7), some spam, some deleted. Open tickets to triage are the
+newest: status 2, no group, the default priority Low, no type, no product; their true labels are
+returned separately and never rendered by the API. Display ids follow creation time.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from adapters.simulator.account import PRIORITIES, Account, build_account
+from adapters.simulator.config import SimulatorConfig
+from adapters.simulator.dataset import load_labelled
+from adapters.simulator.generator import GROUPS, PRODUCTS, TYPES, LabelledText, generate_tickets
+from adapters.simulator.tickets import StoredTicket
+
+_SOURCES = (1, 2, 3, 7)
+_SOURCE_WEIGHTS = (0.6, 0.25, 0.1, 0.05)
+_HISTORY_TAGS = ("vip", "follow-up", "escalated", "newsletter", "billing-review")
+
+
+@dataclass
+class Seed:
+    account: Account
+    tickets: list[StoredTicket]
+    truth: dict[int, dict[str, str]]
+
+
+def labelled_texts(config: SimulatorConfig) -> list[LabelledText]:
+    """The texts to seed with: the data file's rows (sampled, seeded) or generated ones."""
+    if config.data is None:
+        return list(generate_tickets(config.tickets or 2000, seed=config.seed))
+    rows = load_labelled(config.data)
+    if config.tickets is None:
+        return rows
+    if config.tickets > len(rows):
+        raise ValueError(f"{config.data} has {len(rows)} rows; cannot seed {config.tickets} tickets from it")
+    return random.Random(config.seed).sample(rows, config.tickets)
+
+
+def _label_sets(texts: list[LabelledText], generated: bool) -> tuple[list[str], list[str], list[str]]:
+    if generated:
+        return list(GROUPS), list(TYPES), list(PRODUCTS)
+    groups = sorted({t.group for t in texts})
+    types = sorted({t.type for t in texts})
+    products = sorted({t.product for t in texts if t.product})
+    return groups, types, products
+
+
+def build_seed(config: SimulatorConfig, now: int, texts: list[LabelledText] | None = None) -> Seed:
+    """The account and its tickets for ``config``, as of ``now`` (epoch seconds)."""
+    texts = texts if texts is not None else labelled_texts(config)
+    if config.open_tickets > len(texts):
+        raise ValueError(f"open_tickets={config.open_tickets} exceeds the {len(texts)} tickets available")
+    rng = random.Random(config.seed + 1)
+    groups, types, products = _label_sets(texts, config.data is None)
+    account = build_account(
+        groups,
+        types,
+        products,
+        contacts=max(20, len(texts) // 8),
+        created_at=now - (config.history_days + 30) * 86400,
+        seed=config.seed,
+        required_for_agents=config.required_for_agents,
+        required_for_closure=config.required_for_closure,
+    )
+    open_window = max(60, int(config.open_within_hours * 3600))
+    history_start = now - config.history_days * 86400
+    history_end = now - open_window
+    kinds = ["open"] * config.open_tickets + ["history"] * (len(texts) - config.open_tickets)
+    rng.shuffle(kinds)  # which texts become open is random; their ids still follow creation time
+    created: list[tuple[int, int]] = []
+    for index, kind in enumerate(kinds):
+        if kind == "open":
+            moment = rng.randint(now - open_window, now - 30)
+        else:
+            moment = rng.randint(history_start, max(history_start, history_end))
+        created.append((moment, index))
+    created.sort()
+
+    tickets: list[StoredTicket] = []
+    truth: dict[int, dict[str, str]] = {}
+    contact_ids = list(account.contacts)
+    agents_by_group: dict[int, list[int]] = {}
+    for agent in account.agents.values():
+        if agent.id == account.me:
+            continue
+        for gid in agent.group_ids:
+            agents_by_group.setdefault(gid, []).append(agent.id)
+    for display_id, (created_at, index) in enumerate(created, start=1):
+        text, kind = texts[index], kinds[index]
+        requester = account.contacts[rng.choice(contact_ids)]
+        group_id = account.group_id(text.group)
+        priority = PRIORITIES[text.priority]
+        ticket = StoredTicket(
+            id=display_id,
+            subject=text.subject,
+            description_text=text.body,
+            status=2,
+            priority=1,
+            group_id=None,
+            type=None,
+            responder_id=None,
+            requester_id=requester.id,
+            company_id=requester.company_id,
+            source=rng.choices(_SOURCES, _SOURCE_WEIGHTS)[0],
+            created_at=created_at,
+            updated_at=created_at,
+            due_by=created_at + 86400 * (4 - min(priority, 3)),
+            fr_due_by=created_at + 3600 * (8 - 2 * priority),
+            custom_fields={"cf_product": None, "cf_order_number": None},
+            language=text.language,
+            status_updated_at=created_at,
+        )
+        if kind == "open":
+            truth[display_id] = {"group": text.group, "priority": text.priority, "type": text.type}
+            if text.product:
+                truth[display_id]["cf_product"] = text.product
+        else:
+            _fill_history(ticket, text, group_id, priority, rng, agents_by_group, now, config)
+        tickets.append(ticket)
+    return Seed(account=account, tickets=tickets, truth=truth)
+
+
+def _fill_history(
+    ticket: StoredTicket,
+    text: LabelledText,
+    group_id: int,
+    priority: int,
+    rng: random.Random,
+    agents_by_group: dict[int, list[int]],
+    now: int,
+    config: SimulatorConfig,
+) -> None:
+    """Give a non-open ticket the agents' values and a later status, spam or deleted flag."""
+    ticket.group_id = group_id
+    ticket.priority = priority
+    ticket.type = text.type
+    ticket.responder_id = rng.choice(agents_by_group[group_id])
+    ticket.custom_fields["cf_product"] = text.product
+    if text.group in ("Shipping", "Billing") and rng.random() < 0.4:
+        ticket.custom_fields["cf_order_number"] = f"ORD-{rng.randint(100000, 999999)}"
+    if rng.random() < 0.15:
+        ticket.tags = [rng.choice(_HISTORY_TAGS)]
+    handled = min(now - 1, ticket.created_at + int(rng.expovariate(1 / 30) * 3600) + 60)
+    ticket.agent_responded_at = min(handled, ticket.created_at + rng.randint(300, 8 * 3600))
+    ticket.updated_at = handled
+    ticket.status_updated_at = handled
+    roll = rng.random()
+    if roll < config.spam_fraction:
+        ticket.spam = True
+    elif roll < config.spam_fraction + config.deleted_fraction:
+        ticket.deleted = True
+    elif roll < config.spam_fraction + config.deleted_fraction + 0.08:
+        ticket.status = rng.choice((3, 6, 7))
+    else:
+        ticket.status = 4 if rng.random() < 0.6 else 5
+        ticket.resolved_at = handled
+        if ticket.status == 5:
+            ticket.closed_at = handled
