@@ -126,7 +126,8 @@ class FieldEvaluation:
         return _lowest_reaching(self.curve(), precision, self.min_selected)
 
     def to_dict(self, curve_points: int = CURVE_POINTS) -> dict[str, Any]:
-        """JSON-ready summary; the curve is thinned to about ``curve_points`` points."""
+        """JSON-ready summary; the curve (column lists, highest threshold first) is thinned to about
+        ``curve_points`` points."""
         return {
             "field": self.field,
             "labels": list(self.labels),
@@ -145,7 +146,7 @@ class FieldEvaluation:
             "min_selected": self.min_selected,
             "apply": self.apply.to_dict() if self.apply else None,
             "suggest": self.suggest.to_dict() if self.suggest else None,
-            "curve": [p.to_dict() for p in _thin(self.curve(), curve_points)],
+            "curve": _columns(_thin(self.curve(), curve_points)),
         }
 
 
@@ -295,6 +296,12 @@ def _lowest_reaching(
 ) -> OperatingPoint | None:
     reaching = [p for p in curve if p.selected >= min_selected and p.precision >= precision - 1e-12]
     return reaching[-1] if reaching else None
+
+
+def _columns(points: list[OperatingPoint]) -> dict[str, list[float | int]]:
+    return {
+        key: [getattr(p, key) for p in points] for key in ("threshold", "coverage", "precision", "selected")
+    }
 
 
 def _thin(points: list[OperatingPoint], limit: int) -> list[OperatingPoint]:

@@ -160,8 +160,9 @@ def test_to_dict_is_json_and_thinned():
     ev = evaluate_field("f", rng.choice(LABELS, 500), proba, LABELS)
     data = json.loads(json.dumps(ev.to_dict()))
     assert data["field"] == "f"
-    assert len(data["curve"]) <= 101
-    assert data["curve"][0]["selected"] == 1 and data["curve"][-1]["coverage"] == 1.0
+    curve = data["curve"]
+    assert len(curve["threshold"]) == len(curve["precision"]) <= 101
+    assert curve["selected"][0] == 1 and curve["coverage"][-1] == 1.0
     assert set(data["per_class"]) == set(LABELS)
 
 
