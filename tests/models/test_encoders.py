@@ -245,3 +245,46 @@ def test_q4_dequantisation_by_hand():
     values = dequantize_q4(block).ravel()
     assert values[:16].tolist() == [(q - 8) * 0.5 for q in range(16)]
     assert values[16:].tolist() == [(q - 8) * 0.5 for q in range(15, -1, -1)]
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_list_and_build(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import models.e5_rebuild
+    from triage.cli import app
+
+    built = []
+
+    def fake_build(target, dtype="float32", *, overwrite=False):
+        built.append((target, dtype, overwrite))
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        return target
+
+    monkeypatch.setattr(models.e5_rebuild, "build_e5_small", fake_build)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["encoder", "list", "--store", str(tmp_path)])
+    assert listed.exit_code == 0 and "not built" in listed.output
+    result = runner.invoke(
+        app, ["encoder", "build", "e5-small", "--store", str(tmp_path), "--dtype", "float16"]
+    )
+    assert result.exit_code == 0, result.output
+    assert built == [(tmp_path / "encoders" / "multilingual-e5-small", "float16", False)]
+    assert "e5-small   built" in runner.invoke(app, ["encoder", "list", "--store", str(tmp_path)]).output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [(["nope"], "unknown encoder"), (["e5-small", "--dtype", "int4"], "--dtype")]
+)
+def test_cli_build_refuses_bad_arguments(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from triage.cli import app
+
+    result = CliRunner().invoke(app, ["encoder", "build", *args, "--store", str(tmp_path)])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "encoders").exists()
