@@ -36,9 +36,13 @@ class EvaluationReport:
     model: dict[str, Any]
     fields: dict[str, dict[str, Any]]
     slices: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    created_at: str | datetime = field(default_factory=lambda: datetime.now(UTC))
     command: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.created_at, datetime):
+            self.created_at = self.created_at.isoformat(timespec="seconds")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -42,6 +43,7 @@ def report():
         },
         slices={"language=de": {"group": {"model": _evaluation("group", 0.8, 5, 40), "baseline": None}}},
         command="triage train tickets.csv --report-dir out",
+        created_at=datetime(2026, 11, 29, 12, 0, tzinfo=UTC),
     )
 
 
@@ -85,6 +87,7 @@ def test_json_has_model_and_baseline(report, written):
     assert group["excluded_classes"] == {"Legal": 4}
     assert data["underperforming_fields"] == ["priority"]
     assert data["command"] == "triage train tickets.csv --report-dir out"
+    assert data["created_at"] == "2026-11-29T12:00:00+00:00"
     assert data["slices"]["language=de"]["group"]["baseline"] is None
 
 
