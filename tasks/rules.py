@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from adapters.base import FieldSpec
+from tasks.snapshots import label_of
 from triage.settings import FieldRule
 
 Action = Literal["apply", "suggest", "skip"]
@@ -230,9 +231,7 @@ def _may_overwrite(rule: FieldRule, spec: FieldSpec, native: Any) -> bool:
 def _label_of(spec: FieldSpec | None, native: Any) -> str | None:
     if native is None or native == "":
         return None
-    if spec is None:
-        return str(native)
-    return spec.to_label(native) or str(native)
+    return label_of(spec, native) or str(native)
 
 
 def _fmt(value: float | None) -> str:

@@ -141,6 +141,20 @@ class PipelineSettings(_Section):
     history_statuses: list[int] = Field(
         default_factory=lambda: [4, 5], description="Statuses whose values are labels."
     )
+    history_days: int = Field(
+        default=365, ge=1, description="How far back the train flow reads resolved tickets."
+    )
+    bulk_min_tickets: int = Field(
+        default=2, ge=2, description="Tickets sharing one change set that go through one bulk update."
+    )
+    own_write_tolerance_seconds: int = Field(
+        default=5, ge=0, description="Clock slack when recognising a ticket last changed by our own write."
+    )
+    bulk_settle_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="A bulk write cut off by a crash is re-sent only after this long (its job may still run).",
+    )
 
 
 class Settings(_Section):

@@ -1,0 +1,63 @@
+"""What every flow does: identify the run, find its window, publish artifacts, record the run."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from flows.report import counts_rows, markdown_report
+from tasks.context import StageContext
+from tasks.manifest import Manifest
+from tasks.runlog import recorded
+from triage.redaction import install as install_redaction
+
+
+def current_run_id() -> str:
+    """The Prefect flow-run id (so lake rows link to the run in the UI), or a fresh id outside one."""
+    return str(flow_run.id or uuid.uuid4())
+
+
+def scheduled_time() -> datetime:
+    """The run's scheduled start (UTC, whole seconds): the same on every retry of the run."""
+    when = flow_run.scheduled_start_time
+    return datetime.fromtimestamp(when.timestamp(), UTC).replace(microsecond=0)
+
+
+def start_flow() -> None:
+    """Keep registered secrets out of every log handler, Prefect's included."""
+    install_redaction("", "prefect")
+
+
+@contextmanager
+def recorded_run(ctx: StageContext, *, mode: str | None) -> Iterator[Any]:
+    """The run's own ``runs`` row (stage ``run``): ``ok`` with its high-water mark, or ``failed``."""
+    with recorded(ctx, ctx.lake(), "run", mode=mode) as record:
+        yield record
+
+
+def publish(
+    ctx: StageContext, manifests: Sequence[Manifest], *, title: str, notes: Sequence[str] = ()
+) -> str:
+    """Counts table, Markdown report and links to the lake partitions written, as run artifacts."""
+    key = ctx.flow.replace("_", "-")
+    rows = counts_rows(manifests)
+    if rows:
+        create_table_artifact(
+            table=rows, key=f"{key}-counts", description=f"{title}: counts per stage and field"
+        )
+    report = markdown_report(ctx, manifests, title=title, notes=notes)
+    create_markdown_artifact(markdown=report, key=f"{key}-report", description=title)
+    lake = ctx.lake()
+    for m in manifests:
+        for folder in sorted({str(PurePosixPath(p).parent) for p in m.paths}):
+            create_link_artifact(
+                link=lake.url(folder), link_text=f"{m.table}: {folder}", description=f"{m.stage} output"
+            )
+    return report

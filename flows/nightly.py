@@ -1,0 +1,66 @@
+"""The nightly flow: retrain (promote if not worse) and compare recent predictions with final values."""
+
+from __future__ import annotations
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from flows.common import current_run_id, publish, recorded_run, scheduled_time, start_flow
+from flows.train import history_context, train_notes, train_stages
+from tasks.outcomes import OutcomesManifest
+from tasks.prefect_tasks import extract_task, outcomes_task
+
+
+class NightlyParams(BaseModel):
+    """Parameters of the nightly run (a form in the Prefect UI)."""
+
+    config: str | None = Field(default=None, description="Path of config.yml on the worker.")
+    days: int = Field(
+        default=7, ge=1, description="Compare predictions for tickets resolved in the last N days."
+    )
+    history_days: int | None = Field(
+        default=None, ge=1, description="Days of history to train on (default: pipeline.history_days)."
+    )
+    retrain: bool = Field(
+        default=True, description="Train and evaluate a new model (promoted only if not worse)."
+    )
+
+
+def outcome_notes(outcomes: OutcomesManifest) -> list[str]:
+    lines = []
+    for name, s in outcomes.summary.items():
+        accuracy = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.1%}"
+        precision = "n/a" if s["write_precision"] is None else f"{s['write_precision']:.1%}"
+        lines.append(
+            f"{name}: {s['tickets']} resolved tickets compared, predictions right {accuracy}; "
+            f"{s['written']} written, {precision} kept by agents, {s['overridden']} changed by agents"
+        )
+    return lines
+
+
+@flow(
+    name="nightly",
+    description="Retrain + evaluate, and report how predictions compare with agents' final values.",
+)
+def nightly_flow(params: NightlyParams | None = None) -> OutcomesManifest:
+    """History extract (once), optional retraining, and the outcomes report."""
+    start_flow()
+    params = params or NightlyParams()
+    ctx = history_context(
+        "nightly", params.config, params.history_days, run_id=current_run_id(), end=scheduled_time()
+    )
+    notes: list[str] = []
+    with recorded_run(ctx, mode=None) as record:
+        if params.retrain:
+            manifests, trained = train_stages(ctx, promote=True)
+            history = manifests[0]
+            notes += train_notes(trained)
+            record.model_version = trained.model_version
+        else:
+            history = extract_task(ctx, purpose="history")
+            manifests = [history]
+        outcomes = outcomes_task(ctx, history, params.days)
+        manifests.append(outcomes)
+        record.rows_out = outcomes.rows
+    publish(ctx, manifests, title="Nightly run", notes=[*notes, *outcome_notes(outcomes)])
+    return outcomes

@@ -1,0 +1,108 @@
+"""The audit trail as the idempotency record: what was written, what is unresolved, what was ours.
+
+Push writes ``intent`` rows before sending a request and ``result`` rows after. From those:
+
+- :func:`done_changes`: changes with an ``ok`` (or ``unknown``) result are never sent again;
+- :func:`dangling_intents`: intents without a result were cut off by a crash and must be resolved
+  by re-reading the ticket before anything else is sent;
+- :func:`own_writes`: which ``updated_at`` values our own writes produced, so the next extract does
+  not re-triage tickets only because we changed them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow.compute as pc
+
+from triage.lake import Lake, WrittenPart
+
+#: Result statuses that count as done: never sent again.
+DONE_STATUSES = ("ok", "unknown")
+#: Audit method -> kind of change (a field write, or a suggestion in a note).
+KIND = {"update": "write", "bulk_update": "write", "note": "note"}
+
+ChangeKey = tuple[int, str, str | None, str]
+
+
+def change_key(ticket_id: int, field_name: str, label: str | None, method: str) -> ChangeKey:
+    """Identity of a change for idempotency: the same value to the same field the same way."""
+    return (int(ticket_id), field_name, label, KIND[method])
+
+
+def write_audit(
+    lake: Lake, rows: list[dict[str, Any]], *, run_id: str, partition: datetime
+) -> WrittenPart | None:
+    """Append audit rows as a new part (never replacing an earlier one)."""
+    phase = rows[0]["phase"] if rows else "none"
+    return lake.write("audit", rows, date=partition, run_id=run_id, name=f"{phase}-{uuid.uuid4().hex}")
+
+
+def done_changes(lake: Lake, ticket_ids: Iterable[int]) -> set[ChangeKey]:
+    """Changes to these tickets that an earlier (or this) run already made."""
+    ids = sorted({int(i) for i in ticket_ids})
+    if not ids:
+        return set()
+    rows = lake.scan(
+        "audit",
+        filter=(pc.field("phase") == "result")
+        & pc.field("status").isin(list(DONE_STATUSES))
+        & pc.field("ticket_id").isin(ids),
+        columns=["ticket_id", "field", "label", "method"],
+    ).to_pylist()
+    return {change_key(r["ticket_id"], r["field"], r["label"], r["method"]) for r in rows}
+
+
+def dangling_intents(lake: Lake) -> list[dict[str, Any]]:
+    """Intent rows that never got a result (the run stopped between sending and recording)."""
+    intents = lake.scan("audit", filter=pc.field("phase") == "intent").to_pylist()
+    if not intents:
+        return []
+    results = lake.scan(
+        "audit", filter=pc.field("phase") == "result", columns=["write_id", "ticket_id", "field"]
+    ).to_pylist()
+    resolved = {(r["write_id"], r["ticket_id"], r["field"]) for r in results}
+    return [i for i in intents if (i["write_id"], i["ticket_id"], i["field"]) not in resolved]
+
+
+@dataclass
+class OwnWrites:
+    """``updated_at`` values our successful writes produced, exactly or within a time span."""
+
+    tolerance: timedelta
+    exact: dict[int, set[datetime]] = field(default_factory=lambda: defaultdict(set))
+    spans: dict[int, list[tuple[datetime, datetime]]] = field(default_factory=lambda: defaultdict(list))
+
+    def matches(self, ticket_id: int, updated_at: datetime) -> bool:
+        """Whether ``updated_at`` is the mark of one of our own writes to the ticket."""
+        if updated_at in self.exact.get(ticket_id, ()):
+            return True
+        slack = self.tolerance
+        return any(start - slack <= updated_at <= end + slack for start, end in self.spans.get(ticket_id, ()))
+
+
+def own_writes(lake: Lake, *, since: datetime, tolerance: timedelta) -> OwnWrites:
+    """Our successful writes that finished after ``since`` (minus the tolerance).
+
+    A write that returned the ticket (a single update) is known by its exact ``updated_at``; bulk
+    updates and notes by the span between sending and knowing the result.
+    """
+    found = OwnWrites(tolerance=tolerance)
+    rows = lake.scan(
+        "audit",
+        filter=(pc.field("phase") == "result")
+        & (pc.field("status") == "ok")
+        & (pc.field("completed_at") >= since - tolerance),
+        columns=["ticket_id", "ticket_updated_at", "sent_at", "completed_at"],
+    ).to_pylist()
+    for row in rows:
+        if row["ticket_updated_at"] is not None:
+            found.exact[row["ticket_id"]].add(row["ticket_updated_at"])
+        elif row["sent_at"] is not None:
+            found.spans[row["ticket_id"]].append((row["sent_at"], row["completed_at"]))
+    return found

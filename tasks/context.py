@@ -1,0 +1,54 @@
+"""What every stage of one run shares: its id, window, configuration and lake. No Prefect here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from triage.lake import Lake, Window
+from triage.lake.runs import WindowSource
+from triage.settings import Settings, load_settings
+
+
+class PipelineError(RuntimeError):
+    """A stage cannot run (no model, no data): the message says what to do."""
+
+
+class StageContext(BaseModel):
+    """Identifies one run and how to rebuild its settings (small and picklable: no secrets inside).
+
+    Settings are re-read from ``config_path`` (plus the environment and ``overrides``) where a stage
+    runs, so the API key travels through the environment or a Secret block, never as a parameter.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    flow: str
+    window_start: datetime
+    window_end: datetime
+    window_source: WindowSource
+    config_path: str | None = None
+    overrides: dict[str, Any] = {}
+    parent_run_id: str | None = None
+
+    @property
+    def window(self) -> Window:
+        return Window(start=self.window_start, end=self.window_end, source=self.window_source)
+
+    @property
+    def partition(self) -> datetime:
+        """The run's ``date=`` partition: the UTC date of its window end."""
+        return self.window_end
+
+    def settings(self) -> Settings:
+        return load_settings(self.config_path, **self.overrides)
+
+    def lake(self, settings: Settings | None = None) -> Lake:
+        return Lake((settings or self.settings()).pipeline.lake)
+
+    def model_store(self, settings: Settings | None = None) -> Path:
+        return Path((settings or self.settings()).model.store)

@@ -1,0 +1,153 @@
+"""Extract: tickets updated in the run's window, through the adapter, into ``tickets`` (in batches).
+
+A triage extract marks tickets it must not classify (``skip_reason``): resolved or closed ones,
+spam and deleted ones, and those whose last change was our own write (found in the audit trail),
+so that our writes never loop. A history extract (for training) keeps only resolved/closed ones.
+Rows the adapter cannot parse go to ``quarantine`` with their raw JSON: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from adapters.base import Ticket, TicketSystemAdapter
+from adapters.errors import MalformedTicketError
+from tasks.audit import OwnWrites, own_writes
+from tasks.context import StageContext
+from tasks.manifest import ExtractManifest, add_count
+from tasks.runlog import recorded
+from tasks.snapshots import ticket_row
+from triage.lake import Lake
+from triage.lake.runs import utcnow
+from triage.settings import Settings
+
+Purpose = Literal["triage", "history"]
+Progress = Callable[[float], None]
+PART_PREFIX = "extract-"
+
+
+async def extract(
+    ctx: StageContext,
+    adapter: TicketSystemAdapter,
+    *,
+    purpose: Purpose = "triage",
+    on_progress: Progress | None = None,
+) -> ExtractManifest:
+    """Read the window ``[ctx.window_start, ctx.window_end)`` into the lake; returns the manifest."""
+    settings = ctx.settings()
+    lake = ctx.lake(settings)
+    with recorded(ctx, lake, "extract", mode=settings.pipeline.mode) as record:
+        manifest = await _extract(ctx, settings, lake, adapter, purpose, record.started_at, on_progress)
+        record.rows_out, record.counts = manifest.rows, manifest.counts
+        record.high_water_mark = manifest.high_water_mark
+    return manifest
+
+
+async def _extract(
+    ctx: StageContext,
+    settings: Settings,
+    lake: Lake,
+    adapter: TicketSystemAdapter,
+    purpose: Purpose,
+    started: datetime,
+    on_progress: Progress | None,
+) -> ExtractManifest:
+    pipeline = settings.pipeline
+    # A retried extract replaces its own earlier output rather than adding to it.
+    for table in ("tickets", "quarantine"):
+        lake.remove_parts(table, date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
+    ours = own_writes(
+        lake, since=ctx.window_start, tolerance=timedelta(seconds=pipeline.own_write_tolerance_seconds)
+    )
+    history = set(pipeline.history_statuses)
+    quarantined: list[dict[str, Any]] = []
+
+    def quarantine(exc: MalformedTicketError) -> None:
+        quarantined.append(_quarantine_row(ctx.run_id, exc))
+
+    batch: list[dict[str, Any]] = []
+    paths: list[str] = []
+    counts: dict[str, dict[str, int]] = {}
+    rows = eligible = 0
+
+    def flush() -> None:
+        nonlocal batch
+        part = lake.write(
+            "tickets", batch, date=ctx.partition, run_id=ctx.run_id, name=f"{PART_PREFIX}{len(paths) + 1:05d}"
+        )
+        if part:
+            paths.append(part.path)
+        batch = []
+
+    span = (ctx.window_end - ctx.window_start).total_seconds() or 1.0
+    async for ticket in adapter.iter_updated_tickets(
+        ctx.window_start, ctx.window_end, on_malformed=quarantine
+    ):
+        reason = skip_reason(ticket, purpose=purpose, history_statuses=history, ours=ours)
+        batch.append(
+            ticket_row(ticket, run_id=ctx.run_id, purpose=purpose, extracted_at=utcnow(), skip_reason=reason)
+        )
+        rows += 1
+        eligible += reason is None
+        add_count(counts, "*", reason or "eligible")
+        if len(batch) >= pipeline.extract_batch_size:
+            flush()
+            if on_progress:
+                on_progress(min(1.0, (ticket.updated_at - ctx.window_start).total_seconds() / span))
+    if batch:
+        flush()
+    quarantine_paths = []
+    if quarantined:
+        part = lake.write(
+            "quarantine", quarantined, date=ctx.partition, run_id=ctx.run_id, name=f"{PART_PREFIX}00001"
+        )
+        quarantine_paths = [part.path] if part else []
+        add_count(counts, "*", "quarantined", len(quarantined))
+    add_count(counts, "*", "read", rows)
+    if on_progress:
+        on_progress(1.0)
+    return ExtractManifest(
+        run_id=ctx.run_id,
+        purpose=purpose,
+        paths=paths,
+        rows=rows,
+        eligible=eligible,
+        quarantined=len(quarantined),
+        quarantine_paths=quarantine_paths,
+        counts=counts,
+        started_at=started,
+        # Everything updated before the window end was read, unless the end lies in the future.
+        high_water_mark=min(ctx.window_end, started),
+    )
+
+
+def skip_reason(
+    ticket: Ticket, *, purpose: Purpose, history_statuses: set[int], ours: OwnWrites
+) -> str | None:
+    """Why ``ticket`` is not classified (``None``: it is)."""
+    if ticket.spam:
+        return "spam"
+    if ticket.deleted:
+        return "deleted"
+    resolved = ticket.status in history_statuses
+    if purpose == "history":
+        return None if resolved else "not_resolved"
+    if resolved:
+        return "resolved"
+    if ours.matches(ticket.id, ticket.updated_at):
+        return "own_write"
+    return None
+
+
+def _quarantine_row(run_id: str, exc: MalformedTicketError) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "stage": "extract",
+        "ticket_id": exc.ticket_id,
+        "error": str(exc),
+        "raw_json": json.dumps(exc.raw, sort_keys=True, default=str),
+        "quarantined_at": utcnow(),
+    }

@@ -1,0 +1,72 @@
+"""Stage manifests: what a stage wrote (lake paths, row counts), passed between tasks instead of data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+#: ``counts[field][outcome] = n``; ``"*"`` is the field for ticket-level counts.
+Counts = dict[str, dict[str, int]]
+
+
+class Manifest(BaseModel):
+    """Base of every stage manifest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    run_id: str
+    table: str
+    paths: list[str] = []
+    rows: int = 0
+    counts: Counts = {}
+
+
+class ExtractManifest(Manifest):
+    stage: str = "extract"
+    table: str = "tickets"
+    purpose: str = "triage"
+    eligible: int = 0
+    quarantined: int = 0
+    quarantine_paths: list[str] = []
+    started_at: datetime
+    high_water_mark: datetime
+
+
+class PredictManifest(Manifest):
+    stage: str = "predict"
+    table: str = "predictions"
+    model_name: str | None = None
+    model_version: str | None = None
+    #: field -> (apply threshold, suggest threshold) from the model's evaluation.
+    thresholds: dict[str, tuple[float | None, float | None]] = {}
+
+
+class DecideManifest(Manifest):
+    stage: str = "decide"
+    table: str = "decisions"
+    mode: str
+
+
+class PushManifest(Manifest):
+    stage: str = "push"
+    table: str = "audit"
+    mode: str
+    sent: int = 0
+    recovered: int = 0
+
+
+def add_count(counts: dict[str, dict[str, int]], field: str, outcome: str, n: int = 1) -> None:
+    """Increment ``counts[field][outcome]`` in place."""
+    bucket = counts.setdefault(field, {})
+    bucket[outcome] = bucket.get(outcome, 0) + n
+
+
+def count_rows(rows: list[dict[str, Any]], field_key: str, outcome_key: str) -> Counts:
+    """``counts[row[field_key]][row[outcome_key]]`` over ``rows``."""
+    counts: Counts = {}
+    for row in rows:
+        add_count(counts, str(row[field_key]), str(row[outcome_key]))
+    return counts

@@ -1,0 +1,162 @@
+"""The Prefect tasks: thin wrappers that add retries, result caching and progress to the stages.
+
+The stage logic lives in plain modules (:mod:`tasks.extract`, :mod:`tasks.predict`, ...) that
+import nothing of Prefect. Here:
+
+- retries with exponential backoff and jitter, only for transient ticket-system failures
+  (:func:`adapters.errors.is_transient`);
+- extract and predict persist their manifests under a cache key made of the run id (the flow-run
+  id) and the window, so a retried flow run gets them back as ``Cached`` and reuses the lake
+  partitions they point to; decide is cheap and re-runs; push is never cached (the audit trail is
+  its idempotency record);
+- a progress artifact per long stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
+
+from adapters.base import TicketSystemAdapter
+from adapters.errors import is_transient
+from adapters.registry import build_adapter
+from tasks import decide, extract, outcomes, predict, push, train
+from tasks.context import StageContext
+from tasks.manifest import DecideManifest, ExtractManifest, PredictManifest, PushManifest
+from tasks.outcomes import OutcomesManifest
+from tasks.train import TrainManifest
+
+T = TypeVar("T")
+CACHE_EXPIRATION = timedelta(days=7)
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """``retry_condition_fn``: retry only 429s, 5xx, timeouts and malformed responses."""
+    try:
+        state.result()
+    except Exception as exc:  # the task's own exception, re-raised by result()
+        return is_transient(exc)
+    return False
+
+
+def _stage_key(stage: str) -> Callable[[TaskRunContext, dict[str, Any]], str]:
+    def key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+        ctx: StageContext = parameters["ctx"]
+        extra = parameters.get("purpose", "")
+        return f"{stage}-{ctx.run_id}-{ctx.window_start:%Y%m%dT%H%M%S}-{ctx.window_end:%Y%m%dT%H%M%S}{extra}"
+
+    return key
+
+
+_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=10),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_if_transient,
+}
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from sync code, even where an event loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def with_adapter(ctx: StageContext, work: Callable[[TicketSystemAdapter], Awaitable[T]]) -> T:
+    """Build the configured adapter, run ``work`` with it and close it."""
+    async with build_adapter(ctx.settings().ticket_system) as adapter:
+        return await work(adapter)
+
+
+@contextmanager
+def progress(stage: str) -> Iterator[Callable[[float], None]]:
+    """A progress artifact for ``stage``; yields a callback taking a fraction 0..1."""
+    artifact_id = create_progress_artifact(progress=0.0, description=f"{stage}: progress")
+    last = [0.0]
+
+    def report(fraction: float) -> None:
+        percent = round(100.0 * max(0.0, min(1.0, fraction)), 1)
+        if percent >= last[0] + 5.0 or (percent == 100.0 and last[0] < 100.0):
+            update_progress_artifact(artifact_id=artifact_id, progress=percent)
+            last[0] = percent
+
+    yield report
+    report(1.0)
+
+
+@task(
+    name="extract",
+    persist_result=True,
+    cache_key_fn=_stage_key("extract"),
+    cache_expiration=CACHE_EXPIRATION,
+    **_RETRIES,
+)
+def extract_task(ctx: StageContext, purpose: extract.Purpose = "triage") -> ExtractManifest:
+    """Tickets updated in the window -> ``tickets`` (and ``quarantine``)."""
+    with progress(f"extract ({purpose})") as report:
+        return run_async(
+            with_adapter(
+                ctx, lambda adapter: extract.extract(ctx, adapter, purpose=purpose, on_progress=report)
+            )
+        )
+
+
+@task(
+    name="predict", persist_result=True, cache_key_fn=_stage_key("predict"), cache_expiration=CACHE_EXPIRATION
+)
+def predict_task(ctx: StageContext, tickets: ExtractManifest) -> PredictManifest:
+    """The current model over the eligible tickets -> ``predictions``."""
+    with progress("predict") as report:
+        return predict.predict(ctx, tickets, on_progress=report)
+
+
+@task(name="decide", **_RETRIES)
+def decide_task(ctx: StageContext, tickets: ExtractManifest, predictions: PredictManifest) -> DecideManifest:
+    """Per-field rules against the ticket system's field metadata -> ``decisions``."""
+
+    async def run(adapter: TicketSystemAdapter) -> DecideManifest:
+        return decide.decide(ctx, tickets, predictions, await adapter.get_fields())
+
+    return run_async(with_adapter(ctx, run))
+
+
+@task(name="push", cache_policy=None, persist_result=False, **_RETRIES)
+def push_task(ctx: StageContext, decisions: DecideManifest, tickets: ExtractManifest) -> PushManifest:
+    """Re-check, write (or note) and audit; resumes from the audit trail after a crash."""
+    with progress("push") as report:
+        return run_async(
+            with_adapter(ctx, lambda adapter: push.push(ctx, decisions, tickets, adapter, on_progress=report))
+        )
+
+
+@task(name="train", persist_result=True, cache_key_fn=_stage_key("train"), cache_expiration=CACHE_EXPIRATION)
+def train_task(ctx: StageContext, history: ExtractManifest, promote: bool = True) -> TrainManifest:
+    """Train on the resolved history, evaluate, register (promote if not worse)."""
+
+    async def specs(adapter: TicketSystemAdapter) -> dict[str, Any]:
+        return await adapter.get_fields()
+
+    return train.train_from_history(ctx, history, run_async(with_adapter(ctx, specs)), promote=promote)
+
+
+@task(name="outcomes", **_RETRIES)
+def outcomes_task(ctx: StageContext, history: ExtractManifest, days: int) -> OutcomesManifest:
+    """Predictions of recently resolved tickets beside the values agents finally set -> ``outcomes``."""
+
+    async def run(adapter: TicketSystemAdapter) -> OutcomesManifest:
+        return outcomes.compare_outcomes(ctx, history, await adapter.get_fields(), days=days)
+
+    return run_async(with_adapter(ctx, run))

@@ -1,0 +1,62 @@
+"""Record each stage attempt in ``runs``: ``ok`` with its counts, or ``failed`` with the error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tasks.context import StageContext
+from tasks.manifest import Counts
+from triage.lake import Lake, record_stage
+from triage.lake.runs import utcnow
+from triage.redaction import redact
+
+
+@dataclass
+class StageRecord:
+    """Filled in by the stage while it runs; written when it ends."""
+
+    started_at: datetime = field(default_factory=utcnow)
+    rows_in: int | None = None
+    rows_out: int | None = None
+    counts: Counts | None = None
+    high_water_mark: datetime | None = None
+    model_version: str | None = None
+    message: str | None = None
+
+
+@contextmanager
+def recorded(ctx: StageContext, lake: Lake, stage: str, *, mode: str | None) -> Iterator[StageRecord]:
+    """Write one ``runs`` row for the stage when the block ends, whether it succeeds or fails."""
+    record = StageRecord()
+    try:
+        yield record
+    except BaseException as exc:
+        _write(ctx, lake, stage, mode, record, "failed", redact(f"{type(exc).__name__}: {exc}"))
+        raise
+    _write(ctx, lake, stage, mode, record, "ok", record.message)
+
+
+def _write(
+    ctx: StageContext, lake: Lake, stage: str, mode: str | None, record: StageRecord, status, message
+) -> None:
+    record_stage(
+        lake,
+        run_id=ctx.run_id,
+        flow=ctx.flow,
+        stage=stage,
+        status=status,
+        started_at=record.started_at,
+        window=ctx.window,
+        partition=ctx.partition,
+        high_water_mark=record.high_water_mark,
+        mode=mode,
+        model_version=record.model_version,
+        rows_in=record.rows_in,
+        rows_out=record.rows_out,
+        counts=record.counts,
+        message=message,
+        parent_run_id=ctx.parent_run_id,
+    )

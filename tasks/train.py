@@ -1,0 +1,102 @@
+"""Train: a model from the helpdesk's resolved tickets (the agents' final values are the labels).
+
+Reads the history extract from the lake, turns native values into labels with the ticket system's
+field metadata, trains and evaluates (:func:`models.training.train`), and registers the version in
+the model store, which promotes it only if it is not worse than the current one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import Field
+
+from adapters.base import FieldSpec
+from models.store import ModelStore
+from models.training import TrainConfig, train
+from tasks.context import PipelineError, StageContext
+from tasks.manifest import ExtractManifest, Manifest
+from tasks.runlog import recorded
+from tasks.snapshots import label_of, latest_snapshots, row_ticket
+
+
+class TrainManifest(Manifest):
+    stage: str = "train"
+    table: str = "tickets"
+    model_version: str
+    promoted: bool
+    reason: str
+    model_path: str
+    #: field -> {"macro_f1", "baseline_macro_f1", "apply_threshold", "apply_coverage"}
+    metrics: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+
+
+def history_frame(
+    history: pd.DataFrame | list[dict[str, Any]], specs: Mapping[str, FieldSpec], fields: list[str]
+) -> pd.DataFrame:
+    """``subject``, ``description`` and one label column per field from ``tickets`` rows (None: unset)."""
+    records = []
+    for row in history if isinstance(history, list) else history.to_dict("records"):
+        ticket = row_ticket(row)
+        labels = {name: label_of(specs.get(name), ticket.native(name)) for name in fields}
+        records.append(
+            {"ticket_id": ticket.id, "subject": ticket.subject, "description": ticket.description, **labels}
+        )
+    return pd.DataFrame.from_records(records, columns=["ticket_id", "subject", "description", *fields])
+
+
+def train_from_history(
+    ctx: StageContext,
+    history: ExtractManifest,
+    specs: Mapping[str, FieldSpec],
+    *,
+    promote: bool = True,
+    **config_overrides: Any,
+) -> TrainManifest:
+    """Train on ``history``'s resolved tickets and register the model (promoting it if not worse)."""
+    settings = ctx.settings()
+    lake = ctx.lake(settings)
+    with recorded(ctx, lake, "train", mode=None) as record:
+        rows = list(latest_snapshots(lake.read_paths("tickets", history.paths), eligible_only=True).values())
+        fields = settings.enabled_fields()
+        frame = history_frame(rows, specs, fields)
+        record.rows_in = len(frame)
+        if frame.empty:
+            raise PipelineError(
+                f"no resolved tickets (statuses {settings.pipeline.history_statuses}) between "
+                f"{ctx.window_start:%Y-%m-%d} and {ctx.window_end:%Y-%m-%d} to learn from"
+            )
+        result = train(frame, TrainConfig.from_settings(settings, **config_overrides))
+        store = ModelStore(settings.model.store)
+        if promote:
+            version, promoted, reason = store.register(result)
+        else:
+            version, promoted, reason = store.save(result), False, "saved without promotion (promote=False)"
+        metrics = {
+            name: {
+                "macro_f1": outcome.evaluation.macro_f1,
+                "baseline_macro_f1": outcome.baseline.macro_f1,
+                "apply_threshold": outcome.evaluation.apply.threshold if outcome.evaluation.apply else None,
+                "apply_coverage": outcome.evaluation.apply.coverage if outcome.evaluation.apply else None,
+            }
+            for name, outcome in result.fields.items()
+        }
+        record.model_version, record.rows_out = version.version, len(frame)
+        record.message = reason
+        record.counts = {
+            name: {"train": outcome.n_train, "test": outcome.n_test}
+            for name, outcome in result.fields.items()
+        }
+        return TrainManifest(
+            run_id=ctx.run_id,
+            rows=len(frame),
+            model_version=version.version,
+            promoted=promoted,
+            reason=reason,
+            model_path=str(Path(store.path(version.version)).resolve()),
+            metrics=metrics,
+            counts=record.counts,
+        )

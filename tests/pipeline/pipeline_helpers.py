@@ -1,0 +1,94 @@
+"""Helpers for stage tests: predictions straight from the simulator's hidden truth, change logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from tasks.context import StageContext
+from tasks.manifest import ExtractManifest, PredictManifest
+from tasks.snapshots import latest_snapshots
+
+THRESHOLDS = {"group": (0.8, 0.5), "priority": (0.8, 0.5), "type": (0.8, 0.5)}
+
+
+def fake_predictions(
+    ctx: StageContext,
+    tickets: ExtractManifest,
+    choose: Callable[[int, str], tuple[str, float] | None],
+    *,
+    fields=("group", "priority", "type"),
+) -> PredictManifest:
+    """Predictions for the extract's eligible tickets as ``choose(ticket_id, field)`` says."""
+    lake = ctx.lake()
+    now = datetime.now(UTC)
+    rows = []
+    for ticket_id in latest_snapshots(lake.read_paths("tickets", tickets.paths), eligible_only=True):
+        for field in fields:
+            picked = choose(ticket_id, field)
+            if picked is None:
+                continue
+            label, p = picked
+            rows.append(
+                {
+                    "run_id": ctx.run_id,
+                    "ticket_id": ticket_id,
+                    "field": field,
+                    "label": label,
+                    "probability": p,
+                    "top_k": [{"label": label, "probability": p}],
+                    "model_name": "fake",
+                    "model_version": "v-test",
+                    "text_hash": "0" * 64,
+                    "predicted_at": now,
+                }
+            )
+    part = lake.write("predictions", rows, date=ctx.partition, run_id=ctx.run_id, name="predict-00001")
+    return PredictManifest(
+        run_id=ctx.run_id,
+        paths=[part.path] if part else [],
+        rows=len(rows),
+        model_name="fake",
+        model_version="v-test",
+        thresholds=THRESHOLDS,
+    )
+
+
+def truth_predictions(
+    sim, confident: Callable[[int], bool]
+) -> Callable[[int, str], tuple[str, float] | None]:
+    """The true label at 0.95 for tickets ``confident`` picks, else at 0.3 (below every threshold)."""
+    truth = sim.truth()
+
+    def choose(ticket_id: int, field: str):
+        label = truth.get(ticket_id, {}).get(field)
+        if label is None:
+            return None
+        return label, (0.95 if confident(ticket_id) else 0.3)
+
+    return choose
+
+
+def api_changes(sim) -> list:
+    """Changes made through the API or bulk updates (not by agents)."""
+    return [c for c in sim.changes if c.source in ("api", "bulk")]
+
+
+def write_config(path: Path, sim, tmp: Path, **pipeline) -> Path:
+    data = {
+        "ticket_system": {
+            "adapter": "freshdesk",
+            "base_url": sim.base_url,
+            "plan": "custom",
+            "rate_limit_total": 100000,
+            "bulk_poll_interval_seconds": 0.05,
+            "backoff_base_seconds": 0.01,
+        },
+        "pipeline": {"lake": str(tmp / "lake"), "mode": "apply", "bulk_settle_seconds": 0, **pipeline},
+        "model": {"store": str(tmp / "models")},
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
