@@ -115,3 +115,13 @@ def run_history(lake: Lake, run_id: str) -> list[dict[str, Any]]:
     """Every runs row of one run, oldest first (for reports and tests)."""
     rows = lake.scan("runs", filter=pc.field("run_id") == run_id).to_pylist()
     return sorted(rows, key=lambda r: r["started_at"])
+
+
+def completed_windows(lake: Lake, *, flow: str) -> set[tuple[datetime, datetime]]:
+    """``(window_start, window_end)`` of every completed run of ``flow`` (a backfill resumes past them)."""
+    rows = lake.scan(
+        "runs",
+        filter=(pc.field("flow") == flow) & (pc.field("stage") == "run") & (pc.field("status") == "ok"),
+        columns=["window_start", "window_end"],
+    ).to_pylist()
+    return {(r["window_start"], r["window_end"]) for r in rows}
