@@ -167,6 +167,8 @@ def evaluate_field(
     (default: the larger of 30 and 2% of the rows) is the fewest rows a threshold must select.
     """
     labels = [str(label) for label in labels]
+    if any(y is None or y != y for y in y_true):  # y != y: NaN
+        raise ValueError("y_true has missing labels (None/NaN): evaluate labelled rows only")
     truth = np.asarray([str(y) for y in y_true], dtype=object)
     proba = _checked_proba(proba, len(truth), labels)
     for name, value in (("target_precision", target_precision), ("suggest_precision", suggest_precision)):

@@ -173,6 +173,9 @@ def test_to_dict_is_json_and_thinned():
         (["a"], np.array([[0.5, 0.5, 0.0]]), "shape"),
         (["a"], np.array([[np.nan, 0.5]]), "NaN"),
         (["a", "b"], np.array([[0.5, 0.5]]), "shape"),
+        (["a", None], np.array([[0.5, 0.5], [0.5, 0.5]]), "missing labels"),
+        (["a", float("nan")], np.array([[0.5, 0.5], [0.5, 0.5]]), "missing labels"),
+        (["a"], np.array([[0.5, 1.5]]), r"\[0, 1\]"),
     ],
 )
 def test_bad_input_is_refused(y_true, proba, message):
