@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 Plan = Literal["growth", "pro", "enterprise", "trial", "custom", "unlimited"]
 FaultKind = Literal["error", "drop", "malformed", "storm", "latency"]
@@ -54,6 +54,8 @@ class FaultRule:
     path: str | None = None
 
     def __post_init__(self) -> None:
+        if self.kind not in get_args(FaultKind):
+            raise ValueError(f"unknown fault kind {self.kind!r} (one of {', '.join(get_args(FaultKind))})")
         triggers = [t for t in (self.next, self.every, self.rate) if t is not None]
         if len(triggers) > 1:
             raise ValueError("a fault rule takes at most one of next, every, rate")

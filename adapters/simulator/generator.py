@@ -3,8 +3,8 @@
 Each ticket gets a group, a type, a priority and a product, and text built from them: the topic
 names the group's subject matter, the phrasing follows the type, urgency cues follow the priority,
 and the product is named or only hinted at. The link is real but noisy, like a real helpdesk:
-agents file some tickets under a neighbouring group, cues are often missing or misleading, and
-some tickets mention a second topic. The same seed always gives the same tickets.
+agents file some tickets under a neighbouring group, customers phrase some tickets like another
+type, cues are often missing or misleading, and some tickets mention a second topic. The same seed always gives the same tickets.
 """
 
 from __future__ import annotations
@@ -76,6 +76,15 @@ _NEIGHBOURS = {
     "Sales": ("Billing", "Onboarding"),
     "Infrastructure": ("Technical Support",),
     "Onboarding": ("Technical Support", "Sales"),
+}
+
+# Types that customers' phrasing is easily mistaken for.
+_TYPE_CONFUSIONS = {
+    "Question": ("Feature Request", "Problem"),
+    "Incident": ("Problem",),
+    "Problem": ("Incident", "Question"),
+    "Feature Request": ("Question",),
+    "Refund": ("Question", "Problem"),
 }
 
 # Topics per group: (English noun phrase, German noun phrase, English subject, German subject).
@@ -531,7 +540,10 @@ def generate_ticket(rng: random.Random, german_share: float = 0.35) -> LabelledT
         "count": rng.randint(3, 90),
         "user": rng.choice(_NAMES).lower(),
     }
-    lines = [rng.choice(_GREETINGS[lang]), "", rng.choice(_TYPE_LINES[ticket_type][lang]).format(**fill)]
+    phrasing = ticket_type
+    if rng.random() < 0.15:  # the customer's words suggest another type than the agent chose
+        phrasing = rng.choice(_TYPE_CONFUSIONS[ticket_type])
+    lines = [rng.choice(_GREETINGS[lang]), "", rng.choice(_TYPE_LINES[phrasing][lang]).format(**fill)]
     if rng.random() < 0.7:
         lines.append(rng.choice(_DETAILS[topic_group][lang]).format(**fill))
     if rng.random() < 0.15:  # a second, unrelated topic muddies the text

@@ -26,7 +26,7 @@ Predicate = Callable[[StoredTicket], bool]
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<op>AND|OR)(?=[\s()]|$)"
-    r"|(?P<field>[A-Za-z_][A-Za-z0-9_]*):(?P<cmp>[<>])?(?P<value>'[^']*'|-?\d+|null|true|false)(?=[\s()]|$))"
+    r"|(?P<field>[A-Za-z_][A-Za-z0-9_]*):(?P<cmp>[<>])?(?P<value>'[^']*'|-?\d+|[A-Za-z_][\w.-]*)(?=[\s()]|$))"
 )
 _DATE_FIELDS = ("created_at", "updated_at", "due_by", "fr_due_by", "nr_due_by")
 _INT_FIELDS = {"group_id": "group_id", "agent_id": "responder_id", "priority": "priority", "status": "status"}
@@ -146,48 +146,52 @@ class _Parser:
 
     def _term(self, term: _Term) -> Predicate:
         name, raw, cmp = term.field, term.raw, term.cmp
+        custom = self.account.custom_fields.get(name)
+        if (
+            name not in _DATE_FIELDS
+            and name not in _INT_FIELDS
+            and name not in ("type", "tag")
+            and custom is None
+        ):
+            return self._fail(invalid_field(name))
+        if name in _INT_FIELDS:
+            return self._int_term(name, raw, cmp)
         quoted = raw.startswith("'")
-        value = raw[1:-1] if quoted else raw
+        if (cmp is not None and name not in _DATE_FIELDS) or (not quoted and raw != "null"):
+            raise SearchError([field_error("query", QUERY_FORMAT_INVALID)])  # strings must be quoted
+        value = raw[1:-1]
         if name in _DATE_FIELDS:
             if raw == "null":
                 return lambda t: False  # these dates are always set in the simulator
-            day = parse_day(value) if quoted else None
+            day = parse_day(value)
             if day is None:
                 return self._fail(field_error(name, INVALID_DATE.format(accepted="yyyy-mm-dd")))
             attr = "due_by" if name == "nr_due_by" else name
             return _compare(lambda t: getattr(t, attr) // 86400 * 86400, cmp, day)
-        if cmp is not None and not (name in _INT_FIELDS and not quoted and raw != "null"):
-            raise SearchError([field_error("query", QUERY_FORMAT_INVALID)])
-        if name in _INT_FIELDS:
-            return self._int_term(name, raw, cmp)
         if name == "type":
-            types = self.account.ticket_types
             if raw == "null":
                 return lambda t: t.type is None
-            canonical = self.account.canonical_type(value) if quoted else None
+            canonical = self.account.canonical_type(value)
             if canonical is None:
-                return self._fail(field_error("type", one_of(types)))
+                return self._fail(field_error("type", one_of(self.account.ticket_types)))
             return lambda t: t.type == canonical
         if name == "tag":
             if raw == "null":
                 return lambda t: not t.tags
-            lowered = value.lower()
-            return lambda t: any(tag.lower() == lowered for tag in t.tags)
-        spec = self.account.custom_fields.get(name)
-        if spec is None:
-            return self._fail(invalid_field(name))
+            return lambda t: any(tag.lower() == value.lower() for tag in t.tags)
+        assert custom is not None
         if raw == "null":
             return lambda t: t.custom_fields.get(name) in (None, "")
-        if spec.type == "custom_dropdown":
-            choice = next((c for c in spec.choices if c.lower() == value.lower()), None) if quoted else None
+        if custom.type == "custom_dropdown":
+            choice = next((c for c in custom.choices if c.lower() == value.lower()), None)
             if choice is None:
-                return self._fail(field_error(name, one_of(spec.choices)))
+                return self._fail(field_error(name, one_of(custom.choices)))
             return lambda t: t.custom_fields.get(name) == choice
         return lambda t: t.custom_fields.get(name) == value
 
     def _int_term(self, name: str, raw: str, cmp: str | None) -> Predicate:
         attr = _INT_FIELDS[name]
-        if raw == "null":
+        if raw == "null" and cmp is None:
             return lambda t: getattr(t, attr) is None
         if not raw.lstrip("-").isdigit():
             return self._fail(field_error(name, "It should be a/an Positive Integer", "datatype_mismatch"))

@@ -222,7 +222,12 @@ class Simulator:
         values: dict[str, Any] = {}
         for name, value in changes.items():
             if name == "group":
-                values["group_id"] = None if value is None else account.group_id(str(value))
+                try:
+                    values["group_id"] = None if value is None else account.group_id(str(value))
+                except KeyError:
+                    raise ValueError(
+                        f"group {value!r} is not one of {list(account.groups.values())}"
+                    ) from None
             elif name == "priority":
                 values["priority"] = PRIORITIES[value] if isinstance(value, str) else int(value)
                 if values["priority"] not in PRIORITIES.values():

@@ -75,6 +75,8 @@ def simulator(
 
     try:
         serve_forever(sim, host, port, on_ready=announce)
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled once it has shut down
+        typer.echo("simulator stopped")
     except OSError as exc:
         typer.echo(f"error: cannot listen on {host}:{port}: {exc}", err=True)
         raise typer.Exit(2) from None
