@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from adapters.simulator import listing, search
+from adapters.simulator import bulk, listing, search
 from adapters.simulator.responses import (
     INVALID_JSON,
     MISSING_FIELD,
@@ -37,7 +37,6 @@ from adapters.simulator.tickets import StoredTicket, full_view, list_item, stats
 from adapters.simulator.validation import validate_update
 
 SHOW_INCLUDES = ("conversations", "requester", "company", "stats", "sla_policy")
-MAX_BULK_IDS = 100
 MAX_INCLUDED_CONVERSATIONS = 10
 NOTE_FIELDS = ("body", "private", "incoming", "notify_emails", "user_id")
 FIELD_TYPES = (
@@ -399,55 +398,14 @@ class FreshdeskApi:
             return failure
         if not isinstance(body, dict):
             return request_error(400, "invalid_json", INVALID_JSON)
-        errors = [invalid_field(key) for key in body if key != "bulk_action"]
-        action = body.get("bulk_action")
-        if action is None:
-            errors.append(field_error("bulk_action", MISSING_FIELD, "missing_field"))
-            return validation_failed(errors)
-        if not isinstance(action, dict):
-            errors.append(
-                field_error("bulk_action", should_be("key/value pair", action), "datatype_mismatch")
-            )
-            return validation_failed(errors)
-        errors += [invalid_field(key) for key in action if key not in ("ids", "properties", "reply")]
-        ids = action.get("ids")
-        if not ids:
-            errors.append(field_error("ids", MISSING_FIELD, "missing_field"))
-        elif not isinstance(ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids
-        ):
-            errors.append(
-                field_error(
-                    "ids", "It should contain elements of type Positive Integer only", "datatype_mismatch"
-                )
-            )
-        elif len(ids) > MAX_BULK_IDS:
-            errors.append(
-                field_error("ids", f"Has {len(ids)} elements, it can have maximum of {MAX_BULK_IDS} elements")
-            )
-        properties, reply = action.get("properties"), action.get("reply")
-        if properties is None and reply is None:
-            errors.append(
-                field_error("request", "Please fill at least 1 of properties, reply fields", "missing_field")
-            )
-        if properties is not None:
-            if not isinstance(properties, dict) or not properties:
-                errors.append(
-                    field_error("properties", should_be("key/value pair", properties), "datatype_mismatch")
-                )
-            else:
-                errors += validate_update(properties, self.store.account, None)[0]
-        if reply is not None and not (
-            isinstance(reply, dict) and isinstance(reply.get("body"), str) and reply["body"].strip()
-        ):
-            errors.append(field_error("reply", MISSING_FIELD, "missing_field"))
+        errors, action = bulk.validate_bulk(body, self.store)
         if errors:
             return validation_failed(errors)
         job = Job(
             id=uuid.uuid4().hex,
-            ids=list(dict.fromkeys(ids)),
-            properties=properties or {},
-            reply=reply,
+            ids=list(dict.fromkeys(action["ids"])),
+            properties=action.get("properties") or {},
+            reply=action.get("reply"),
             ready_at=self.store.clock.time() + self.bulk_delay_seconds,
             request_id=req.request_id,
         )
@@ -455,53 +413,16 @@ class FreshdeskApi:
         return json_response(202, {"job_id": job.id, "href": f"{req.base_url}/jobs/{job.id}"})
 
     def run_due_jobs(self, now: float) -> None:
-        """Apply every bulk job whose delay has passed (tags append; failures go into the job)."""
+        """Apply every bulk job whose delay has passed."""
         for job in self.store.jobs.values():
             if job.status == "IN PROGRESS" and job.ready_at <= now:
-                self._apply_job(job)
-
-    def _apply_job(self, job: Job) -> None:
-        account = self.store.account
-        for tid in job.ids:
-            ticket = self.store.get(tid)
-            if ticket is None:
-                job.results.append(
-                    {
-                        "id": tid,
-                        "success": False,
-                        "errors": [field_error("id", "There is no ticket matching the given id")],
-                    }
-                )
-                continue
-            if ticket.spam or ticket.deleted:
-                message = "The ticket is spam or deleted and cannot be updated"
-                job.results.append({"id": tid, "success": False, "errors": [field_error("id", message)]})
-                continue
-            errors, values = validate_update(job.properties, account, ticket)
-            if errors:
-                job.results.append({"id": tid, "success": False, "errors": errors})
-                continue
-            self.store.apply(
-                ticket, values, source="bulk", request_id=job.request_id, job_id=job.id, append_tags=True
-            )
-            if job.reply:
-                self.store.add_note(
-                    ticket,
-                    job.reply["body"],
-                    private=False,
-                    user_id=account.me,
-                    source=0,
-                    request_id=job.request_id,
-                )
-            job.results.append({"id": tid, "success": True})
-        succeeded = sum(1 for r in job.results if r["success"])
-        job.status = "SUCCESS" if succeeded == len(job.ids) else "PARTIAL" if succeeded else "FAILED"
+                bulk.apply_job(job, self.store)
 
     def show_job(self, req: ApiRequest, matched: re.Match[str]) -> ApiResponse:
         job = self.store.jobs.get(matched.group(1))
         if job is None:
             return empty(404)
-        return json_response(200, job_json(job))
+        return json_response(200, bulk.job_json(job))
 
     # -- search ----------------------------------------------------------------------------------
 
@@ -575,10 +496,3 @@ class FreshdeskApi:
     def me(self, req: ApiRequest, matched: re.Match[str]) -> ApiResponse:
         account = self.store.account
         return json_response(200, account.agent_json(account.agents[account.me]))
-
-
-def job_json(job: Job) -> dict[str, Any]:
-    """``GET /jobs/{id}``: ``IN PROGRESS`` while waiting, then the outcome with per-ticket ``data``."""
-    if job.status == "IN PROGRESS":
-        return {"id": job.id, "status": job.status}
-    return {"id": job.id, "status": job.status, "data": list(job.results)}

@@ -6,11 +6,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from adapters.simulator.config import RateLimits
-
-SubLimit = Literal["tickets_list", "ticket_update", "ticket_create"]
 
 #: ``X-RateLimit-Total`` reported when no limit is configured.
 UNLIMITED_TOTAL = 1_000_000
@@ -62,8 +59,9 @@ class RateLimiter:
             self._calls = {}
         return now
 
-    def charge(self, cost: int, sub_limit: SubLimit | None = None) -> Verdict:
-        """Take ``cost`` credits (and one call of ``sub_limit``) or refuse with ``retry_after``."""
+    def charge(self, cost: int, sub_limit: str | None = None) -> Verdict:
+        """Take ``cost`` credits (and one call of ``sub_limit``: ``tickets_list``, ``ticket_update`` or
+        ``ticket_create``) or refuse with ``retry_after``."""
         now = self._roll()
         total = self.limits.total if self.limits else UNLIMITED_TOTAL
         cap = getattr(self.limits, sub_limit) if self.limits and sub_limit else None

@@ -14,15 +14,17 @@ import binascii
 import json
 import logging
 import random
+import re
 import threading
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 from adapters.simulator.account import PRIORITIES, STATUSES
-from adapters.simulator.api import ApiRequest, FreshdeskApi, credits_for, job_json, match_route
+from adapters.simulator.api import ApiRequest, FreshdeskApi, Route, credits_for, match_route
+from adapters.simulator.bulk import job_json
 from adapters.simulator.config import SimulatorConfig
-from adapters.simulator.faults import FaultInjector
+from adapters.simulator.faults import FaultInjector, FaultPlan
 from adapters.simulator.generator import generate_ticket
 from adapters.simulator.ratelimit import RateLimiter
 from adapters.simulator.responses import (
@@ -43,6 +45,7 @@ from adapters.simulator.timeutil import format_ts
 log = logging.getLogger(__name__)
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+Routed = tuple[Route, re.Match[str]]
 API_VERSION = "latest=v2; requested=v2"
 
 
@@ -96,7 +99,7 @@ class Simulator:
                 self._log_write(req, response)
             return response
 
-    def _answer(self, req: ApiRequest, plan: Any, routed: Any) -> ApiResponse:
+    def _answer(self, req: ApiRequest, plan: FaultPlan, routed: Routed | None) -> ApiResponse:
         if plan.storm_retry_after is not None:
             return json_response(429, {"message": RATE_LIMITED}, {"Retry-After": str(plan.storm_retry_after)})
         if plan.drop_before:
@@ -106,19 +109,21 @@ class Simulator:
         route = routed[0] if routed else None
         cost = credits_for(req, route) if route else 1
         sub_limit = route.sub_limit.get(req.method) if route else None
-        verdict = self.limiter.charge(cost, sub_limit)  # type: ignore[arg-type]
+        verdict = self.limiter.charge(cost, sub_limit)
         if not verdict.allowed:
             return json_response(429, {"message": RATE_LIMITED}, {"Retry-After": str(verdict.retry_after)})
         response = self._authorised(req, routed)
         response.headers["X-RateLimit-Total"] = str(verdict.total)
         response.headers["X-RateLimit-Remaining"] = str(verdict.remaining)
         response.headers["X-RateLimit-Used-CurrentRequest"] = str(verdict.cost)
-        if plan.malformed:
-            response.body = (response.body or b'{"')[: max(2, len(response.body) // 2)]
+        if plan.malformed:  # half a JSON document never parses; tiny bodies become '{"'
+            half = response.body[: len(response.body) // 2]
+            response.body = half if len(half) >= 2 else b'{"'
+
         response.drop = plan.drop_after
         return response
 
-    def _authorised(self, req: ApiRequest, routed: Any) -> ApiResponse:
+    def _authorised(self, req: ApiRequest, routed: Routed | None) -> ApiResponse:
         if routed is None:
             return empty(404)
         key = basic_username(req.headers.get("authorization", ""))
@@ -313,9 +318,13 @@ class Simulator:
             self.clock.advance(seconds)
 
     def reset(self) -> None:
-        """Reseed from the configuration; clear logs, counters, jobs, faults and the rate window."""
+        """Reseed from the configuration: clears logs, counters, jobs, the clock offset, the rate
+        window, and faults back to the configured ones."""
         with self._lock:
-            self.faults = FaultInjector(self.config.faults, seed=self.config.seed)
+            self.clock.offset = 0.0
+            self.faults.clear()
+            for rule in self.config.faults:
+                self.faults.add(rule)
             self.limiter.configure(self.config.rate_limits(), self.config.window_seconds)
             self._load()
 
