@@ -268,3 +268,26 @@ def test_agent_edit_changes_the_ticket_outside_the_api(sim, client):
         sim.agent_edit(tid, group="No Such Group")
     with pytest.raises(KeyError):
         sim.agent_edit(10**9, priority=2)
+
+
+def test_create_ticket_needs_a_requester_and_counts_as_a_create(sim, client):
+    email = next(iter(sim.store.account.contacts.values())).email
+    created = client.post(
+        "/tickets", json={"email": email, "subject": "Hi", "description": "Printer on fire", "priority": 2}
+    )
+    assert created.status_code == 201
+    ticket = created.json()
+    assert created.headers["location"] == f"{sim.base_url}/tickets/{ticket['id']}"
+    assert (ticket["status"], ticket["priority"], ticket["group_id"], ticket["description_text"]) == (
+        2,
+        2,
+        None,
+        "Printer on fire",
+    )
+    assert ticket["id"] == max(sim.ticket_ids())
+    assert sim.stats()["rate_limit"]["calls"]["ticket_create"] == 1
+    missing = client.post("/tickets", json={"subject": "Hi"})
+    assert {e["field"]: e["code"] for e in missing.json()["errors"]} == {
+        "requester_id": "missing_field",
+        "description": "missing_field",
+    }
