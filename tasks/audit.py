@@ -29,6 +29,24 @@ KIND = {"update": "write", "bulk_update": "write", "note": "note"}
 
 ChangeKey = tuple[int, str, str | None, str]
 
+#: Every audit reason code with what it means (the README's table is generated from this).
+AUDIT_REASONS: dict[str, str] = {
+    "agent_changed": "skipped: the field changed since the snapshot (an agent set it); left alone",
+    "already_set": "skipped: the ticket already has this value",
+    "gone": "skipped: the ticket became spam or was deleted",
+    "requires_unmet": "skipped: a field this one requires is no longer written or set",
+    "unresolved_write": "skipped: an earlier bulk write to the ticket may still be running",
+    "confirmed_on_reread": "ok: a crash cut the request off; a re-read shows the value was written",
+    "not_found_on_reread": "not_applied: a crash cut the request off; a re-read shows no such change",
+    "note_unverifiable": "unknown: a crash cut a note off; notes cannot be re-read, so it is not resent",
+    "bulk_failed": "failed: the bulk job reported this ticket as failed (see error)",
+    "ValidationError": "failed: the ticket system rejected the values (400; error lists each field)",
+    "GoneError": "failed: the ticket is spam or deleted (405)",
+    "NotFoundError": "failed: no such ticket (404)",
+    "ForbiddenError": "failed: the API key's agent may not change this ticket (403)",
+    "UnknownLabelError": "failed: a value the ticket system does not know; nothing was sent",
+}
+
 
 def change_key(ticket_id: int, field_name: str, label: str | None, method: str) -> ChangeKey:
     """Identity of a change for idempotency: the same value to the same field the same way."""

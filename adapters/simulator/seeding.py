@@ -29,16 +29,23 @@ class Seed:
     truth: dict[int, dict[str, str]]
 
 
-def labelled_texts(config: SimulatorConfig) -> list[LabelledText]:
-    """The texts to seed with: the data file's rows (sampled, seeded) or generated ones."""
+def labelled_texts(config: SimulatorConfig) -> tuple[list[LabelledText], list[LabelledText]]:
+    """The texts to seed with and the data file's unused rows (for tickets added later).
+
+    With ``data`` the seeded texts are a seeded sample of the file's rows (all of them when
+    ``tickets`` is ``None``); otherwise they are generated and nothing is left over.
+    """
     if config.data is None:
-        return list(generate_tickets(config.tickets or 2000, seed=config.seed))
+        return list(generate_tickets(config.tickets or 2000, seed=config.seed)), []
     rows = load_labelled(config.data)
     if config.tickets is None:
-        return rows
+        return rows, []
     if config.tickets > len(rows):
         raise ValueError(f"{config.data} has {len(rows)} rows; cannot seed {config.tickets} tickets from it")
-    return random.Random(config.seed).sample(rows, config.tickets)
+    chosen = set(random.Random(config.seed).sample(range(len(rows)), config.tickets))
+    seeded = [row for i, row in enumerate(rows) if i in chosen]
+    unused = [row for i, row in enumerate(rows) if i not in chosen]
+    return seeded, unused
 
 
 def _label_sets(texts: list[LabelledText], generated: bool) -> tuple[list[str], list[str], list[str]]:
@@ -52,7 +59,7 @@ def _label_sets(texts: list[LabelledText], generated: bool) -> tuple[list[str], 
 
 def build_seed(config: SimulatorConfig, now: int, texts: list[LabelledText] | None = None) -> Seed:
     """The account and its tickets for ``config``, as of ``now`` (epoch seconds)."""
-    texts = texts if texts is not None else labelled_texts(config)
+    texts = texts if texts is not None else labelled_texts(config)[0]
     if config.open_tickets > len(texts):
         raise ValueError(f"open_tickets={config.open_tickets} exceeds the {len(texts)} tickets available")
     rng = random.Random(config.seed + 1)

@@ -63,14 +63,12 @@ class Simulator:
         self._load()
 
     def _load(self) -> None:
-        texts = labelled_texts(self.config)
+        texts, self._spare_texts = labelled_texts(self.config)
         seed: Seed = build_seed(self.config, self.clock.now(), texts)
         self.store = TicketStore(seed.account, seed.tickets, self.clock)
         self._truth = seed.truth
         self.api = FreshdeskApi(self.store, self.config.bulk_delay_seconds)
         self._text_rng = random.Random(self.config.seed + 7)
-        used = {(t.subject, t.description_text) for t in seed.tickets}
-        self._spare_texts = [t for t in texts if (t.subject, t.body) not in used] if self.config.data else []
         self._by_status: Counter[str] = Counter()
         self._by_route: Counter[str] = Counter()
 
@@ -196,7 +194,8 @@ class Simulator:
 
     def labels(self) -> dict[str, list[str]]:
         """The account's label sets: group names, priorities, types, statuses and dropdown choices."""
-        account = self.store.account
+        with self._lock:
+            account = self.store.account
         out = {
             "group": list(account.groups.values()),
             "priority": list(PRIORITIES),

@@ -222,3 +222,33 @@ def test_seeding_from_the_shared_tobi_bueck_csv():
     assert Counter(labels["priority"] for labels in truth.values()).keys() <= {"Low", "Medium", "High"}
     assert {t.language for t in sim.store.tickets.values()} == {"en", "de"}
     assert not any("\\n" in t.description_text for t in sim.store.tickets.values())
+
+
+def test_seeding_from_parquet_with_a_product_column(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "tickets.parquet"
+    rows = [
+        {
+            "subject": f"s{i}",
+            "body": f"b{i}",
+            "queue": "Q1" if i % 2 else "Q2",
+            "priority": "low",
+            "type": "Incident",
+            "product": "Alpha",
+        }
+        for i in range(6)
+    ]
+    pd.DataFrame(rows).to_parquet(path)
+    sim = Simulator(
+        SimulatorConfig(data=path, tickets=2, open_tickets=1, spam_fraction=0, deleted_fraction=0)
+    )
+    assert sim.labels()["cf_product"] == ["Alpha"]
+    assert all(labels["cf_product"] == "Alpha" for labels in sim.truth().values())
+    new = sim.add_tickets(4)  # the rows not seeded become new open tickets
+    assert len(sim.truth()) == 5
+    subjects = {t.subject for t in sim.store.tickets.values()}
+    assert subjects == {f"s{i}" for i in range(6)}
+    assert all(sim.ticket(i)["group_id"] is None for i in new)
+    with pytest.raises(ValueError, match="unused rows"):
+        sim.add_tickets(1)

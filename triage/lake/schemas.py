@@ -128,10 +128,16 @@ AUDIT = pa.schema(
             "status",
             pa.string(),
             "`pending` (intent), `ok` (written), `failed` (the ticket system refused), `skipped` (not "
-            "sent, see reason_code), `not_applied` (a crash left it unsent; found on re-read).",
+            "sent, see reason_code), `not_applied` (a crash cut the request off and a re-read found the "
+            "value absent: it is sent again), `unknown` (a cut-off note, which cannot be re-read: counted "
+            "as sent, never repeated).",
             nullable=False,
         ),
-        _f("reason_code", pa.string(), "Why a write failed or was skipped, or how a result was found."),
+        _f(
+            "reason_code",
+            pa.string(),
+            "Why a write failed or was skipped, or how a result was found: see the audit reason codes.",
+        ),
         _f("http_status", pa.int32(), "HTTP status of the request (null when nothing was sent)."),
         _f("request_id", pa.string(), "Freshdesk's X-Request-Id of the request, for support."),
         _f("job_id", pa.string(), "Freshdesk bulk-update job id."),
@@ -232,3 +238,13 @@ def schema(table: str) -> pa.Schema:
 def describe(table: str) -> list[tuple[str, str, str]]:
     """(column, Arrow type, description) for each column of ``table``, for documentation."""
     return [(f.name, str(f.type), (f.metadata or {}).get(b"doc", b"").decode()) for f in schema(table)]
+
+
+def reference_markdown() -> str:
+    """The column reference of every table, as Markdown (the README's lake section is this text)."""
+    parts = []
+    for table in TABLES:
+        parts += [f"#### `{table}`", "", "| column | type | meaning |", "|---|---|---|"]
+        parts += [f"| `{name}` | {type_} | {doc} |" for name, type_, doc in describe(table)]
+        parts.append("")
+    return "\n".join(parts)
