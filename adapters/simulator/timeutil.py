@@ -21,10 +21,6 @@ def format_ts(epoch: int | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def format_date(epoch: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(epoch))
-
-
 def parse_input_datetime(text: str) -> int | None:
     """Epoch seconds of a Freshdesk date input, or ``None`` when the format is not accepted.
 
