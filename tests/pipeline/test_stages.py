@@ -306,3 +306,46 @@ async def test_a_rejected_write_is_audited_with_status_request_id_and_field(tmp_
             a["http_status"] == 400 and a["request_id"] and "cf_order_number" in a["error"] for a in failed
         )
         assert {a["reason_code"] for a in failed} == {"ValidationError"}
+
+
+@pytest.mark.parametrize(("settle", "expected"), [(300, "unresolved_write"), (0, "sent")])
+async def test_a_cut_off_bulk_write_waits_while_its_job_may_still_run(
+    make_ctx, adapter_for, sim, config, settle, expected
+):
+    from tasks.audit import write_audit
+    from triage.lake.runs import utcnow
+
+    write_config(config, sim, config.parent, bulk_settle_seconds=settle)
+    ctx = make_ctx()
+    async with adapter_for(ctx) as adapter:
+        extracted, _, decided = await run_to_decide(
+            ctx, adapter, sim, confident=lambda t: True, fields=("group",)
+        )
+        target = min(sim.truth())
+        label = sim.truth()[target]["group"]
+        intent = {
+            "run_id": "crashed-run",
+            "decision_run_id": ctx.run_id,
+            "write_id": "w-1",
+            "phase": "intent",
+            "ticket_id": target,
+            "field": "group",
+            "label": label,
+            "method": "bulk_update",
+            "status": "pending",
+            "sent_at": utcnow(),
+        }
+        write_audit(ctx.lake(), [intent], run_id="crashed-run", partition=ctx.partition)
+        pushed = await push(ctx, decided, extracted, adapter)
+    rows = ctx.lake().read_paths("audit", pushed.paths).filter(pc.field("ticket_id") == target).to_pylist()
+    if expected == "unresolved_write":
+        assert [(r["status"], r["reason_code"]) for r in rows] == [("skipped", "unresolved_write")]
+        assert target not in written_fields(sim)
+    else:
+        statuses = [(r["phase"], r["status"], r["reason_code"]) for r in rows]
+        assert ("result", "not_applied", "not_found_on_reread") in statuses and (
+            "result",
+            "ok",
+            None,
+        ) in statuses
+        assert written_fields(sim)[target]["group_id"] is not None
