@@ -1,0 +1,201 @@
+"""The adapter over real HTTP against the Freshdesk simulator (rate windows shrunk to seconds)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import traceback
+from datetime import UTC, datetime
+
+import pytest
+
+from adapters.errors import GoneError, TicketSystemError, ValidationError
+from adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
+from adapters.simulator import SimulatorConfig, run_simulator
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+UNLIMITED = {"plan": "custom", "rate_limit_total": 10**6, "rate_limit_tickets_list": 10**6}
+
+
+def connect(sim, **options) -> FreshdeskAdapter:
+    options = {**UNLIMITED, **options} if "plan" not in options else options
+    config = FreshdeskConfig(base_url=sim.base_url, freshdesk_api_key=sim.api_key, **options)
+    return FreshdeskAdapter(config)
+
+
+async def read_ids(adapter: FreshdeskAdapter) -> list[int]:
+    return [ticket.id async for ticket in adapter.iter_updated_tickets(EPOCH)]
+
+
+async def test_35000_tickets_read_through_the_300_page_cap_none_lost_none_twice(caplog):
+    with run_simulator(SimulatorConfig(tickets=35_000, open_tickets=500, seed=3)) as sim:
+        listable = {tid for tid in sim.ticket_ids() if not _hidden(sim.ticket(tid))}
+        async with connect(sim) as adapter:
+            with caplog.at_level(logging.INFO, logger="adapters.freshdesk"):
+                ids = await read_ids(adapter)
+        list_calls = sim.stats()["by_route"]["GET /tickets"]
+
+    assert len(listable) > 34_000
+    assert len(ids) == len(set(ids)), "a ticket was yielded twice"
+    assert set(ids) == listable, "tickets were lost"
+    assert "300-page cap reached" in caplog.text
+    assert list_calls <= len(listable) // 100 + 3  # restarts cost at most a page each
+
+
+async def test_pacing_at_growth_limits_avoids_429s():
+    """Growth limits in a 1-second window: 20 list calls (3 credits each) per window, no 429."""
+    config = SimulatorConfig(tickets=4_000, open_tickets=10, plan="growth", window_seconds=1.0)
+    with run_simulator(config) as sim:
+        async with connect(sim, plan="growth", rate_window_seconds=1.0) as adapter:
+            started = time.monotonic()
+            ids = await read_ids(adapter)
+            elapsed = time.monotonic() - started
+        stats = sim.stats()
+    assert len(ids) > 3_900
+    assert stats["by_status"].get("429", 0) == 0
+    assert elapsed >= 1.0  # 40 list calls cannot fit in one window of 20
+
+
+async def test_a_429_storm_is_survived_by_waiting():
+    with run_simulator(SimulatorConfig(tickets=600, open_tickets=10)) as sim:
+        sim.faults.inject("storm", next=3, retry_after=1, path="/tickets")
+        async with connect(sim) as adapter:
+            started = time.monotonic()
+            ids = await read_ids(adapter)
+            elapsed = time.monotonic() - started
+        stats = sim.stats()
+    assert len(ids) > 550
+    assert stats["by_status"]["429"] == 3
+    assert elapsed >= 2.9  # it waited Retry-After each time instead of hammering
+
+
+async def test_validation_error_names_its_field_and_enforce_mandatory_false_passes():
+    config = SimulatorConfig(tickets=300, open_tickets=20, required_for_agents=("cf_order_number",))
+    with run_simulator(config) as sim:
+        ticket_id = next(iter(sim.truth()))
+        async with connect(sim) as adapter:
+            with pytest.raises(ValidationError) as info:
+                await adapter.update_ticket(ticket_id, {"priority": "High"})
+        rejected = sim.writes[-1]
+        async with connect(sim, **UNLIMITED, enforce_mandatory=False) as lenient:
+            updated = await lenient.update_ticket(ticket_id, {"priority": "High"})
+        accepted = sim.writes[-1]
+    error = info.value
+    assert error.fields == ["custom_fields.cf_order_number"]
+    assert error.errors[0].code == "missing_field"
+    assert error.status_code == 400 and error.request_id == rejected.request_id
+    assert updated.priority == 3
+    assert "enforce_mandatory=false" in accepted.query and accepted.body == {"priority": 3}
+
+
+async def test_update_on_a_deleted_ticket_is_gone():
+    with run_simulator(SimulatorConfig(tickets=200, open_tickets=10)) as sim:
+        ticket_id = next(iter(sim.truth()))
+        sim.agent_edit(ticket_id, deleted=True)
+        async with connect(sim) as adapter:
+            with pytest.raises(GoneError) as info:
+                await adapter.update_ticket(ticket_id, {"priority": "High"})
+            flagged = await adapter.get_ticket(ticket_id)
+        write = sim.writes[-1]
+    assert info.value.status_code == 405 and info.value.request_id == write.request_id
+    assert flagged.deleted
+
+
+async def test_labels_are_written_as_native_values_and_tags_merged():
+    with run_simulator(SimulatorConfig(tickets=200, open_tickets=10)) as sim:
+        ticket_id = next(iter(sim.truth()))
+        sim.agent_edit(ticket_id, tags=["vip"])
+        async with connect(sim) as adapter:
+            group_id = (await adapter.get_fields())["group"].to_native("Billing")
+            ticket = await adapter.update_ticket(
+                ticket_id,
+                {"group": "billing", "priority": "High", "type": "incident", "cf_product": "api",
+                 "tags": ["ai-triaged"]},
+            )  # fmt: skip
+            info = adapter.last_response
+        write = sim.writes[-1]
+        stored = sim.ticket(ticket_id)
+    assert write.body == {
+        "group_id": group_id,
+        "priority": 3,
+        "type": "Incident",
+        "tags": ["vip", "ai-triaged"],
+        "custom_fields": {"cf_product": "API"},
+    }
+    assert ticket.group_id == group_id and ticket.tags == ("vip", "ai-triaged")
+    assert stored["tags"] == ["vip", "ai-triaged"] and stored["custom_fields"]["cf_product"] == "API"
+    assert info.request_id == write.request_id and info.status_code == 200
+
+
+async def test_bulk_update_appends_tags_and_reports_each_ticket():
+    config = SimulatorConfig(tickets=400, open_tickets=150, bulk_delay_seconds=0.1)
+    with run_simulator(config) as sim:
+        ids = sorted(sim.truth())
+        sim.agent_edit(ids[0], tags=["vip"])
+        sim.agent_edit(ids[1], deleted=True)
+        async with connect(sim, **UNLIMITED, bulk_poll_interval_seconds=0.1) as adapter:
+            result = await adapter.bulk_update(ids, {"priority": "Medium", "tags": ["ai-triaged"]})
+        first = sim.ticket(ids[0])
+    assert len(result.job_id.split(",")) == 2  # 150 ids: two jobs of <= 100
+    assert set(result.succeeded) | set(result.failed) == set(ids)
+    assert ids[1] in result.failed and ids[0] in result.succeeded
+    assert first["priority"] == 2 and first["tags"] == ["vip", "ai-triaged"]
+
+
+async def test_search_maps_labels_and_refuses_silent_truncation():
+    with run_simulator(SimulatorConfig(tickets=2_000, open_tickets=10)) as sim:
+        async with connect(sim) as adapter:
+            refunds = await adapter.find_tickets({"type": "refund", "status": [4, 5]}, max_results=40)
+            with pytest.raises(TicketSystemError, match="at most 300"):
+                await adapter.find_tickets({"status": [4, 5]})
+    assert 0 < len(refunds) <= 40
+    assert all(t.type == "Refund" and t.status in (4, 5) for t in refunds)
+
+
+async def test_the_api_key_is_absent_from_every_log_line_and_error(caplog):
+    config = SimulatorConfig(tickets=300, open_tickets=20, api_key="simkey-0123456789abcdef")
+    forms = (config.api_key, base64.b64encode(f"{config.api_key}:X".encode()).decode())
+    errors: list[BaseException] = []
+    with caplog.at_level(logging.DEBUG), run_simulator(config) as sim:
+        for name in ("httpx", "httpcore", "adapters", "uvicorn", ""):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+        ticket_id = next(iter(sim.truth()))
+        sim.agent_edit(ticket_id, spam=True)
+        sim.faults.inject("error", next=1, status=503, path="/ticket_fields")
+        sim.faults.inject("drop", next=1, path="/groups")
+        sim.faults.inject("malformed", next=1, method="GET", path="/tickets/")
+        async with connect(sim, **UNLIMITED, backoff_base_seconds=0.01) as adapter:
+            await read_ids(adapter)
+            await adapter.get_fields()
+            for call in (
+                adapter.update_ticket(ticket_id, {"priority": "High"}),
+                adapter.update_ticket(ticket_id, {"status": 99}),
+                adapter.get_ticket(10**9),
+            ):
+                try:
+                    await call
+                except TicketSystemError as exc:
+                    errors.append(exc)
+        async with FreshdeskAdapter(
+            FreshdeskConfig(base_url=sim.base_url, freshdesk_api_key="wrong-key-123456", **UNLIMITED)
+        ) as stranger:
+            try:
+                await stranger.get_ticket(1)
+            except TicketSystemError as exc:
+                errors.append(exc)
+        unfired = sim.faults.rules()
+    assert unfired == []  # every injected fault (503, dropped connection, cut-off JSON) was met
+    assert len(errors) == 4
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("httpcore" in record.name for record in caplog.records)
+    for text in messages + [_everything_about(exc) for exc in errors]:
+        assert not any(form in text for form in forms), text
+
+
+def _hidden(ticket: dict) -> bool:
+    return bool(ticket.get("spam") or ticket.get("deleted"))
+
+
+def _everything_about(exc: BaseException) -> str:
+    return "\n".join([str(exc), repr(exc), repr(vars(exc)), *traceback.format_exception(exc)])
