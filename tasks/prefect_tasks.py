@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
@@ -123,7 +124,7 @@ def predict_task(ctx: StageContext, tickets: ExtractManifest) -> PredictManifest
         return predict.predict(ctx, tickets, on_progress=report)
 
 
-@task(name="decide", **_RETRIES)
+@task(name="decide", cache_policy=NO_CACHE, **_RETRIES)
 def decide_task(ctx: StageContext, tickets: ExtractManifest, predictions: PredictManifest) -> DecideManifest:
     """Per-field rules against the ticket system's field metadata -> ``decisions``."""
 
@@ -133,7 +134,7 @@ def decide_task(ctx: StageContext, tickets: ExtractManifest, predictions: Predic
     return run_async(with_adapter(ctx, run))
 
 
-@task(name="push", cache_policy=None, persist_result=False, **_RETRIES)
+@task(name="push", cache_policy=NO_CACHE, persist_result=False, **_RETRIES)
 def push_task(ctx: StageContext, decisions: DecideManifest, tickets: ExtractManifest) -> PushManifest:
     """Re-check, write (or note) and audit; resumes from the audit trail after a crash."""
     with progress("push") as report:
@@ -152,7 +153,7 @@ def train_task(ctx: StageContext, history: ExtractManifest, promote: bool = True
     return train.train_from_history(ctx, history, run_async(with_adapter(ctx, specs)), promote=promote)
 
 
-@task(name="outcomes", **_RETRIES)
+@task(name="outcomes", cache_policy=NO_CACHE, **_RETRIES)
 def outcomes_task(ctx: StageContext, history: ExtractManifest, days: int) -> OutcomesManifest:
     """Predictions of recently resolved tickets beside the values agents finally set -> ``outcomes``."""
 

@@ -77,11 +77,8 @@ async def push(
     with recorded(ctx, lake, "push", mode=mode) as record:
         state = _Push(ctx, settings, lake, adapter, {}, [], {})
         method: Method = "note" if mode == "suggest" else "update"
-        changes = _load_changes(
-            lake, decisions, wanted=("apply",) if mode == "apply" else ("apply", "suggest")
-        )
-        if mode == "shadow":
-            changes = []
+        wanted = {"shadow": (), "suggest": ("apply", "suggest"), "apply": ("apply",)}[mode]
+        changes = _load_changes(lake, decisions, wanted=wanted) if wanted else []
         dangling = dangling_intents(lake)
         recovered = 0
         if changes or dangling:
