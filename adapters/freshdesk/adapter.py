@@ -172,25 +172,31 @@ class FreshdeskAdapter(TicketSystemAdapter):
         the update resent when that changes what would be sent. An update that would change
         nothing sends nothing and returns the ticket (``last_response`` is then ``None``).
         """
-        for attempt in range(2):
-            properties = await self._update_body(ticket_id, data, current)
-            if not properties:
-                clear_last_response()
-                return current if current is not None else await self.get_ticket(ticket_id)
-            try:
-                response = await self.client.request(
-                    "PUT",
-                    f"/tickets/{int(ticket_id)}",
-                    params=None if self.config.enforce_mandatory else {"enforce_mandatory": "false"},
-                    json_body=properties,
-                    bucket=TICKET_UPDATE,
-                )
-            except ValidationError as exc:
-                if attempt == 0 and _stale_metadata(exc) and await self._metadata_changed(data, properties):
-                    continue
+        properties = await self._update_body(ticket_id, data, current)
+        if not properties:
+            clear_last_response()
+            return current if current is not None else await self.get_ticket(ticket_id)
+        try:
+            return await self._put(ticket_id, properties)
+        except ValidationError as exc:
+            if not _stale_metadata(exc):
                 raise
-            return parse_ticket(response.body)
-        raise AssertionError("unreachable")
+            logger.info("Freshdesk rejected a choice of ticket %s; re-reading field metadata once", ticket_id)
+            self._metadata = None
+            refreshed = await self._update_body(ticket_id, data, current)
+            if refreshed == properties:
+                raise
+        return await self._put(ticket_id, refreshed)
+
+    async def _put(self, ticket_id: int, properties: Mapping[str, Any]) -> Ticket:
+        response = await self.client.request(
+            "PUT",
+            f"/tickets/{int(ticket_id)}",
+            params=None if self.config.enforce_mandatory else {"enforce_mandatory": "false"},
+            json_body=properties,
+            bucket=TICKET_UPDATE,
+        )
+        return parse_ticket(response.body)
 
     async def _update_body(
         self, ticket_id: int, data: Mapping[str, Any], current: Ticket | None
@@ -202,13 +208,6 @@ class FreshdeskAdapter(TicketSystemAdapter):
             if len(merged) != len(current.tags):
                 properties["tags"] = merged
         return properties
-
-    async def _metadata_changed(self, data: Mapping[str, Any], sent: Mapping[str, Any]) -> bool:
-        """Re-read metadata after a stale-choice error; whether ``data`` now maps differently."""
-        logger.info("Freshdesk rejected a choice; re-reading field metadata once")
-        self._metadata = None
-        properties, _ = build_properties(data, await self._get_metadata())
-        return any(sent.get(key) != value for key, value in properties.items())
 
     async def bulk_update(self, ticket_ids: Sequence[int], data: Mapping[str, Any]) -> BulkUpdateResult:
         """Apply ``data`` to many tickets with ``POST /tickets/bulk_update`` and wait for the jobs.

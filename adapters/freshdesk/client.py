@@ -14,7 +14,10 @@ import email.utils
 import json
 import logging
 import random
+import re
+import threading
 import time
+import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 #: Failures where the request never reached Freshdesk, so even a POST may be resent.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NEXT_LINK = re.compile(r';\s*rel="?next"?', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,7 @@ class ApiResponse:
     @property
     def has_next(self) -> bool:
         """Whether a ``Link: <…>; rel="next"`` header says more pages exist."""
-        link = self.headers.get("link", "")
-        return 'rel="next"' in link.replace(" ", "") or "rel=next" in link.replace(" ", "")
+        return _NEXT_LINK.search(self.headers.get("link", "")) is not None
 
 
 _last_response: ContextVar[ResponseInfo | None] = ContextVar("freshdesk_last_response", default=None)
@@ -99,18 +102,39 @@ class FreshdeskClient:
         )
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._http = httpx.AsyncClient(
-            base_url=config.api_base,
-            auth=httpx.BasicAuth(config.api_key, "X"),
-            headers={"Accept": "application/json", "User-Agent": "triage-freshdesk/0.1"},
-            timeout=httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds),
+        # One connection pool per event loop: a pool cannot outlive or cross loops, and callers
+        # (Prefect tasks) may run each call in its own loop, or in several threads at once.
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
         )
+        self._pools_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FreshdeskClient({self.config.api_base!r})"
 
+    def _http(self) -> httpx.AsyncClient:
+        """The connection pool of the running event loop (made on first use)."""
+        loop = asyncio.get_running_loop()
+        with self._pools_lock:
+            pool = self._pools.get(loop)
+            if pool is None:
+                pool = self._pools[loop] = httpx.AsyncClient(
+                    base_url=self.config.api_base,
+                    auth=httpx.BasicAuth(self.config.api_key, "X"),
+                    headers={"Accept": "application/json", "User-Agent": "triage-freshdesk/0.1"},
+                    timeout=httpx.Timeout(
+                        self.config.timeout_seconds, connect=self.config.connect_timeout_seconds
+                    ),
+                )
+            return pool
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Close the running loop's connections (pools of other, finished loops are dropped)."""
+        with self._pools_lock:
+            pool = self._pools.pop(asyncio.get_running_loop(), None)
+            self._pools.clear()
+        if pool is not None:
+            await pool.aclose()
 
     async def request(
         self,
@@ -135,7 +159,7 @@ class FreshdeskClient:
         while True:
             reservation = await self.budget.acquire(credits, bucket)
             try:
-                response = await self._http.request(method, path, params=params, json=json_body)
+                response = await self._http().request(method, path, params=params, json=json_body)
             except httpx.TransportError as exc:
                 self.budget.settle(reservation, None)
                 kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"

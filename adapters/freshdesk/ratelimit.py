@@ -16,8 +16,8 @@ A 429 pauses every caller until its ``Retry-After`` has passed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -58,31 +58,34 @@ class RateBudget:
     _log: deque[Reservation] = field(default_factory=deque, init=False)
     _paused_until: float = field(default=0.0, init=False)
     _server: _Observation | None = field(default=None, init=False)
-    _lock: asyncio.Lock | None = field(default=None, init=False)
-    _lock_loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
+    #: Guards check-and-reserve: callers may run on several event loops (threads) at once.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     async def acquire(self, credits: int, bucket: str | None = None) -> Reservation:
         """Wait until a call costing ``credits`` (in ``bucket``) fits, then reserve it."""
-        credits = max(1, min(credits, self.limits.total))
-        async with self._get_lock():
-            while (wait := self.wait_time(credits, bucket)) > 0:
-                await self.sleep(wait)
-            reservation = Reservation(self.clock(), credits, bucket)
-            self._log.append(reservation)
-            if self._server is not None:
-                self._server.spent_since += credits
-            return reservation
+        while True:
+            with self._lock:
+                credits = max(1, min(credits, self.limits.total))
+                wait = self.wait_time(credits, bucket)
+                if wait <= 0:
+                    reservation = Reservation(self.clock(), credits, bucket)
+                    self._log.append(reservation)
+                    if self._server is not None:
+                        self._server.spent_since += credits
+                    return reservation
+            await self.sleep(wait)
 
     def wait_time(self, credits: int, bucket: str | None = None) -> float:
-        """Seconds until a call costing ``credits`` in ``bucket`` fits (0: now)."""
+        """Seconds until a call costing ``credits`` in ``bucket`` fits (0: now). Call under the lock."""
         now = self.clock()
         window = self.limits.window_seconds
-        while self._log and self._log[0].at <= now - window:
-            self._log.popleft()
+        # Calls are stamped when their responses arrive, so the log is kept sorted by hand.
+        live = sorted((r for r in self._log if r.at > now - window), key=lambda r: r.at)
+        self._log = deque(live)
         waits = [self._paused_until - now]
 
-        excess = sum(r.credits for r in self._log) + credits - self.limits.total
-        for reservation in self._log:
+        excess = sum(r.credits for r in live) + credits - self.limits.total
+        for reservation in live:
             if excess <= 0:
                 break
             excess -= reservation.credits
@@ -90,7 +93,7 @@ class RateBudget:
 
         limit = self.limits.sublimits.get(bucket) if bucket else None
         if limit is not None:
-            same = [r for r in self._log if r.bucket == bucket]
+            same = [r for r in live if r.bucket == bucket]
             if len(same) >= limit:
                 waits.append(same[len(same) - limit].at + window - now)
 
@@ -104,10 +107,12 @@ class RateBudget:
 
     def settle(self, reservation: Reservation, headers: Mapping[str, str] | None) -> None:
         """Record a response: stamp the call with its arrival, take the server's view of the budget."""
-        reservation.at = self.clock()
-        if headers is None:
-            return
-        headers = {str(name).lower(): value for name, value in headers.items()}  # names are case-free
+        headers = {str(name).lower(): value for name, value in (headers or {}).items()}  # case-free
+        with self._lock:
+            reservation.at = self.clock()
+            self._read_headers(reservation, headers)
+
+    def _read_headers(self, reservation: Reservation, headers: Mapping[str, str]) -> None:
         used = _int_header(headers, "x-ratelimit-used-currentrequest")
         if used is not None and used >= 0:
             reservation.credits = used
@@ -120,7 +125,8 @@ class RateBudget:
 
     def pause(self, seconds: float) -> None:
         """Hold every caller for ``seconds`` from now (after a 429)."""
-        self._paused_until = max(self._paused_until, self.clock() + max(0.0, seconds))
+        with self._lock:
+            self._paused_until = max(self._paused_until, self.clock() + max(0.0, seconds))
 
     def _adopt_total(self, total: int) -> None:
         """Follow the account's real total (a hand-set total is only ever lowered)."""
@@ -133,12 +139,6 @@ class RateBudget:
             self.limits.total,
         )
         self.limits = replace(self.limits, total=total)
-
-    def _get_lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:

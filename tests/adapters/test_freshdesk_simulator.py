@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -55,6 +57,17 @@ async def test_pacing_at_growth_limits_avoids_429s():
     assert len(ids) > 3_900
     assert stats["by_status"].get("429", 0) == 0
     assert elapsed >= 1.0  # 40 list calls cannot fit in one window of 20
+
+
+async def test_concurrent_reads_share_one_budget_without_429s():
+    config = SimulatorConfig(tickets=1_500, open_tickets=10, plan="growth", window_seconds=1.0)
+    with run_simulator(config) as sim:
+        async with connect(sim, plan="growth", rate_window_seconds=1.0) as adapter:
+            reads = await asyncio.gather(*(read_ids(adapter) for _ in range(3)))
+        stats = sim.stats()
+    assert stats["by_route"]["GET /tickets"] > 40  # three readers, well past one window's 20 calls
+    assert stats["by_status"].get("429", 0) == 0
+    assert reads[0] == reads[1] == reads[2]
 
 
 async def test_a_429_storm_is_survived_by_waiting():
@@ -199,3 +212,17 @@ def _hidden(ticket: dict) -> bool:
 
 def _everything_about(exc: BaseException) -> str:
     return "\n".join([str(exc), repr(exc), repr(vars(exc)), *traceback.format_exception(exc)])
+
+
+def test_one_adapter_serves_successive_and_concurrent_event_loops():
+    """Prefect tasks may each run their own loop, in threads: connections are pooled per loop."""
+    with run_simulator(SimulatorConfig(tickets=100, open_tickets=5)) as sim:
+        adapter = connect(sim)
+        ticket_id = next(iter(sim.truth()))
+        first = asyncio.run(adapter.get_ticket(ticket_id))
+        second = asyncio.run(adapter.get_ticket(ticket_id))  # a pool tied to the closed loop would fail
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            results = list(pool.map(lambda _: asyncio.run(adapter.get_ticket(ticket_id)), range(6)))
+        asyncio.run(adapter.aclose())
+    assert first.id == second.id == ticket_id
+    assert [t.id for t in results] == [ticket_id] * 6
