@@ -1,0 +1,252 @@
+"""The triage classifier: one shared text encoder, one head per field.
+
+One forward pass of the encoder over a batch gives the pooled embedding every head reads, so all
+fields cost one encoder pass. With the ``hybrid`` head each field also reads hashed word and
+character n-gram TF-IDF features (:mod:`models.features`), which carry exact wording the frozen
+embedding blurs; the ``linear`` head reads the embedding only.
+
+On disk (a model version folder): ``encoder/`` as transformers saves model and tokenizer
+(safetensors), ``heads.safetensors`` (head weights, embedding standardisation, IDF weights) and the
+classifier's settings inside ``model.json`` (see :mod:`models.manifest`). Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from models.batching import pad_batch, token_budget_batches
+from models.features import HashedTfidf, HashingConfig
+from models.heads import FieldHead, SparseRows
+from models.manifest import ClassifierConfig
+
+HeadKind = Literal["hybrid", "linear"]
+ENCODER_DIR = "encoder"
+HEADS_FILE = "heads.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA if present, else CPU (sparse heads lack MPS kernels); other values as given."""
+    if device != "auto":
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def refuse_pickles(folder: Path) -> None:
+    """Raise if ``folder`` holds any file format that could be unpickled: only safetensors and JSON load."""
+    found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if found:
+        raise ValueError(
+            f"{folder} holds pickle-capable files ({', '.join(found)}); "
+            "model folders must contain only safetensors and JSON. Remove them or re-save with safetensors."
+        )
+
+
+def load_encoder(path: Path | str, device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """An encoder and its tokenizer from a local folder (or a hub id where a hub is reachable).
+
+    Weights are read from safetensors only (``use_safetensors=True``); no pickle is ever loaded.
+    """
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=Path(path).exists())
+    encoder = AutoModel.from_pretrained(
+        str(path), local_files_only=Path(path).exists(), use_safetensors=True, dtype=torch.float32
+    )
+    return encoder.to(device).eval(), tokenizer
+
+
+class TriageClassifier(nn.Module):
+    """Shared encoder + per-field heads. Build with :meth:`create` (training) or :meth:`load`."""
+
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: ClassifierConfig,
+        features: HashedTfidf | None,
+    ) -> None:
+        super().__init__()
+        if (config.head == "hybrid") != (features is not None):
+            raise ValueError("a hybrid head needs hashed features; a linear head takes none")
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.config = config
+        self.features = features
+        dim = int(encoder.config.hidden_size)
+        self.register_buffer("embed_mean", torch.zeros(dim))
+        self.register_buffer("embed_scale", torch.ones(dim))
+        self.heads = nn.ModuleList()  # one per field, in ``config.labels`` order (see :meth:`head`)
+        self._build_heads()
+
+    def _build_heads(self) -> None:
+        """Fresh zero heads sized for the embedding and the (fitted) hashed features."""
+        dim = self.embed_mean.shape[0]
+        n_sparse = self.features.n_features if self.features is not None else 0
+        self.heads = nn.ModuleList(
+            FieldHead(dim, n_sparse, len(labels)) for labels in self.config.labels.values()
+        ).to(self.embed_mean.device)
+
+    def head(self, field: str) -> FieldHead:
+        return self.heads[self.fields.index(field)]
+
+    def fit_features(self, texts: Sequence[str]) -> None:
+        """Fit the hashed TF-IDF features (hybrid head) on training texts; heads restart from zero."""
+        if self.features is not None:
+            self.features.fit(texts)
+        self._build_heads()
+
+    @classmethod
+    def create(
+        cls,
+        encoder_path: Path | str,
+        config: ClassifierConfig,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> TriageClassifier:
+        """A classifier with untrained (zero) heads over the base encoder at ``encoder_path``."""
+        device = torch.device(device)
+        encoder, tokenizer = load_encoder(encoder_path, device)
+        features = HashedTfidf(HashingConfig.from_dict(config.hashing)) if config.hashing else None
+        return cls(encoder, tokenizer, config, features).to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_mean.device
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.config.labels)
+
+    # -- text to token ids to embeddings -------------------------------------------------------------
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text (query prefix added, truncated to ``max_length``), unpadded."""
+        prefixed = [self.config.query_prefix + text for text in texts]
+        encoded = self.tokenizer(prefixed, truncation=True, max_length=self.config.max_length)
+        return encoded["input_ids"]
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean of the last hidden states over real tokens, L2-normalised (float32)."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        summed = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return nn.functional.normalize(summed.float(), dim=-1)
+
+    def pad(self, token_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        input_ids, mask = pad_batch(token_ids, int(self.tokenizer.pad_token_id or 0))
+        return input_ids.to(self.device), mask.to(self.device)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA; plain float32 elsewhere."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def embed(self, texts: Sequence[str], *, batch_tokens: int = 16384) -> np.ndarray:
+        """Pooled embeddings ``(len(texts), dim)`` in input order, from length-sorted token-budget batches."""
+        token_ids = self.tokenize(texts)
+        out = np.zeros((len(texts), self.embed_mean.shape[0]), dtype=np.float32)
+        with torch.inference_mode(), self.autocast():
+            for batch in token_budget_batches([len(ids) for ids in token_ids], batch_tokens):
+                pooled = self.pool(*self.pad([token_ids[i] for i in batch]))
+                out[batch] = pooled.float().cpu().numpy()
+        return out
+
+    def sparse_features(self, texts: Sequence[str]) -> sp.csr_matrix | None:
+        return self.features.transform(texts) if self.features is not None else None
+
+    # -- heads ---------------------------------------------------------------------------------------
+
+    def set_standardisation(self, embeddings: np.ndarray) -> None:
+        """Centre and scale embedding dimensions with statistics of the training rows."""
+        mean = embeddings.mean(axis=0)
+        scale = embeddings.std(axis=0) + 1e-6
+        self.embed_mean.copy_(torch.from_numpy(mean))
+        self.embed_scale.copy_(torch.from_numpy(scale))
+
+    def standardise(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return (embeddings - self.embed_mean) / self.embed_scale
+
+    def head_logits(self, field: str, embeddings: torch.Tensor, sparse: SparseRows | None) -> torch.Tensor:
+        return self.head(field)(self.standardise(embeddings), sparse)
+
+    def proba_from_features(
+        self, embeddings: np.ndarray, sparse: sp.csr_matrix | None
+    ) -> dict[str, np.ndarray]:
+        """Class probabilities per field from precomputed embeddings and TF-IDF rows."""
+        emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).to(self.device)
+        rows = SparseRows.from_csr(sparse, self.device) if sparse is not None else None
+        with torch.inference_mode():
+            return {
+                field: torch.softmax(self.head_logits(field, emb, rows).float(), dim=-1).cpu().numpy()
+                for field in self.fields
+            }
+
+    def predict_proba(self, texts: Sequence[str], *, batch_tokens: int = 16384) -> dict[str, np.ndarray]:
+        """Class probabilities per field, ``(len(texts), n_labels)``; columns follow ``config.labels``."""
+        if not texts:
+            return {
+                field: np.zeros((0, len(labels)), np.float32) for field, labels in self.config.labels.items()
+            }
+        return self.proba_from_features(
+            self.embed(texts, batch_tokens=batch_tokens), self.sparse_features(texts)
+        )
+
+    # -- persistence ---------------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Write ``encoder/`` (model + tokenizer, safetensors) and ``heads.safetensors`` into ``folder``."""
+        encoder_dir = folder / ENCODER_DIR
+        self.encoder.save_pretrained(encoder_dir, safe_serialization=True)
+        self.tokenizer.save_pretrained(encoder_dir)
+        tensors = {
+            "embed.mean": self.embed_mean,
+            "embed.scale": self.embed_scale,
+            **{
+                f"head.{field}.{name}": value
+                for field in self.fields
+                for name, value in self.head(field).state_dict().items()
+            },
+        }
+        if self.features is not None:
+            tensors.update(
+                {f"features.{k}": torch.from_numpy(v) for k, v in self.features.state_arrays().items()}
+            )
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / HEADS_FILE))
+
+    @classmethod
+    def load(
+        cls, folder: Path, config: ClassifierConfig, *, device: torch.device | str = "cpu"
+    ) -> TriageClassifier:
+        """Load a saved classifier; refuses folders holding pickle-capable files."""
+        refuse_pickles(folder)
+        device = torch.device(device)
+        encoder, tokenizer = load_encoder(folder / ENCODER_DIR, device)
+        tensors = load_file(str(folder / HEADS_FILE))
+        features = None
+        if config.hashing:
+            state = {
+                k.removeprefix("features."): v.numpy()
+                for k, v in tensors.items()
+                if k.startswith("features.")
+            }
+            features = HashedTfidf.from_state(HashingConfig.from_dict(config.hashing), state)
+        model = cls(encoder, tokenizer, config, features)
+        model.embed_mean.copy_(tensors["embed.mean"])
+        model.embed_scale.copy_(tensors["embed.scale"])
+        for field in model.fields:
+            prefix = f"head.{field}."
+            state = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+            model.head(field).load_state_dict(state, strict=True)
+        return model.to(device).eval()

@@ -1,0 +1,271 @@
+"""Batched inference: every triaged field for many tickets in one encoder pass per batch.
+
+Texts are tokenised once, sorted by length and cut into batches under a token budget, padded only
+to the longest text of each batch (:mod:`models.batching`), run under ``torch.inference_mode`` with
+bf16 autocast on CUDA. A model folder is loaded once per process (a small cache keyed by folder and
+device). Results do not depend on how texts are batched, beyond float rounding.
+
+Outputs per ticket and field: the top label, its probability, the top-k labels with probabilities,
+the model's name and version and the hash of the exact text the model saw.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from models.classifier import TriageClassifier, pick_device
+from models.manifest import MANIFEST_FILE, ModelManifest
+from models.tables import iter_table
+from models.text import text_hash, ticket_text
+from triage.lake.schemas import PREDICTIONS
+
+OUTPUT_COLUMNS = [
+    "ticket_id",
+    "field",
+    "label",
+    "probability",
+    "top_k",
+    "model_name",
+    "model_version",
+    "text_hash",
+]
+CACHE_SIZE = 2
+
+_cache: OrderedDict[tuple[str, str], tuple[TriageClassifier, ModelManifest]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def prediction_schema(ticket_id_type: pa.DataType | None = None) -> pa.Schema:
+    """Arrow schema of :meth:`InferenceEngine.predict_parquet` output: the lake's prediction columns.
+
+    ``ticket_id_type`` replaces the lake's int64 where the input's ids are of another type.
+    """
+    fields = [PREDICTIONS.field(name) for name in OUTPUT_COLUMNS]
+    if ticket_id_type is not None:
+        fields[0] = pa.field("ticket_id", ticket_id_type, metadata=fields[0].metadata)
+    return pa.schema(fields)
+
+
+@dataclass(frozen=True)
+class FieldPredictions:
+    """One field's predictions for a list of texts, in input order."""
+
+    field: str
+    classes: list[str]
+    proba: np.ndarray
+    """``(n_texts, len(classes))`` probabilities."""
+    top_k: int
+
+    @property
+    def labels(self) -> list[str]:
+        """The most probable label per text."""
+        return [self.classes[i] for i in self.proba.argmax(axis=1)]
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """The probability of the most probable label per text."""
+        return self.proba.max(axis=1) if len(self.proba) else np.zeros(0)
+
+    def ranked(self) -> list[list[dict[str, float | str]]]:
+        """Per text, the ``top_k`` best ``{label, probability}``, best first (ties by label order)."""
+        k = min(self.top_k, len(self.classes))
+        order = np.argsort(-self.proba, axis=1, kind="stable")[:, :k]
+        return [
+            [{"label": self.classes[j], "probability": float(row[j])} for j in best]
+            for row, best in zip(self.proba, order, strict=True)
+        ]
+
+
+def resolve_model_folder(path_or_store_root: str | Path, version: str | None = None) -> Path:
+    """A version folder itself, or a store root's ``version`` (default: its current version)."""
+    path = Path(path_or_store_root)
+    if (path / MANIFEST_FILE).is_file():
+        if version is not None and path.name != version:
+            raise ValueError(f"{path} is version {path.name}, not {version}")
+        return path
+    from models.store import ModelStore
+
+    store = ModelStore(path)
+    if version is not None:
+        return store.path(version)
+    current = store.current()
+    if current is None:
+        raise FileNotFoundError(f"{path} has no current model (train one, or name a version)")
+    return current.path
+
+
+def _load_cached(folder: Path, device: torch.device) -> tuple[TriageClassifier, ModelManifest]:
+    key = (str(folder.resolve()), str(device))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        manifest = ModelManifest.read(folder)
+        model = TriageClassifier.load(folder, manifest.classifier, device=device)
+        _cache[key] = (model, manifest)
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+        return model, manifest
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (the next :meth:`InferenceEngine.load` reads from disk again)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+class InferenceEngine:
+    """Predicts every field of a stored model version. Build with :meth:`load`."""
+
+    def __init__(
+        self,
+        model: TriageClassifier,
+        manifest: ModelManifest,
+        *,
+        batch_tokens: int = 16384,
+        top_k: int = 3,
+    ) -> None:
+        if batch_tokens < 1 or top_k < 1:
+            raise ValueError("batch_tokens and top_k must be positive")
+        self.model = model
+        self.manifest = manifest
+        self.batch_tokens = batch_tokens
+        self.top_k = top_k
+
+    @classmethod
+    def load(
+        cls,
+        path_or_store_root: str | Path,
+        version: str | None = None,
+        *,
+        device: str = "auto",
+        batch_tokens: int = 16384,
+        top_k: int = 3,
+    ) -> InferenceEngine:
+        """The model at a version folder, or a store's ``version`` (default: current); cached per process."""
+        folder = resolve_model_folder(path_or_store_root, version)
+        model, manifest = _load_cached(folder, pick_device(device))
+        return cls(model, manifest, batch_tokens=batch_tokens, top_k=top_k)
+
+    @property
+    def model_name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def model_version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def fields(self) -> list[str]:
+        return self.model.fields
+
+    def labels(self, field: str) -> list[str]:
+        return list(self.manifest.classifier.labels[field])
+
+    def thresholds(self, field: str) -> tuple[float | None, float | None]:
+        """The (apply, suggest) confidence thresholds evaluated for ``field`` (None: unreachable)."""
+        info = self.manifest.fields[field]
+        return info.apply.threshold, info.suggest.threshold
+
+    def predict(self, texts: Sequence[str]) -> dict[str, FieldPredictions]:
+        """Probabilities of every field for ready-made texts (see :func:`models.text.ticket_text`)."""
+        proba = self.model.predict_proba(list(texts), batch_tokens=self.batch_tokens)
+        return {
+            field: FieldPredictions(field, self.labels(field), proba[field], self.top_k)
+            for field in self.fields
+        }
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Long format, one row per ticket and field (ticket order, then field order).
+
+        ``frame`` has ``ticket_id``, ``subject`` and ``description`` (or ``body``). Columns out:
+        ticket_id, field, label, probability, top_k (list of {label, probability}), model_name,
+        model_version, text_hash.
+        """
+        body = "description" if "description" in frame.columns else "body"
+        missing = [c for c in ("ticket_id", "subject", body) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"predict_frame needs columns {missing}; the frame has {list(frame.columns)}")
+        texts = [ticket_text(s, d) for s, d in zip(frame["subject"], frame[body], strict=True)]
+        hashes = [text_hash(t) for t in texts]
+        predictions = self.predict(texts)
+        n, fields = len(texts), self.fields
+        ranked = {field: predictions[field].ranked() for field in fields}
+        return pd.DataFrame(
+            {
+                "ticket_id": np.repeat(frame["ticket_id"].to_numpy(), len(fields)),
+                "field": fields * n,
+                "label": [predictions[f].labels[i] for i in range(n) for f in fields],
+                "probability": np.array(
+                    [predictions[f].probabilities[i] for i in range(n) for f in fields], dtype=np.float64
+                ),
+                "top_k": [ranked[f][i] for i in range(n) for f in fields],
+                "model_name": self.model_name,
+                "model_version": self.model_version,
+                "text_hash": [h for h in hashes for _ in fields],
+            },
+            columns=OUTPUT_COLUMNS,
+        )
+
+    def predict_parquet(self, src: str | Path, dst: str | Path, *, chunk_rows: int = 2000) -> int:
+        """Stream a CSV or Parquet file of tickets through :meth:`predict_frame` into a Parquet file.
+
+        Reads and predicts ``chunk_rows`` tickets at a time, so memory stays bounded whatever the
+        file size. ``dst`` is written to a temporary file and renamed when complete. Returns the
+        number of prediction rows written.
+        """
+        src, dst = Path(src), Path(dst)
+        columns = ["ticket_id", "subject", _body_column(src)]
+        schema = prediction_schema(_ticket_id_type(src))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        os.close(fd)
+        written = 0
+        try:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for chunk in iter_table(src, chunk_rows, columns=columns):
+                    rows = self.predict_frame(chunk)
+                    writer.write_table(pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
+                    written += len(rows)
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return written
+
+
+def _body_column(src: Path) -> str:
+    names = _column_names(src)
+    for required in ("ticket_id", "subject"):
+        if required not in names:
+            raise ValueError(f"{src} has no {required!r} column (columns: {names})")
+    if "description" in names:
+        return "description"
+    if "body" in names:
+        return "body"
+    raise ValueError(f"{src} has neither a 'description' nor a 'body' column (columns: {names})")
+
+
+def _column_names(src: Path) -> list[str]:
+    if src.suffix.lower() == ".csv":
+        return list(next(iter_table(src, 1)).columns)
+    return pq.read_schema(src).names
+
+
+def _ticket_id_type(src: Path) -> pa.DataType:
+    """Parquet keeps its ticket_id type; CSV ids are read as text."""
+    if src.suffix.lower() == ".csv":
+        return pa.string()
+    return pq.read_schema(src).field("ticket_id").type

@@ -1,0 +1,131 @@
+"""``model.json``: everything known about one model version, as one pydantic schema.
+
+It names the base encoder and how text reaches it (prefix, pooling, max length), the head and its
+feature settings, the labels per field, the evaluated thresholds (apply/suggest, with the coverage
+and precision they reached on the hold-out), the metrics of the model and of the baseline on the
+same split, the classes left out as too rare, how the training data looked (hash, sizes, seed) and
+why the version was or was not promoted. JSON only: reading it can never execute code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_FILE = "model.json"
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClassifierConfig(_Schema):
+    """What the classifier needs to rebuild itself from a folder."""
+
+    base_encoder: str = Field(
+        description="Name the encoder was resolved from ('minilm', 'e5-small', a path)."
+    )
+    encoder_name: str = Field(description="The resolved encoder's own name.")
+    query_prefix: str = ""
+    pooling: Literal["mean"] = "mean"
+    max_length: int
+    head: Literal["hybrid", "linear"]
+    hashing: dict[str, Any] | None = Field(default=None, description="HashingConfig of the hybrid head.")
+    labels: dict[str, list[str]] = Field(description="Per field, the labels in head column order.")
+    fine_tuned: bool = False
+
+
+class ThresholdPoint(_Schema):
+    """A confidence threshold chosen on the hold-out to reach ``target`` precision (None: unreachable)."""
+
+    target: float
+    threshold: float | None
+    coverage: float | None = Field(default=None, description="Share of hold-out tickets at or above it.")
+    precision: float | None = Field(default=None, description="Precision of those tickets.")
+
+
+class FieldManifest(_Schema):
+    labels: list[str]
+    apply: ThresholdPoint
+    suggest: ThresholdPoint
+    excluded_classes: dict[str, int] = Field(
+        default_factory=dict,
+        description="Labels left out of the head as too rare, with their training counts.",
+    )
+    n_train: int
+    n_test: int
+    metrics: dict[str, float | None] = Field(
+        default_factory=dict, description="Hold-out metrics: accuracy, macro_f1, ece, baseline_*."
+    )
+
+
+class TrainingInfo(_Schema):
+    data_hash: str
+    seed: int
+    n_rows: int
+    n_train: int
+    n_test: int
+    split: str = Field(description="How the hold-out was made.")
+    min_examples_per_class: int
+    target_precision: float
+    suggest_precision: float
+    options: dict[str, Any] = Field(default_factory=dict, description="The remaining training options.")
+    seconds: float | None = None
+
+
+class Promotion(_Schema):
+    """The store's decision when the version was registered (or promoted by hand)."""
+
+    promoted: bool
+    reason: str
+    compared_with: str | None = None
+    comparison: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict,
+        description="Per field: candidate and current macro-F1 on the candidate's hold-out.",
+    )
+    at: datetime
+
+
+class ModelManifest(_Schema):
+    format: Literal[1] = 1
+    name: str
+    version: str
+    created_at: datetime
+    classifier: ClassifierConfig
+    fields: dict[str, FieldManifest]
+    training: TrainingInfo
+    promotion: Promotion | None = None
+    report_files: list[str] = Field(default_factory=list, description="Evaluation report files, relative.")
+
+    @classmethod
+    def read(cls, folder: Path) -> ModelManifest:
+        path = folder / MANIFEST_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not a model version folder (no {MANIFEST_FILE})")
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def write(self, folder: Path) -> Path:
+        return write_json_atomic(folder / MANIFEST_FILE, self.model_dump(mode="json"))
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """Write JSON to a temporary file beside ``path``, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,744 @@
+"""Training a triage model from labelled tickets.
+
+The table has ``subject`` and ``description`` (or ``body``) and one label column per field. Rows
+are put in a canonical order (by text hash), so the same data in any order trains the same model.
+A stratified hold-out is set aside; per field, classes with fewer than ``min_examples_per_class``
+training rows are left out of the head and reported with their counts (their rows do not train that
+head, and they still count as errors on the hold-out). Rows with no label for a field simply do
+not train that field.
+
+By default the encoder is frozen: every text is embedded once (optionally through an on-disk
+cache), and each field's head, a linear model over the standardised embedding and, for the
+``hybrid`` head, hashed word + char n-gram TF-IDF, is fitted in torch with L-BFGS on class-weighted
+cross-entropy (a convex problem: same data and seed, same model). The L2 strength is picked per field
+on a validation slice of the training rows. ``fine_tune=True`` then trains encoder and heads
+together (meant for a GPU). Every trained model is evaluated on the hold-out beside the TF-IDF +
+logistic-regression baseline trained on the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sklearn.metrics import f1_score
+from sklearn.model_selection import train_test_split
+
+from models.classifier import TriageClassifier, pick_device
+from models.embedding_cache import EmbeddingCache, encoder_fingerprint
+from models.encoders import EncoderSpec, resolve_encoder
+from models.evaluation import FieldEvaluation, evaluate_field
+from models.features import HashingConfig
+from models.heads import FieldHead, SparseRows
+from models.manifest import (
+    ClassifierConfig,
+    FieldManifest,
+    ModelManifest,
+    ThresholdPoint,
+    TrainingInfo,
+)
+from models.text import text_hash, ticket_text
+
+if TYPE_CHECKING:
+    from models.report import EvaluationReport
+    from triage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TEXT = "text"
+HASH = "text_hash"
+C_DENSE_GRID = (0.01, 0.1, 1.0)
+C_SPARSE_GRID = (3.0, 10.0, 30.0)
+C_LINEAR_GRID = (0.01, 0.1, 1.0, 10.0)
+"""Candidate inverse L2 strengths (scikit-learn's ``C``) tried per field when none is configured:
+for the embedding weights and the TF-IDF weights of a hybrid head, and for a linear head."""
+VALIDATION_SHARE = 0.2
+MIN_SLICE_ROWS = 20
+
+
+class TrainingError(ValueError):
+    """The data cannot train a model (missing columns, no field with two usable classes ...)."""
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides a trained model; defaults follow :class:`triage.settings.ModelSettings`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fields: list[str] = Field(default_factory=lambda: ["group", "priority", "type"], min_length=1)
+    label_columns: dict[str, str] = Field(
+        default_factory=dict, description="Field -> label column, where they differ (group=queue)."
+    )
+    text_columns: list[str] = Field(
+        default_factory=lambda: ["subject", "description"],
+        min_length=1,
+        description="Columns joined into the text; 'description' falls back to 'body'.",
+    )
+    base_encoder: str = "minilm"
+    store_root: Path = Field(default=Path("data/models"), description="Where named encoders are built.")
+    name: str | None = Field(default=None, description="Model name; default '<encoder>+<head>'.")
+    max_length: int = Field(default=256, ge=16, le=8192)
+    min_examples_per_class: int = Field(default=30, ge=1)
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+    target_precision: float = Field(default=0.90, gt=0.0, le=1.0)
+    suggest_precision: float = Field(default=0.75, gt=0.0, le=1.0)
+    head: Literal["hybrid", "linear"] = "hybrid"
+    hashing: HashingConfig = Field(default_factory=HashingConfig)
+    c_dense: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Inverse L2 strength of the embedding weights; None: chosen per field.",
+    )
+    c_sparse: float | None = Field(
+        default=None, gt=0.0, description="Inverse L2 strength of the TF-IDF weights; None: chosen per field."
+    )
+    class_weight: Literal["balanced", "none"] = "balanced"
+    max_iter: int = Field(default=200, ge=1, description="L-BFGS iterations per head fit.")
+    fine_tune: bool = False
+    epochs: int = Field(default=2, ge=1, description="Fine-tuning epochs.")
+    learning_rate: float = Field(
+        default=3e-5, gt=0.0, description="Fine-tuning learning rate of the encoder."
+    )
+    batch_size: int = Field(default=16, ge=1, description="Fine-tuning batch size.")
+    batch_tokens: int = Field(default=16384, ge=256, description="Token budget of embedding batches.")
+    device: str = "auto"
+    embedding_cache: Path | None = Field(
+        default=None, description="Folder caching frozen embeddings by text hash (speeds up retraining)."
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _unique_fields(cls, fields: list[str]) -> list[str]:
+        if len(set(fields)) != len(fields):
+            raise ValueError("fields must not repeat")
+        return fields
+
+    @model_validator(mode="after")
+    def _suggest_below_apply(self) -> TrainConfig:
+        if self.suggest_precision > self.target_precision:
+            raise ValueError("suggest_precision must not exceed target_precision")
+        unknown = set(self.label_columns) - set(self.fields)
+        if unknown:
+            raise ValueError(f"label_columns names fields that are not trained: {sorted(unknown)}")
+        return self
+
+    def label_column(self, field_name: str) -> str:
+        return self.label_columns.get(field_name, field_name)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
+        """The training configuration for a project's settings (enabled fields, model section)."""
+        model = settings.model
+        values: dict[str, Any] = {
+            "fields": settings.enabled_fields(),
+            "base_encoder": model.base_encoder,
+            "store_root": model.store,
+            "max_length": model.max_length,
+            "min_examples_per_class": model.min_examples_per_class,
+            "seed": model.seed,
+            "target_precision": model.target_precision,
+            "suggest_precision": model.suggest_precision,
+            "fine_tune": model.fine_tune,
+            "batch_tokens": model.batch_tokens,
+            "device": model.device,
+        }
+        return cls(**{**values, **overrides})
+
+
+@dataclass
+class FieldOutcome:
+    """What training did for one field."""
+
+    labels: list[str]
+    excluded_classes: dict[str, int]
+    n_train: int
+    n_test: int
+    regularization: tuple[float, float]
+    evaluation: FieldEvaluation
+    baseline: FieldEvaluation
+
+
+@dataclass
+class TrainingResult:
+    """A trained model with its hold-out, evaluation and provenance; hand it to ``ModelStore.register``."""
+
+    model: TriageClassifier
+    config: TrainConfig
+    encoder: EncoderSpec
+    data_hash: str
+    n_rows: int
+    n_train: int
+    holdout: pd.DataFrame
+    """The hold-out rows: ``text``, ``text_hash``, one column per field (None where unlabelled), slice."""
+    split: str
+    fields: dict[str, FieldOutcome]
+    skipped_fields: dict[str, str]
+    slice_column: str | None = None
+    slices: dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.config.name or f"{self.encoder.name.split('/')[-1]}+{self.config.head}"
+
+    def manifest(self, version: str, created_at: datetime) -> ModelManifest:
+        """The ``model.json`` content for this result stored as ``version``."""
+        fields = {}
+        for name, outcome in self.fields.items():
+            model, baseline = outcome.evaluation, outcome.baseline
+            fields[name] = FieldManifest(
+                labels=outcome.labels,
+                apply=_threshold_point(model, "apply"),
+                suggest=_threshold_point(model, "suggest"),
+                excluded_classes=outcome.excluded_classes,
+                n_train=outcome.n_train,
+                n_test=outcome.n_test,
+                metrics={
+                    "accuracy": model.accuracy,
+                    "macro_f1": model.macro_f1,
+                    "weighted_f1": model.weighted_f1,
+                    "ece": model.ece,
+                    "baseline_accuracy": baseline.accuracy,
+                    "baseline_macro_f1": baseline.macro_f1,
+                    "baseline_weighted_f1": baseline.weighted_f1,
+                    "c_dense": outcome.regularization[0],
+                    "c_sparse": outcome.regularization[1] if self.config.head == "hybrid" else None,
+                },
+            )
+        cfg = self.config
+        options = cfg.model_dump(
+            mode="json",
+            exclude={
+                "fields", "seed", "min_examples_per_class", "target_precision", "suggest_precision",
+                "store_root", "embedding_cache", "device",
+            },
+        )  # fmt: skip
+        options["skipped_fields"] = self.skipped_fields
+        return ModelManifest(
+            name=self.name,
+            version=version,
+            created_at=created_at,
+            classifier=self.model.config,
+            fields=fields,
+            training=TrainingInfo(
+                data_hash=self.data_hash,
+                seed=cfg.seed,
+                n_rows=self.n_rows,
+                n_train=self.n_train,
+                n_test=len(self.holdout),
+                split=self.split,
+                min_examples_per_class=cfg.min_examples_per_class,
+                target_precision=cfg.target_precision,
+                suggest_precision=cfg.suggest_precision,
+                options=options,
+                seconds=round(self.seconds, 1),
+            ),
+        )
+
+    def report(self, version: str | None = None) -> EvaluationReport:
+        """The evaluation report (model beside baseline per field and slice) for models-eval's writer."""
+        from models.report import EvaluationReport
+
+        return EvaluationReport(
+            dataset={
+                "name": self.config.name or "training data",
+                "n_train": self.n_train,
+                "n_test": len(self.holdout),
+                "data_hash": self.data_hash,
+                "split": self.split,
+            },
+            model={
+                "name": self.name,
+                "version": version,
+                "base_encoder": self.encoder.name,
+                "head": self.config.head + (" + fine-tuned encoder" if self.config.fine_tune else ""),
+            },
+            fields={
+                name: {
+                    "model": outcome.evaluation,
+                    "baseline": outcome.baseline,
+                    "excluded_classes": outcome.excluded_classes,
+                }
+                for name, outcome in self.fields.items()
+            },
+            slices={
+                key: {name: {"model": m, "baseline": b} for name, (m, b) in per_field.items()}
+                for key, per_field in self.slices.items()
+            },
+            created_at=datetime.now(UTC),
+        )
+
+
+def _threshold_point(evaluation: FieldEvaluation, kind: str) -> ThresholdPoint:
+    point = getattr(evaluation, kind)
+    target = getattr(evaluation, f"{kind}_target")
+    if point is None:
+        return ThresholdPoint(target=target, threshold=None)
+    return ThresholdPoint(
+        target=target, threshold=point.threshold, coverage=point.coverage, precision=point.precision
+    )
+
+
+# -- the table ---------------------------------------------------------------------------------------
+
+
+def prepare_frame(
+    frame: pd.DataFrame, config: TrainConfig, *, slice_column: str | None = None
+) -> pd.DataFrame:
+    """``text``, ``text_hash``, one label column per field (None where missing) and the slice column.
+
+    Rows come back in canonical order (by text hash, then labels). Raises :class:`TrainingError`
+    naming any missing column.
+    """
+    columns = [_text_column(frame, name) for name in config.text_columns]
+    missing = [config.label_column(f) for f in config.fields if config.label_column(f) not in frame.columns]
+    if slice_column is not None and slice_column not in frame.columns:
+        missing.append(slice_column)
+    if missing:
+        raise TrainingError(f"missing column(s) {missing}; the table has {list(frame.columns)}")
+    if len(columns) == 1:
+        texts = [ticket_text(None, value) for value in frame[columns[0]]]
+    else:
+        subject, *rest = columns
+        body = frame[rest].apply(lambda row: "\n\n".join(_present(v) for v in row if _present(v)), axis=1)
+        texts = [ticket_text(s, b) for s, b in zip(frame[subject], body, strict=True)]
+    out = pd.DataFrame({TEXT: texts})
+    out[HASH] = [text_hash(t) for t in texts]
+    for name in config.fields:
+        out[name] = [_label(v) for v in frame[config.label_column(name)]]
+    if slice_column is not None:
+        out[slice_column] = [_label(v) for v in frame[slice_column]]
+    out = out[out[TEXT] != ""]
+    keys = [HASH, *config.fields]
+    return out.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)
+
+
+def _text_column(frame: pd.DataFrame, name: str) -> str:
+    if name in frame.columns:
+        return name
+    if name == "description" and "body" in frame.columns:
+        return "body"
+    raise TrainingError(f"missing text column {name!r}; the table has {list(frame.columns)}")
+
+
+def _present(value: object) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _label(value: object) -> str | None:
+    text = _present(value).strip()
+    return text or None
+
+
+def data_hash(prepared: pd.DataFrame, fields: list[str]) -> str:
+    """SHA-256 over the texts and labels, independent of row order."""
+    digest = hashlib.sha256("|".join(fields).encode())
+    for row in prepared[[HASH, *fields]].itertuples(index=False):
+        digest.update(("\t".join("" if v is None else str(v) for v in row) + "\n").encode())
+    return digest.hexdigest()
+
+
+def split_holdout(prepared: pd.DataFrame, config: TrainConfig) -> tuple[np.ndarray, np.ndarray, str]:
+    """Train and test row positions, stratified on the first field (rare classes pooled)."""
+    first = config.fields[0]
+    strata = prepared[first].fillna("\x00missing")
+    counts = strata.value_counts()
+    strata = strata.where(strata.map(counts) >= 2, "\x00rare")
+    rows = np.arange(len(prepared))
+    try:
+        train, test = train_test_split(
+            rows, test_size=config.test_size, random_state=config.seed, stratify=strata
+        )
+        how = f"stratified on {first}"
+    except ValueError as exc:
+        train, test = train_test_split(rows, test_size=config.test_size, random_state=config.seed)
+        how = f"random (stratifying on {first} was impossible: {exc})"
+    return np.sort(train), np.sort(test), f"{how}, test_size={config.test_size}, seed={config.seed}"
+
+
+# -- training ----------------------------------------------------------------------------------------
+
+
+def train(
+    frame: pd.DataFrame,
+    config: TrainConfig,
+    *,
+    slice_column: str | None = None,
+    test_frame: pd.DataFrame | None = None,
+) -> TrainingResult:
+    """Train and evaluate a model on ``frame`` (or on ``frame`` with ``test_frame`` as the hold-out).
+
+    ``slice_column`` (e.g. ``language``) adds per-value evaluations of model and baseline.
+    """
+    started = time.perf_counter()
+    _seed_everything(config.seed)
+    data = prepare_frame(frame, config, slice_column=slice_column)
+    if test_frame is None:
+        train_rows, test_rows, split = split_holdout(data, config)
+    else:
+        test = prepare_frame(test_frame, config, slice_column=slice_column)
+        train_rows = np.arange(len(data))
+        test_rows = np.arange(len(data), len(data) + len(test))
+        data = pd.concat([data, test], ignore_index=True)
+        split = "given test set"
+    if len(train_rows) == 0 or len(test_rows) == 0:
+        raise TrainingError("both the training and the hold-out part need rows")
+    digest = data_hash(data, config.fields)
+
+    plan, skipped = _plan_fields(data.iloc[train_rows], config)
+    if not plan:
+        reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        raise TrainingError(f"no field can be trained: {reasons}")
+    for name, reason in skipped.items():
+        log.warning("field %s not trained: %s", name, reason)
+
+    device = pick_device(config.device)
+    encoder = resolve_encoder(config.base_encoder, config.store_root)
+    classifier = TriageClassifier.create(
+        encoder.path,
+        ClassifierConfig(
+            base_encoder=config.base_encoder,
+            encoder_name=encoder.name,
+            query_prefix=encoder.query_prefix,
+            pooling=encoder.pooling,
+            max_length=config.max_length,
+            head=config.head,
+            hashing=config.hashing.to_dict() if config.head == "hybrid" else None,
+            labels={name: labels for name, (labels, _) in plan.items()},
+            fine_tuned=config.fine_tune,
+        ),
+        device=device,
+    )
+    texts = data[TEXT].tolist()
+    embeddings = _embed(classifier, encoder, data, config)
+    train_texts = [texts[i] for i in train_rows]
+    classifier.fit_features(train_texts)
+    sparse = classifier.sparse_features(texts)
+    classifier.set_standardisation(embeddings[train_rows])
+
+    chosen: dict[str, tuple[float, float]] = {}
+    for name, (labels, _) in plan.items():
+        rows = train_rows[data[name].iloc[train_rows].isin(labels).to_numpy()]
+        y = np.searchsorted(np.array(labels, dtype=object), data[name].iloc[rows].to_numpy())
+        chosen[name] = _fit_field(classifier, name, embeddings[rows], _rows(sparse, rows), y, config)
+    if config.fine_tune:
+        _fine_tune(classifier, data.iloc[train_rows], plan, config)
+        proba = classifier.predict_proba([texts[i] for i in test_rows], batch_tokens=config.batch_tokens)
+    else:
+        proba = classifier.proba_from_features(embeddings[test_rows], _rows(sparse, test_rows))
+    classifier.eval()
+
+    holdout = data.iloc[test_rows].reset_index(drop=True)
+    outcomes, slices = _evaluate(data, train_rows, holdout, proba, plan, chosen, config, slice_column)
+    return TrainingResult(
+        model=classifier,
+        config=config,
+        encoder=encoder,
+        data_hash=digest,
+        n_rows=len(data),
+        n_train=len(train_rows),
+        holdout=holdout,
+        split=split,
+        fields=outcomes,
+        skipped_fields=skipped,
+        slice_column=slice_column,
+        slices=slices,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def _plan_fields(
+    train_part: pd.DataFrame, config: TrainConfig
+) -> tuple[dict[str, tuple[list[str], dict[str, int]]], dict[str, str]]:
+    """Per field: (head labels, excluded classes with counts); and the fields that cannot be trained."""
+    plan: dict[str, tuple[list[str], dict[str, int]]] = {}
+    skipped: dict[str, str] = {}
+    for name in config.fields:
+        counts = Counter(v for v in train_part[name] if v is not None)
+        kept = sorted(label for label, n in counts.items() if n >= config.min_examples_per_class)
+        excluded = {
+            label: n
+            for label, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            if n < config.min_examples_per_class
+        }
+        if len(kept) < 2:
+            skipped[name] = (
+                f"{len(kept)} class(es) with at least {config.min_examples_per_class} training examples "
+                f"(counts: {dict(counts.most_common())})"
+            )
+            continue
+        plan[name] = (kept, excluded)
+    return plan, skipped
+
+
+def _embed(
+    classifier: TriageClassifier, encoder: EncoderSpec, data: pd.DataFrame, config: TrainConfig
+) -> np.ndarray:
+    """Frozen embeddings of every row, each distinct text encoded once (through the cache if set)."""
+    unique = data.drop_duplicates(HASH)
+    hashes, texts = unique[HASH].tolist(), unique[TEXT].tolist()
+    cache = None
+    if config.embedding_cache is not None:
+        fingerprint = encoder_fingerprint(
+            encoder.path,
+            query_prefix=encoder.query_prefix,
+            max_length=config.max_length,
+            pooling=encoder.pooling,
+        )
+        cache = EmbeddingCache(config.embedding_cache, fingerprint)
+        found, missing = cache.lookup(hashes)
+    else:
+        found, missing = None, list(range(len(hashes)))
+    if found is None:
+        found = np.zeros((len(hashes), classifier.embed_mean.shape[0]), dtype=np.float32)
+    if missing:
+        log.info("embedding %d texts with %s", len(missing), encoder.name)
+        fresh = classifier.embed([texts[i] for i in missing], batch_tokens=config.batch_tokens)
+        found[missing] = fresh
+        if cache is not None:
+            cache.add([hashes[i] for i in missing], fresh)
+    position = {h: i for i, h in enumerate(hashes)}
+    return found[[position[h] for h in data[HASH]]]
+
+
+def _rows(sparse: sp.csr_matrix | None, rows: np.ndarray) -> sp.csr_matrix | None:
+    return sparse[rows] if sparse is not None else None
+
+
+def _class_weights(y: np.ndarray, n_classes: int, config: TrainConfig) -> np.ndarray:
+    if config.class_weight == "none":
+        return np.ones(len(y), dtype=np.float32)
+    counts = np.bincount(y, minlength=n_classes)
+    return (len(y) / (n_classes * counts))[y].astype(np.float32)
+
+
+def fit_head(
+    head: FieldHead,
+    embeddings: torch.Tensor,
+    sparse: SparseRows | None,
+    y: torch.Tensor,
+    weights: torch.Tensor,
+    c_dense: float,
+    c_sparse: float,
+    max_iter: int,
+) -> None:
+    """Minimise weighted mean cross-entropy + ``|W_e|^2 / (2 C_e n) + |W_s|^2 / (2 C_s n)`` (L-BFGS).
+
+    Each term is scikit-learn's logistic-regression penalty divided by ``n``, so ``C`` means the same
+    as there, with its own strength for the embedding and the TF-IDF weights. Biases are not
+    penalised. The fit starts from zero weights, so it does not depend on any random state.
+    """
+    head.reset_to_zero()
+    n = len(y)
+    penalties = [(head.dense.weight, 1.0 / (2.0 * c_dense * n))]
+    if head.sparse_weight is not None:
+        penalties.append((head.sparse_weight, 1.0 / (2.0 * c_sparse * n)))
+    optimizer = torch.optim.LBFGS(
+        head.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=10,
+        tolerance_grad=1e-6,
+        tolerance_change=1e-10,
+        line_search_fn="strong_wolfe",
+    )
+    total = weights.sum()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        losses = torch.nn.functional.cross_entropy(head(embeddings, sparse), y, reduction="none")
+        loss = (losses * weights).sum() / total + sum(w * m.pow(2).sum() for m, w in penalties)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+
+
+def _candidates(config: TrainConfig) -> list[tuple[float, float]]:
+    """(C_embedding, C_tfidf) pairs to try; a configured value replaces its grid."""
+    dense = [config.c_dense] if config.c_dense else list(C_DENSE_GRID)
+    sparse = [config.c_sparse] if config.c_sparse else list(C_SPARSE_GRID)
+    if config.head == "linear":
+        dense = [config.c_dense] if config.c_dense else list(C_LINEAR_GRID)
+        sparse = sparse[:1]
+    return [(d, s) for d in dense for s in sparse]
+
+
+def _fit_field(
+    classifier: TriageClassifier,
+    name: str,
+    embeddings: np.ndarray,
+    sparse: sp.csr_matrix | None,
+    y: np.ndarray,
+    config: TrainConfig,
+) -> tuple[float, float]:
+    """Fit one head on its training rows; returns the (C_embedding, C_tfidf) used.
+
+    With more than one candidate, each is fitted on 80% of the rows and scored by macro-F1 on the
+    other 20%; the best is refitted on all rows.
+    """
+    head = classifier.head(name)
+    device = classifier.device
+    emb = classifier.standardise(torch.from_numpy(embeddings).to(device))
+
+    def part(rows: np.ndarray, for_training: bool) -> tuple[torch.Tensor, SparseRows | None]:
+        rows_sparse = None
+        if sparse is not None:
+            rows_sparse = SparseRows.from_csr(sparse[rows], device, for_training=for_training)
+        return emb[rows], rows_sparse
+
+    def fit(rows: np.ndarray, c: tuple[float, float]) -> None:
+        weights = torch.from_numpy(_class_weights(y[rows], head.n_classes, config)).to(device)
+        fit_head(head, *part(rows, True), torch.from_numpy(y[rows]).to(device), weights, *c, config.max_iter)
+
+    candidates = _candidates(config)
+    best = candidates[0]
+    split = None
+    if len(candidates) > 1:
+        try:
+            split = train_test_split(
+                np.arange(len(y)), test_size=VALIDATION_SHARE, random_state=config.seed, stratify=y
+            )
+        except ValueError:  # too few rows per class to hold any out: keep the first candidate
+            log.info("field %s: too few rows to choose the regularisation; using %s", name, best)
+    if split is not None:
+        fit_rows, val_rows = split
+        val_emb, val_sparse = part(val_rows, False)
+        scores = []
+        for c in candidates:
+            fit(fit_rows, c)
+            with torch.inference_mode():
+                predicted = head(val_emb, val_sparse).argmax(dim=1).cpu().numpy()
+            scores.append(f1_score(y[val_rows], predicted, average="macro", zero_division=0))
+        best = candidates[int(np.argmax(scores))]
+        shown = {c: round(float(score), 3) for c, score in zip(candidates, scores, strict=True)}
+        log.info("field %s: C=%s, validation macro-F1 %s", name, best, shown)
+    fit(np.arange(len(y)), best)
+    return best
+
+
+def _fine_tune(
+    classifier: TriageClassifier,
+    train_part: pd.DataFrame,
+    plan: dict[str, tuple[list[str], dict[str, int]]],
+    config: TrainConfig,
+) -> None:
+    """Train encoder and heads together (heads start from their frozen-encoder fit)."""
+    texts = train_part[TEXT].tolist()
+    token_ids = classifier.tokenize(texts)
+    sparse = classifier.sparse_features(texts)
+    targets = {}
+    for name, (labels, _) in plan.items():
+        index = {label: i for i, label in enumerate(labels)}
+        targets[name] = np.array([index.get(v, -100) for v in train_part[name]], dtype=np.int64)
+    weights = {}
+    for name, y in targets.items():
+        n_classes = len(plan[name][0])
+        counts = np.bincount(y[y >= 0], minlength=n_classes)
+        balanced = counts.sum() / (n_classes * np.maximum(counts, 1))
+        per_class = balanced if config.class_weight == "balanced" else np.ones(n_classes)
+        weights[name] = torch.tensor(per_class, dtype=torch.float32, device=classifier.device)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": classifier.encoder.parameters(), "lr": config.learning_rate},
+            {"params": classifier.heads.parameters(), "lr": config.learning_rate * 10},
+        ],
+        weight_decay=0.01,
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    classifier.train()
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(texts), generator=generator).numpy()
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            with classifier.autocast():
+                emb = classifier.pool(*classifier.pad([token_ids[i] for i in batch]))
+                rows = None
+                if sparse is not None:
+                    rows = SparseRows.from_csr(sparse[batch], classifier.device, for_training=True)
+                loss = torch.zeros((), device=classifier.device)
+                for name, y in targets.items():
+                    target = torch.from_numpy(y[batch]).to(classifier.device)
+                    if (target >= 0).any():
+                        logits = classifier.head_logits(name, emb, rows).float()
+                        loss = loss + torch.nn.functional.cross_entropy(
+                            logits, target, weight=weights[name], ignore_index=-100
+                        )
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
+            optimizer.step()
+        log.info("fine-tuning epoch %d/%d done (last loss %.4f)", epoch + 1, config.epochs, float(loss))
+    classifier.eval()
+
+
+# -- evaluation --------------------------------------------------------------------------------------
+
+
+def _evaluate(
+    data: pd.DataFrame,
+    train_rows: np.ndarray,
+    holdout: pd.DataFrame,
+    proba: dict[str, np.ndarray],
+    plan: dict[str, tuple[list[str], dict[str, int]]],
+    chosen: dict[str, tuple[float, float]],
+    config: TrainConfig,
+    slice_column: str | None,
+) -> tuple[dict[str, FieldOutcome], dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]]]:
+    """Model and baseline (trained on the same rows) on the hold-out, per field and per slice."""
+    from models.baseline import TfidfBaseline
+
+    outcomes: dict[str, FieldOutcome] = {}
+    slices: dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]] = {}
+    targets = {"target_precision": config.target_precision, "suggest_precision": config.suggest_precision}
+    for name, (labels, excluded) in plan.items():
+        train_part = data.iloc[train_rows]
+        fit_part = train_part[train_part[name].isin(labels)]
+        baseline = TfidfBaseline(seed=config.seed).fit(fit_part[TEXT].tolist(), fit_part[name].tolist())
+        labelled = holdout[name].notna().to_numpy()
+        if not labelled.any():
+            raise TrainingError(f"the hold-out has no labelled rows for field {name!r}")
+        model_proba = proba[name][labelled]
+        base_proba = baseline.predict_proba(holdout[TEXT][labelled].tolist())
+        truth = holdout[name][labelled].tolist()
+        outcomes[name] = FieldOutcome(
+            labels=labels,
+            excluded_classes=excluded,
+            n_train=len(fit_part),
+            n_test=int(labelled.sum()),
+            regularization=chosen[name],
+            evaluation=evaluate_field(name, truth, model_proba, labels, **targets),
+            baseline=evaluate_field(name, truth, base_proba, list(baseline.classes_), **targets),
+        )
+        if slice_column is None:
+            continue
+        values = holdout[slice_column][labelled].to_numpy()
+        for value in sorted({v for v in values if v is not None}):
+            inside = values == value
+            if inside.sum() < MIN_SLICE_ROWS:
+                continue
+            part = [t for t, keep in zip(truth, inside, strict=True) if keep]
+            slices.setdefault(f"{slice_column}={value}", {})[name] = (
+                evaluate_field(name, part, model_proba[inside], labels, **targets),
+                evaluate_field(name, part, base_proba[inside], list(baseline.classes_), **targets),
+            )
+    return outcomes, slices
