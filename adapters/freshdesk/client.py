@@ -108,6 +108,7 @@ class FreshdeskClient:
             weakref.WeakKeyDictionary()
         )
         self._pools_lock = threading.Lock()
+        self._base_path = httpx.URL(config.api_base).path.rstrip("/")
 
     def __repr__(self) -> str:
         return f"FreshdeskClient({self.config.api_base!r})"
@@ -169,7 +170,9 @@ class FreshdeskClient:
                     continue
                 outcome = "" if isinstance(exc, _NOT_SENT) or idempotent else "; outcome unknown"
                 raise TransientError(
-                    redact(f"request {kind} ({type(exc).__name__}{outcome})"), method=method, path=path
+                    redact(f"request {kind} ({type(exc).__name__}{outcome})"),
+                    method=method,
+                    path=self._base_path + path,
                 ) from None
             self.budget.settle(reservation, response.headers)
             info = ResponseInfo(

@@ -125,7 +125,7 @@ async def test_timeouts_after_retries_raise_transient(make_adapter, httpx_mock):
     httpx_mock.add_exception(httpx.ReadTimeout("read timed out"), url=TICKET_URL, is_reusable=True)
     with pytest.raises(TransientError, match="timed out") as info:
         await adapter.get_ticket(7)
-    assert info.value.path == "/tickets/7"
+    assert info.value.path == "/api/v2/tickets/7" and info.value.method == "GET"
     assert len(httpx_mock.get_requests()) == 2
 
 
