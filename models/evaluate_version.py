@@ -1,0 +1,133 @@
+"""Evaluate a stored model version on a labelled table, beside a baseline trained on the same table.
+
+The table is prepared and split exactly as training does (:func:`models.training.prepare_frame`,
+:func:`models.training.split_holdout`), or a separate test table is given. The TF-IDF baseline is
+trained on the table's training part, on the rows whose label the model's head knows (the same
+footing training gives it); labels outside the head count as errors for both. The stored model
+only predicts the test part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from models.baseline import TfidfBaseline
+from models.evaluation import evaluate_field
+from models.inference import InferenceEngine
+from models.report import EvaluationReport
+from models.training import (
+    MIN_SLICE_ROWS,
+    TEXT,
+    TrainConfig,
+    data_hash,
+    prepare_frame,
+    split_holdout,
+)
+
+
+def evaluate_version(
+    engine: InferenceEngine,
+    frame: pd.DataFrame,
+    *,
+    dataset_name: str,
+    test_frame: pd.DataFrame | None = None,
+    fields: Sequence[str] | None = None,
+    label_columns: dict[str, str] | None = None,
+    text_columns: Sequence[str] = ("subject", "description"),
+    slice_column: str | None = None,
+    test_size: float = 0.2,
+    seed: int = 42,
+    command: str | None = None,
+) -> EvaluationReport:
+    """Score ``engine``'s model on ``frame``'s hold-out (or on ``test_frame``) beside the baseline.
+
+    ``fields`` defaults to every field the model predicts; thresholds are chosen for the precision
+    targets the model was trained with. Raises ``ValueError`` for fields the model does not predict.
+    """
+    manifest = engine.manifest
+    fields = list(fields or engine.fields)
+    unknown = [name for name in fields if name not in engine.fields]
+    if unknown:
+        raise ValueError(f"the model does not predict {unknown}; it predicts {engine.fields}")
+    config = TrainConfig(
+        fields=fields,
+        label_columns={k: v for k, v in (label_columns or {}).items() if k in fields},
+        text_columns=list(text_columns),
+        test_size=test_size,
+        seed=seed,
+        target_precision=manifest.training.target_precision,
+        suggest_precision=manifest.training.suggest_precision,
+    )
+    data = prepare_frame(frame, config, slice_column=slice_column)
+    if test_frame is None:
+        train_rows, test_rows, split = split_holdout(data, config)
+    else:
+        test = prepare_frame(test_frame, config, slice_column=slice_column)
+        train_rows, test_rows = np.arange(len(data)), np.arange(len(data), len(data) + len(test))
+        data, split = pd.concat([data, test], ignore_index=True), "given test set"
+    if len(train_rows) == 0 or len(test_rows) == 0:
+        raise ValueError("the table needs rows for both the baseline's training part and the test part")
+    digest = data_hash(data, fields)
+    train_part, holdout = data.iloc[train_rows], data.iloc[test_rows].reset_index(drop=True)
+    predictions = engine.predict(holdout[TEXT].tolist())
+    targets = {"target_precision": config.target_precision, "suggest_precision": config.suggest_precision}
+
+    report_fields, slices = {}, {}
+    for name in fields:
+        labels = engine.labels(name)
+        fit_part = train_part[train_part[name].isin(labels)]
+        labelled = holdout[name].notna().to_numpy()
+        if fit_part[name].nunique() < 2 or not labelled.any():
+            raise ValueError(f"field {name!r}: the table has too few labelled rows the model knows")
+        baseline = TfidfBaseline(seed=seed).fit(fit_part[TEXT].tolist(), fit_part[name].tolist())
+        truth = holdout[name][labelled].tolist()
+        model_proba = predictions[name].proba[labelled]
+        base_proba = baseline.predict_proba(holdout[TEXT][labelled].tolist())
+        report_fields[name] = {
+            "model": evaluate_field(name, truth, model_proba, labels, **targets),
+            "baseline": evaluate_field(name, truth, base_proba, baseline.classes_, **targets),
+            "excluded_classes": dict(manifest.fields[name].excluded_classes),
+        }
+        if slice_column is None:
+            continue
+        values = holdout[slice_column][labelled].to_numpy()
+        for value in sorted({v for v in values if v is not None}):
+            inside = values == value
+            if inside.sum() < MIN_SLICE_ROWS:
+                continue
+            part = [t for t, keep in zip(truth, inside, strict=True) if keep]
+            slices.setdefault(f"{slice_column}={value}", {})[name] = {
+                "model": evaluate_field(name, part, model_proba[inside], labels, **targets),
+                "baseline": evaluate_field(name, part, base_proba[inside], baseline.classes_, **targets),
+            }
+
+    same_data = digest == manifest.training.data_hash and split == manifest.training.split
+    note = (
+        "Same data and split as the model's training: the test rows are the model's own hold-out."
+        if same_data
+        else "The model was trained on other data or another split: if this table shares rows with its "
+        "training data, the model's scores here are optimistic."
+    )
+    return EvaluationReport(
+        dataset={
+            "name": dataset_name,
+            "n_train": len(train_rows),
+            "n_test": len(test_rows),
+            "data_hash": digest,
+            "split": split,
+        },
+        model={
+            "name": manifest.name,
+            "version": manifest.version,
+            "base_encoder": manifest.classifier.encoder_name,
+            "head": manifest.classifier.head
+            + (" + fine-tuned encoder" if manifest.classifier.fine_tuned else ""),
+        },
+        fields=report_fields,
+        slices=slices,
+        command=command,
+        notes=[note, "Baseline: trained on the table's training part, on the labels the model's head knows."],
+    )

@@ -1,0 +1,120 @@
+"""``triage evaluate``: score a stored model version on a labelled file, beside the TF-IDF baseline."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from triage.cli.app import app
+from triage.cli.encoders import ConfigOption, StoreOption, store_root
+
+
+@app.command("evaluate")
+def evaluate(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Argument(help="Labelled tickets (CSV or Parquet).")],
+    test_data: Annotated[
+        Path | None,
+        typer.Option("--test-data", help="Score on this file; DATA then only trains the baseline."),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Model version (default: current).")
+    ] = None,
+    store: StoreOption = None,
+    fields: Annotated[
+        str | None, typer.Option("--fields", help="Comma-separated fields (default: all the model predicts).")
+    ] = None,
+    label_column: Annotated[
+        list[str] | None,
+        typer.Option("--label-column", help="FIELD=COLUMN where they differ, e.g. group=queue."),
+    ] = None,
+    text_columns: Annotated[
+        str,
+        typer.Option("--text-columns", help="Comma-separated text columns (description falls back to body)."),
+    ] = "subject,description",
+    slice_column: Annotated[
+        str | None,
+        typer.Option("--slice-column", help="Also score each value of this column apart (language)."),
+    ] = None,
+    test_size: Annotated[
+        float, typer.Option("--test-size", help="Hold-out share when no --test-data.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Split and baseline seed.")] = 42,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report-dir", help="Where to write the report (default: reports/<file>-<version>)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Evaluate a stored model version on a labelled file; write report.json/.md/.html with plots."""
+    from models.evaluate_version import evaluate_version
+    from models.inference import InferenceEngine
+    from models.report import underperforming_fields, write_report
+    from models.store import StoreError
+    from models.tables import read_table
+    from models.training import TrainingError
+
+    columns = _label_columns(label_column or [])
+    root = store_root(config, store)
+    try:
+        engine = InferenceEngine.load(root, version)
+        frame = read_table(data)
+        test_frame = read_table(test_data) if test_data else None
+        report = evaluate_version(
+            engine,
+            frame,
+            dataset_name=data.name + (f" (test: {test_data.name})" if test_data else ""),
+            test_frame=test_frame,
+            fields=_split(fields) if fields else None,
+            label_columns=columns,
+            text_columns=_split(text_columns),
+            slice_column=slice_column,
+            test_size=test_size,
+            seed=seed,
+            command=_command(ctx),
+        )
+    except (OSError, ValueError, TrainingError, StoreError) as exc:
+        typer.echo(f"cannot evaluate: {exc}", err=True)
+        raise typer.Exit(1) from None
+    out = report_dir or Path("reports") / f"{data.stem}-{engine.model_version}"
+    paths = write_report(report, out)
+    for name, entry in report.fields.items():
+        model, baseline = entry["model"], entry["baseline"]
+        typer.echo(f"{name:<12} model macro-F1 {model.macro_f1:.3f}   baseline {baseline.macro_f1:.3f}")
+    behind = underperforming_fields(report)
+    if behind:
+        typer.echo(f"the model does NOT beat the baseline on: {', '.join(behind)}")
+    typer.echo(f"report: {paths['html']}")
+
+
+def _command(ctx: typer.Context) -> str:
+    """The command line that reproduces this run (options left at their default omitted)."""
+    parts = ["triage", "evaluate"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is None or value == param.default or value == []:
+            continue
+        if param.param_type_name == "argument":
+            parts.append(str(value))
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            parts += [param.opts[0], str(item)]
+    return shlex.join(parts)
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _label_columns(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, column = pair.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            typer.echo(f"--label-column expects FIELD=COLUMN, got {pair!r}", err=True)
+            raise typer.Exit(2)
+        out[name.strip()] = column.strip()
+    return out
