@@ -5,9 +5,13 @@ fields cost one encoder pass. With the ``hybrid`` head each field also reads has
 character n-gram TF-IDF features (:mod:`models.features`), which carry exact wording the frozen
 embedding blurs; the ``linear`` head reads the embedding only.
 
+A neighbour memory (:mod:`models.memory`) can add, for every field, the labels of the most similar
+training tickets as a third input of the heads.
+
 On disk (a model version folder): ``encoder/`` as transformers saves model and tokenizer
-(safetensors), ``heads.safetensors`` (head weights, embedding standardisation, IDF weights) and the
-classifier's settings inside ``model.json`` (see :mod:`models.manifest`). Nothing is pickled.
+(safetensors), ``heads.safetensors`` (head weights, embedding standardisation, IDF weights, the
+memory) and the classifier's settings inside ``model.json`` (see :mod:`models.manifest`).
+Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from models.batching import pad_batch, token_budget_batches
 from models.features import HashedTfidf, HashingConfig
 from models.heads import FieldHead, SparseRows
 from models.manifest import ClassifierConfig
+from models.memory import NeighbourMemory
 
 HeadKind = Literal["hybrid", "linear"]
 ENCODER_DIR = "encoder"
@@ -75,6 +80,7 @@ class TriageClassifier(nn.Module):
         tokenizer: PreTrainedTokenizerBase,
         config: ClassifierConfig,
         features: HashedTfidf | None,
+        memory: NeighbourMemory | None = None,
     ) -> None:
         super().__init__()
         if (config.head == "hybrid") != (features is not None):
@@ -83,6 +89,7 @@ class TriageClassifier(nn.Module):
         self.tokenizer = tokenizer
         self.config = config
         self.features = features
+        self.memory = memory
         dim = int(encoder.config.hidden_size)
         self.register_buffer("embed_mean", torch.zeros(dim))
         self.register_buffer("embed_scale", torch.ones(dim))
@@ -90,20 +97,40 @@ class TriageClassifier(nn.Module):
         self._build_heads()
 
     def _build_heads(self) -> None:
-        """Fresh zero heads sized for the embedding and the (fitted) hashed features."""
+        """Fresh zero heads sized for the embedding, the (fitted) hashed features and the memory."""
         dim = self.embed_mean.shape[0]
         n_sparse = self.features.n_features if self.features is not None else 0
+        memory = self.config.memory is not None
         self.heads = nn.ModuleList(
-            FieldHead(dim, n_sparse, len(labels)) for labels in self.config.labels.values()
+            FieldHead(dim, n_sparse, len(labels), memory=memory) for labels in self.config.labels.values()
         ).to(self.embed_mean.device)
 
     def head(self, field: str) -> FieldHead:
         return self.heads[self.fields.index(field)]
 
-    def fit_features(self, texts: Sequence[str]) -> None:
-        """Fit the hashed TF-IDF features (hybrid head) on training texts; heads restart from zero."""
+    def fit_features(
+        self,
+        texts: Sequence[str],
+        embeddings: np.ndarray,
+        labels: dict[str, np.ndarray],
+        memory_rows: np.ndarray | None = None,
+    ) -> None:
+        """Fit everything the heads read besides the embedding, from the training rows.
+
+        The hashed TF-IDF (hybrid head) learns its buckets and IDF weights from ``texts``; the
+        embedding standardisation its mean and scale; the neighbour memory (if configured) keeps
+        the ``memory_rows`` (default: all) of ``embeddings`` with each field's label index
+        (``labels``, -1: none). Heads restart from zero.
+        """
         if self.features is not None:
             self.features.fit(texts)
+        self.embed_mean.copy_(torch.from_numpy(embeddings.mean(axis=0)))
+        self.embed_scale.copy_(torch.from_numpy(embeddings.std(axis=0) + 1e-6))
+        if self.config.memory is not None:
+            rows = np.arange(len(embeddings)) if memory_rows is None else memory_rows
+            n_classes = {field: len(names) for field, names in self.config.labels.items()}
+            memory_labels = {field: y[rows] for field, y in labels.items()}
+            self.memory = NeighbourMemory(embeddings[rows], memory_labels, n_classes, **self.config.memory)
         self._build_heads()
 
     @classmethod
@@ -168,28 +195,33 @@ class TriageClassifier(nn.Module):
 
     # -- heads ---------------------------------------------------------------------------------------
 
-    def set_standardisation(self, embeddings: np.ndarray) -> None:
-        """Centre and scale embedding dimensions with statistics of the training rows."""
-        mean = embeddings.mean(axis=0)
-        scale = embeddings.std(axis=0) + 1e-6
-        self.embed_mean.copy_(torch.from_numpy(mean))
-        self.embed_scale.copy_(torch.from_numpy(scale))
-
     def standardise(self, embeddings: torch.Tensor) -> torch.Tensor:
         return (embeddings - self.embed_mean) / self.embed_scale
 
-    def head_logits(self, field: str, embeddings: torch.Tensor, sparse: SparseRows | None) -> torch.Tensor:
-        return self.head(field)(self.standardise(embeddings), sparse)
+    def neighbour_features(
+        self, embeddings: np.ndarray, *, self_index: np.ndarray | None = None
+    ) -> dict[str, torch.Tensor] | None:
+        """Per field, the memory's neighbour label shares as tensors (None without a memory)."""
+        if self.memory is None:
+            return None
+        shares = self.memory.features(embeddings, self_index=self_index)
+        return {field: torch.from_numpy(value).to(self.device) for field, value in shares.items()}
 
     def proba_from_features(
         self, embeddings: np.ndarray, sparse: sp.csr_matrix | None
     ) -> dict[str, np.ndarray]:
         """Class probabilities per field from precomputed embeddings and TF-IDF rows."""
-        emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).to(self.device)
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        emb = self.standardise(torch.from_numpy(embeddings).to(self.device))
         rows = SparseRows.from_csr(sparse, self.device) if sparse is not None else None
+        neighbours = self.neighbour_features(embeddings)
         with torch.inference_mode():
             return {
-                field: torch.softmax(self.head_logits(field, emb, rows).float(), dim=-1).cpu().numpy()
+                field: torch.softmax(
+                    self.head(field)(emb, rows, neighbours[field] if neighbours else None).float(), dim=-1
+                )
+                .cpu()
+                .numpy()
                 for field in self.fields
             }
 
@@ -223,6 +255,10 @@ class TriageClassifier(nn.Module):
             tensors.update(
                 {f"features.{k}": torch.from_numpy(v) for k, v in self.features.state_arrays().items()}
             )
+        if self.memory is not None:
+            tensors.update(
+                {f"memory.{k}": torch.from_numpy(v) for k, v in self.memory.state_arrays().items()}
+            )
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / HEADS_FILE))
 
     @classmethod
@@ -234,15 +270,18 @@ class TriageClassifier(nn.Module):
         device = torch.device(device)
         encoder, tokenizer = load_encoder(folder / ENCODER_DIR, device)
         tensors = load_file(str(folder / HEADS_FILE))
+
+        def group(prefix: str) -> dict[str, np.ndarray]:
+            return {k.removeprefix(prefix): v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
+
         features = None
         if config.hashing:
-            state = {
-                k.removeprefix("features."): v.numpy()
-                for k, v in tensors.items()
-                if k.startswith("features.")
-            }
-            features = HashedTfidf.from_state(HashingConfig.from_dict(config.hashing), state)
-        model = cls(encoder, tokenizer, config, features)
+            features = HashedTfidf.from_state(HashingConfig.from_dict(config.hashing), group("features."))
+        memory = None
+        if config.memory is not None:
+            n_classes = {field: len(names) for field, names in config.labels.items()}
+            memory = NeighbourMemory.from_state(group("memory."), n_classes, config.memory)
+        model = cls(encoder, tokenizer, config, features, memory)
         model.embed_mean.copy_(tensors["embed.mean"])
         model.embed_scale.copy_(tensors["embed.scale"])
         for field in model.fields:

@@ -32,7 +32,7 @@ class HashingConfig:
     char_buckets: int = 2**20
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (3, 5)
-    min_df: int = 1
+    min_df: int = 2
 
     def __post_init__(self) -> None:
         if self.word_buckets < 0 or self.char_buckets < 0:

@@ -59,12 +59,17 @@ class _SparseMatmul(torch.autograd.Function):
 
 
 class FieldHead(nn.Module):
-    """Linear head for one field: dense embedding part plus, when ``n_sparse > 0``, a sparse part."""
+    """Linear head for one field over up to three blocks of inputs.
 
-    def __init__(self, dim: int, n_sparse: int, n_classes: int) -> None:
+    Always the (standardised) embedding; with ``n_sparse > 0`` the TF-IDF row; with ``memory`` the
+    neighbour label shares of :class:`models.memory.NeighbourMemory` (one weight per label pair).
+    """
+
+    def __init__(self, dim: int, n_sparse: int, n_classes: int, *, memory: bool = False) -> None:
         super().__init__()
         self.dense = nn.Linear(dim, n_classes)
         self.sparse_weight = nn.Parameter(torch.zeros(n_sparse, n_classes)) if n_sparse else None
+        self.memory_weight = nn.Parameter(torch.zeros(n_classes, n_classes)) if memory else None
         self.reset_to_zero()
 
     @property
@@ -77,8 +82,17 @@ class FieldHead(nn.Module):
             for parameter in self.parameters():
                 parameter.zero_()
 
-    def forward(self, embeddings: torch.Tensor, sparse: SparseRows | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        sparse: SparseRows | None = None,
+        neighbours: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         logits = self.dense(embeddings)
+        if self.memory_weight is not None:
+            if neighbours is None:
+                raise ValueError("this head needs the neighbour-memory features")
+            logits = logits + neighbours @ self.memory_weight
         if self.sparse_weight is None:
             return logits
         if sparse is None:

@@ -37,6 +37,9 @@ class ClassifierConfig(_Schema):
     max_length: int
     head: Literal["hybrid", "linear"]
     hashing: dict[str, Any] | None = Field(default=None, description="HashingConfig of the hybrid head.")
+    memory: dict[str, float | int] | None = Field(
+        default=None, description="Neighbour memory settings (k, temperature); None: no memory."
+    )
     labels: dict[str, list[str]] = Field(description="Per field, the labels in head column order.")
     fine_tuned: bool = False
 

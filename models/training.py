@@ -8,12 +8,15 @@ head, and they still count as errors on the hold-out). Rows with no label for a 
 not train that field.
 
 By default the encoder is frozen: every text is embedded once (optionally through an on-disk
-cache), and each field's head, a linear model over the standardised embedding and, for the
-``hybrid`` head, hashed word + char n-gram TF-IDF, is fitted in torch with L-BFGS on class-weighted
-cross-entropy (a convex problem: same data and seed, same model). The L2 strength is picked per field
-on a validation slice of the training rows. ``fine_tune=True`` then trains encoder and heads
-together (meant for a GPU). Every trained model is evaluated on the hold-out beside the TF-IDF +
-logistic-regression baseline trained on the same rows.
+cache). Each field's head is linear over three blocks: the standardised embedding, hashed word +
+char n-gram TF-IDF (``hybrid`` head; the ``linear`` head leaves it out) and the label shares of the
+most similar training tickets (the neighbour memory, leave-one-out for training rows; off with
+``neighbours=0``). It is fitted in torch with L-BFGS on class-weighted cross-entropy from zero
+weights: a convex problem, so the same data and seed give the same model. The embedding's L2
+strength is picked per field on a validation slice of the training rows. ``fine_tune=True`` first
+adapts the encoder itself to the fields (meant for a GPU), then fits the heads the same way.
+Every trained model is evaluated on the hold-out beside the TF-IDF + logistic-regression baseline
+trained on the same rows.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,11 +64,10 @@ log = logging.getLogger(__name__)
 
 TEXT = "text"
 HASH = "text_hash"
-C_DENSE_GRID = (0.01, 0.1, 1.0)
-C_SPARSE_GRID = (3.0, 10.0, 30.0)
-C_LINEAR_GRID = (0.01, 0.1, 1.0, 10.0)
-"""Candidate inverse L2 strengths (scikit-learn's ``C``) tried per field when none is configured:
-for the embedding weights and the TF-IDF weights of a hybrid head, and for a linear head."""
+C_DENSE_GRID = (0.001, 0.01, 0.1)
+C_SPARSE_GRID = (10.0,)
+"""Candidate inverse L2 strengths (scikit-learn's ``C``) of the embedding and the TF-IDF weights,
+tried per field when none is configured. 10 for TF-IDF is the baseline's own setting."""
 VALIDATION_SHARE = 0.2
 MIN_SLICE_ROWS = 20
 
@@ -105,8 +109,12 @@ class TrainConfig(BaseModel):
     c_sparse: float | None = Field(
         default=None, gt=0.0, description="Inverse L2 strength of the TF-IDF weights; None: chosen per field."
     )
+    c_memory: float = Field(default=100.0, gt=0.0, description="Inverse L2 strength of the memory weights.")
+    neighbours: int = Field(default=10, ge=0, description="Neighbours the memory consults; 0: no memory.")
+    neighbour_temperature: float = Field(default=0.02, gt=0.0, description="Softness of neighbour weights.")
+    memory_size: int = Field(default=50_000, ge=1, description="Most training tickets the memory keeps.")
     class_weight: Literal["balanced", "none"] = "balanced"
-    max_iter: int = Field(default=200, ge=1, description="L-BFGS iterations per head fit.")
+    max_iter: int = Field(default=300, ge=1, description="L-BFGS iterations per head fit.")
     fine_tune: bool = False
     epochs: int = Field(default=2, ge=1, description="Fine-tuning epochs.")
     learning_rate: float = Field(
@@ -166,7 +174,7 @@ class FieldOutcome:
     excluded_classes: dict[str, int]
     n_train: int
     n_test: int
-    regularization: tuple[float, float]
+    regularization: tuple[float, float, float]
     evaluation: FieldEvaluation
     baseline: FieldEvaluation
 
@@ -189,6 +197,10 @@ class TrainingResult:
     slice_column: str | None = None
     slices: dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]] = field(default_factory=dict)
     seconds: float = 0.0
+    dataset_name: str | None = None
+    """Shown in the evaluation report (e.g. the training file's name)."""
+    command: str | None = None
+    """The command line that produced this result, recorded in the report."""
 
     @property
     def name(self) -> str:
@@ -216,6 +228,7 @@ class TrainingResult:
                     "baseline_weighted_f1": baseline.weighted_f1,
                     "c_dense": outcome.regularization[0],
                     "c_sparse": outcome.regularization[1] if self.config.head == "hybrid" else None,
+                    "c_memory": outcome.regularization[2] if self.config.neighbours else None,
                 },
             )
         cfg = self.config
@@ -254,7 +267,7 @@ class TrainingResult:
 
         return EvaluationReport(
             dataset={
-                "name": self.config.name or "training data",
+                "name": self.dataset_name or "training data",
                 "n_train": self.n_train,
                 "n_test": len(self.holdout),
                 "data_hash": self.data_hash,
@@ -279,6 +292,7 @@ class TrainingResult:
                 for key, per_field in self.slices.items()
             },
             created_at=datetime.now(UTC),
+            command=self.command,
         )
 
 
@@ -317,10 +331,10 @@ def prepare_frame(
         texts = [ticket_text(s, b) for s, b in zip(frame[subject], body, strict=True)]
     out = pd.DataFrame({TEXT: texts})
     out[HASH] = [text_hash(t) for t in texts]
-    for name in config.fields:
-        out[name] = [_label(v) for v in frame[config.label_column(name)]]
+    for name in config.fields:  # object columns: a missing label stays None, never becomes NaN
+        out[name] = pd.Series([_label(v) for v in frame[config.label_column(name)]], dtype=object)
     if slice_column is not None:
-        out[slice_column] = [_label(v) for v in frame[slice_column]]
+        out[slice_column] = pd.Series([_label(v) for v in frame[slice_column]], dtype=object)
     out = out[out[TEXT] != ""]
     keys = [HASH, *config.fields]
     return out.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)
@@ -417,27 +431,45 @@ def train(
             max_length=config.max_length,
             head=config.head,
             hashing=config.hashing.to_dict() if config.head == "hybrid" else None,
+            memory={"k": config.neighbours, "temperature": config.neighbour_temperature}
+            if config.neighbours
+            else None,
             labels={name: labels for name, (labels, _) in plan.items()},
             fine_tuned=config.fine_tune,
         ),
         device=device,
     )
     texts = data[TEXT].tolist()
-    embeddings = _embed(classifier, encoder, data, config)
-    train_texts = [texts[i] for i in train_rows]
-    classifier.fit_features(train_texts)
-    sparse = classifier.sparse_features(texts)
-    classifier.set_standardisation(embeddings[train_rows])
-
-    chosen: dict[str, tuple[float, float]] = {}
-    for name, (labels, _) in plan.items():
-        rows = train_rows[data[name].iloc[train_rows].isin(labels).to_numpy()]
-        y = np.searchsorted(np.array(labels, dtype=object), data[name].iloc[rows].to_numpy())
-        chosen[name] = _fit_field(classifier, name, embeddings[rows], _rows(sparse, rows), y, config)
     if config.fine_tune:
-        _fine_tune(classifier, data.iloc[train_rows], plan, config)
-        proba = classifier.predict_proba([texts[i] for i in test_rows], batch_tokens=config.batch_tokens)
+        _fine_tune_encoder(classifier, data.iloc[train_rows], plan, config)
+        embeddings = classifier.embed(texts, batch_tokens=config.batch_tokens)
     else:
+        embeddings = _embed(classifier, encoder, data, config)
+    label_index = {
+        name: _label_index(data[name].iloc[train_rows].to_numpy(), labels)
+        for name, (labels, _) in plan.items()
+    }
+    memory_rows = _memory_rows(len(train_rows), config)
+    classifier.fit_features([texts[i] for i in train_rows], embeddings[train_rows], label_index, memory_rows)
+    sparse = classifier.sparse_features(texts)
+    self_index = np.full(len(train_rows), -1)
+    self_index[memory_rows] = np.arange(len(memory_rows))
+    neighbours = classifier.neighbour_features(embeddings[train_rows], self_index=self_index)
+
+    chosen: dict[str, tuple[float, float, float]] = {}
+    with _one_thread():
+        for name in plan:
+            fit = np.flatnonzero(label_index[name] >= 0)  # positions within train_rows
+            rows = train_rows[fit]
+            chosen[name] = _fit_field(
+                classifier,
+                name,
+                embeddings[rows],
+                _rows(sparse, rows),
+                neighbours[name][fit] if neighbours else None,
+                label_index[name][fit],
+                config,
+            )
         proba = classifier.proba_from_features(embeddings[test_rows], _rows(sparse, test_rows))
     classifier.eval()
 
@@ -458,6 +490,18 @@ def train(
         slices=slices,
         seconds=time.perf_counter() - started,
     )
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one thread: head fits are many small operations, which extra threads only slow
+    down (by 10x on a busy machine, where threads wait for each other)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _seed_everything(seed: int) -> None:
@@ -487,6 +531,20 @@ def _plan_fields(
             continue
         plan[name] = (kept, excluded)
     return plan, skipped
+
+
+def _label_index(values: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Each value's position in ``labels``, or -1 (missing, or a class left out of the head)."""
+    position = {label: i for i, label in enumerate(labels)}
+    return np.array([position.get(v, -1) for v in values], dtype=np.int64)
+
+
+def _memory_rows(n_train: int, config: TrainConfig) -> np.ndarray:
+    """Training positions the neighbour memory keeps: all, or a seeded sample of ``memory_size``."""
+    if n_train <= config.memory_size:
+        return np.arange(n_train)
+    rng = np.random.default_rng(config.seed)
+    return np.sort(rng.choice(n_train, size=config.memory_size, replace=False))
 
 
 def _embed(
@@ -532,25 +590,25 @@ def _class_weights(y: np.ndarray, n_classes: int, config: TrainConfig) -> np.nda
 
 def fit_head(
     head: FieldHead,
-    embeddings: torch.Tensor,
-    sparse: SparseRows | None,
+    inputs: tuple[torch.Tensor, SparseRows | None, torch.Tensor | None],
     y: torch.Tensor,
     weights: torch.Tensor,
-    c_dense: float,
-    c_sparse: float,
+    c: tuple[float, float, float],
     max_iter: int,
 ) -> None:
-    """Minimise weighted mean cross-entropy + ``|W_e|^2 / (2 C_e n) + |W_s|^2 / (2 C_s n)`` (L-BFGS).
+    """Minimise weighted mean cross-entropy + ``sum_b |W_b|^2 / (2 C_b n)`` with L-BFGS.
 
-    Each term is scikit-learn's logistic-regression penalty divided by ``n``, so ``C`` means the same
-    as there, with its own strength for the embedding and the TF-IDF weights. Biases are not
+    ``inputs`` are the head's (embeddings, TF-IDF rows, neighbour shares); ``c`` the inverse L2
+    strengths of the embedding, TF-IDF and memory weights. Each term is scikit-learn's
+    logistic-regression penalty divided by ``n``, so ``C`` means the same as there. Biases are not
     penalised. The fit starts from zero weights, so it does not depend on any random state.
     """
     head.reset_to_zero()
     n = len(y)
-    penalties = [(head.dense.weight, 1.0 / (2.0 * c_dense * n))]
-    if head.sparse_weight is not None:
-        penalties.append((head.sparse_weight, 1.0 / (2.0 * c_sparse * n)))
+    blocks = (head.dense.weight, head.sparse_weight, head.memory_weight)
+    penalties = [
+        (w, 1.0 / (2.0 * strength * n)) for w, strength in zip(blocks, c, strict=True) if w is not None
+    ]
     optimizer = torch.optim.LBFGS(
         head.parameters(),
         lr=1.0,
@@ -564,7 +622,7 @@ def fit_head(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        losses = torch.nn.functional.cross_entropy(head(embeddings, sparse), y, reduction="none")
+        losses = torch.nn.functional.cross_entropy(head(*inputs), y, reduction="none")
         loss = (losses * weights).sum() / total + sum(w * m.pow(2).sum() for m, w in penalties)
         loss.backward()
         return loss
@@ -573,14 +631,11 @@ def fit_head(
         optimizer.step(closure)
 
 
-def _candidates(config: TrainConfig) -> list[tuple[float, float]]:
-    """(C_embedding, C_tfidf) pairs to try; a configured value replaces its grid."""
+def _candidates(config: TrainConfig) -> list[tuple[float, float, float]]:
+    """(C_embedding, C_tfidf, C_memory) triples to try; a configured value replaces its grid."""
     dense = [config.c_dense] if config.c_dense else list(C_DENSE_GRID)
     sparse = [config.c_sparse] if config.c_sparse else list(C_SPARSE_GRID)
-    if config.head == "linear":
-        dense = [config.c_dense] if config.c_dense else list(C_LINEAR_GRID)
-        sparse = sparse[:1]
-    return [(d, s) for d in dense for s in sparse]
+    return [(d, s, config.c_memory) for d in dense for s in sparse]
 
 
 def _fit_field(
@@ -588,10 +643,11 @@ def _fit_field(
     name: str,
     embeddings: np.ndarray,
     sparse: sp.csr_matrix | None,
+    neighbours: torch.Tensor | None,
     y: np.ndarray,
     config: TrainConfig,
-) -> tuple[float, float]:
-    """Fit one head on its training rows; returns the (C_embedding, C_tfidf) used.
+) -> tuple[float, float, float]:
+    """Fit one head on its training rows; returns the (C_embedding, C_tfidf, C_memory) used.
 
     With more than one candidate, each is fitted on 80% of the rows and scored by macro-F1 on the
     other 20%; the best is refitted on all rows.
@@ -600,15 +656,17 @@ def _fit_field(
     device = classifier.device
     emb = classifier.standardise(torch.from_numpy(embeddings).to(device))
 
-    def part(rows: np.ndarray, for_training: bool) -> tuple[torch.Tensor, SparseRows | None]:
+    def part(
+        rows: np.ndarray, for_training: bool
+    ) -> tuple[torch.Tensor, SparseRows | None, torch.Tensor | None]:
         rows_sparse = None
         if sparse is not None:
             rows_sparse = SparseRows.from_csr(sparse[rows], device, for_training=for_training)
-        return emb[rows], rows_sparse
+        return emb[rows], rows_sparse, neighbours[rows] if neighbours is not None else None
 
-    def fit(rows: np.ndarray, c: tuple[float, float]) -> None:
+    def fit(rows: np.ndarray, c: tuple[float, float, float]) -> None:
         weights = torch.from_numpy(_class_weights(y[rows], head.n_classes, config)).to(device)
-        fit_head(head, *part(rows, True), torch.from_numpy(y[rows]).to(device), weights, *c, config.max_iter)
+        fit_head(head, part(rows, True), torch.from_numpy(y[rows]).to(device), weights, c, config.max_iter)
 
     candidates = _candidates(config)
     best = candidates[0]
@@ -622,12 +680,12 @@ def _fit_field(
             log.info("field %s: too few rows to choose the regularisation; using %s", name, best)
     if split is not None:
         fit_rows, val_rows = split
-        val_emb, val_sparse = part(val_rows, False)
+        held_out = part(val_rows, False)
         scores = []
         for c in candidates:
             fit(fit_rows, c)
             with torch.inference_mode():
-                predicted = head(val_emb, val_sparse).argmax(dim=1).cpu().numpy()
+                predicted = head(*held_out).argmax(dim=1).cpu().numpy()
             scores.append(f1_score(y[val_rows], predicted, average="macro", zero_division=0))
         best = candidates[int(np.argmax(scores))]
         shown = {c: round(float(score), 3) for c, score in zip(candidates, scores, strict=True)}
@@ -636,59 +694,61 @@ def _fit_field(
     return best
 
 
-def _fine_tune(
+def _fine_tune_encoder(
     classifier: TriageClassifier,
     train_part: pd.DataFrame,
     plan: dict[str, tuple[list[str], dict[str, int]]],
     config: TrainConfig,
 ) -> None:
-    """Train encoder and heads together (heads start from their frozen-encoder fit)."""
+    """Adapt the encoder to the fields: train it with temporary linear heads on the pooled embedding.
+
+    The real heads are fitted afterwards on the tuned encoder's embeddings, the same way as for a
+    frozen encoder. Class-weighted cross-entropy summed over fields (rows without a label for a
+    field, or with a class left out, do not count for it); AdamW; seeded shuffling.
+    """
     texts = train_part[TEXT].tolist()
     token_ids = classifier.tokenize(texts)
-    sparse = classifier.sparse_features(texts)
-    targets = {}
-    for name, (labels, _) in plan.items():
-        index = {label: i for i, label in enumerate(labels)}
-        targets[name] = np.array([index.get(v, -100) for v in train_part[name]], dtype=np.int64)
-    weights = {}
-    for name, y in targets.items():
-        n_classes = len(plan[name][0])
-        counts = np.bincount(y[y >= 0], minlength=n_classes)
-        balanced = counts.sum() / (n_classes * np.maximum(counts, 1))
-        per_class = balanced if config.class_weight == "balanced" else np.ones(n_classes)
-        weights[name] = torch.tensor(per_class, dtype=torch.float32, device=classifier.device)
+    dim = classifier.embed_mean.shape[0]
+    device = classifier.device
+    targets, weights, probes = {}, {}, torch.nn.ModuleDict()
+    for position, (name, (labels, _)) in enumerate(plan.items()):
+        y = _label_index(train_part[name].to_numpy(), labels)
+        counts = np.bincount(y[y >= 0], minlength=len(labels))
+        balanced = counts.sum() / (len(labels) * np.maximum(counts, 1))
+        per_class = balanced if config.class_weight == "balanced" else np.ones(len(labels))
+        targets[name] = torch.from_numpy(np.where(y >= 0, y, -100))
+        weights[name] = torch.tensor(per_class, dtype=torch.float32, device=device)
+        probes[f"f{position}"] = torch.nn.Linear(dim, len(labels))
+    probes.to(device)
     optimizer = torch.optim.AdamW(
         [
             {"params": classifier.encoder.parameters(), "lr": config.learning_rate},
-            {"params": classifier.heads.parameters(), "lr": config.learning_rate * 10},
+            {"params": probes.parameters(), "lr": config.learning_rate * 30},
         ],
         weight_decay=0.01,
     )
     generator = torch.Generator().manual_seed(config.seed)
-    classifier.train()
+    classifier.encoder.train()
     for epoch in range(config.epochs):
-        order = torch.randperm(len(texts), generator=generator).numpy()
+        order = torch.randperm(len(texts), generator=generator)
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
             with classifier.autocast():
-                emb = classifier.pool(*classifier.pad([token_ids[i] for i in batch]))
-                rows = None
-                if sparse is not None:
-                    rows = SparseRows.from_csr(sparse[batch], classifier.device, for_training=True)
-                loss = torch.zeros((), device=classifier.device)
-                for name, y in targets.items():
-                    target = torch.from_numpy(y[batch]).to(classifier.device)
+                pooled = classifier.pool(*classifier.pad([token_ids[i] for i in batch]))
+                loss = torch.zeros((), device=device)
+                for position, name in enumerate(plan):
+                    target = targets[name][batch].to(device)
                     if (target >= 0).any():
-                        logits = classifier.head_logits(name, emb, rows).float()
+                        logits = probes[f"f{position}"](pooled).float()
                         loss = loss + torch.nn.functional.cross_entropy(
                             logits, target, weight=weights[name], ignore_index=-100
                         )
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(classifier.encoder.parameters(), 1.0)
             optimizer.step()
-        log.info("fine-tuning epoch %d/%d done (last loss %.4f)", epoch + 1, config.epochs, float(loss))
-    classifier.eval()
+        log.info("fine-tuning epoch %d/%d done (last batch loss %.4f)", epoch + 1, config.epochs, loss.item())
+    classifier.encoder.eval()
 
 
 # -- evaluation --------------------------------------------------------------------------------------
@@ -700,7 +760,7 @@ def _evaluate(
     holdout: pd.DataFrame,
     proba: dict[str, np.ndarray],
     plan: dict[str, tuple[list[str], dict[str, int]]],
-    chosen: dict[str, tuple[float, float]],
+    chosen: dict[str, tuple[float, float, float]],
     config: TrainConfig,
     slice_column: str | None,
 ) -> tuple[dict[str, FieldOutcome], dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]]]:

@@ -1,3 +1,269 @@
-"""`triage` commands for the models area."""
+"""``triage train``, ``triage predict`` and ``triage models list|promote|rollback``.
 
-from triage.cli.app import app  # noqa: F401
+Defaults come from the ``model`` section of config.yml (and its environment overrides); options
+given on the command line win. Heavy modules (torch, transformers) are imported inside commands.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from triage.cli.app import app
+from triage.cli.encoders import ConfigOption, StoreOption, store_root
+
+if TYPE_CHECKING:
+    from models.store import ModelVersion
+
+models_app = typer.Typer(help="Stored model versions: list, promote, roll back.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+VersionOption = Annotated[str | None, typer.Option("--version", help="Model version (default: current).")]
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    out = {}
+    for pair in values:
+        name, sep, column = pair.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            typer.echo(f"{option} expects FIELD=COLUMN, got {pair!r}", err=True)
+            raise typer.Exit(2)
+        out[name.strip()] = column.strip()
+    return out
+
+
+def _settings(config: Path | None):
+    from triage.settings import ConfigError, load_settings
+
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command line that reproduces this run (options left at their default omitted)."""
+    parts = ["triage", ctx.command.name or "train"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is None or value == param.default or value == []:
+            continue
+        if param.param_type_name == "argument":
+            parts.append(str(value))
+        elif isinstance(value, bool):
+            parts.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            for item in value if isinstance(value, list | tuple) else [value]:
+                parts += [param.opts[0], str(item)]
+    return shlex.join(parts)
+
+
+@app.command("train")
+def train_command(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Argument(help="Labelled tickets (CSV or Parquet).")],
+    fields: Annotated[
+        str | None, typer.Option("--fields", help="Comma-separated fields (default: the enabled fields).")
+    ] = None,
+    label_column: Annotated[
+        list[str] | None,
+        typer.Option("--label-column", help="FIELD=COLUMN where they differ, e.g. group=queue (repeatable)."),
+    ] = None,
+    text_columns: Annotated[
+        str,
+        typer.Option("--text-columns", help="Comma-separated text columns (description falls back to body)."),
+    ] = "subject,description",
+    encoder: Annotated[
+        str | None, typer.Option("--encoder", help="minilm, e5-small or a local model folder.")
+    ] = None,
+    head: Annotated[
+        str, typer.Option("--head", help="hybrid (embedding + hashed TF-IDF) or linear (embedding only).")
+    ] = "hybrid",
+    test_data: Annotated[
+        Path | None, typer.Option("--test-data", help="Hold-out file (default: a stratified split of DATA).")
+    ] = None,
+    slice_column: Annotated[
+        str | None, typer.Option("--slice-column", help="Also evaluate each value of this column (language).")
+    ] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per ticket.")] = None,
+    min_examples: Annotated[
+        int | None, typer.Option("--min-examples", help="Fewest training rows a class needs.")
+    ] = None,
+    test_size: Annotated[float, typer.Option("--test-size", help="Hold-out share.")] = 0.2,
+    seed: Annotated[int | None, typer.Option("--seed", help="Split and training seed.")] = None,
+    fine_tune: Annotated[
+        bool | None, typer.Option("--fine-tune/--frozen", help="Also train the encoder (for a GPU).")
+    ] = None,
+    embedding_cache: Annotated[
+        Path | None, typer.Option("--embedding-cache", help="Folder caching frozen embeddings by text hash.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Model name (default: encoder+head).")] = None,
+    store: StoreOption = None,
+    promote: Annotated[
+        bool,
+        typer.Option("--promote/--no-promote", help="Make it current if not worse than the current model."),
+    ] = True,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Also write the evaluation report here.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Train a model on labelled tickets, evaluate it beside the baseline and store it."""
+    from models.encoders import EncoderNotAvailableError
+    from models.report import write_report
+    from models.store import ModelStore
+    from models.tables import read_table
+    from models.training import TrainConfig, TrainingError, train
+
+    settings = _settings(config)
+    root = store_root(config, store)
+    overrides: dict[str, Any] = {
+        "label_columns": _pairs(label_column or [], "--label-column"),
+        "text_columns": _split(text_columns),
+        "store_root": root,
+        "head": head,
+        "test_size": test_size,
+        "embedding_cache": embedding_cache,
+        "name": name,
+    }
+    optional = {
+        "fields": _split(fields) if fields else None,
+        "base_encoder": encoder,
+        "max_length": max_length,
+        "min_examples_per_class": min_examples,
+        "seed": seed,
+        "fine_tune": fine_tune,
+    }
+    overrides.update({k: v for k, v in optional.items() if v is not None})
+    try:
+        train_config = TrainConfig.from_settings(settings, **overrides)
+        frame = read_table(data)
+        test_frame = read_table(test_data) if test_data else None
+        typer.echo(f"training on {len(frame)} rows from {data} ...")
+        result = train(frame, train_config, slice_column=slice_column, test_frame=test_frame)
+        result.command = _command_line(ctx)
+        result.dataset_name = data.name + (f" (test: {test_data.name})" if test_data else "")
+        model_store = ModelStore(root)
+        if promote:
+            version, promoted, reason = model_store.register(result)
+        else:
+            version, promoted, reason = model_store.save(result), False, "not promoted (--no-promote)"
+    except (TrainingError, EncoderNotAvailableError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"cannot train: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+    for field, outcome in result.fields.items():
+        model, baseline = outcome.evaluation, outcome.baseline
+        verdict = "beats" if model.macro_f1 > baseline.macro_f1 else "does NOT beat"
+        typer.echo(
+            f"{field:<12} macro-F1 {model.macro_f1:.3f} (baseline {baseline.macro_f1:.3f}: {verdict} it)  "
+            f"apply >= {_fmt(model.apply_threshold)} covers {model.apply_coverage:.0%}"
+        )
+        if outcome.excluded_classes:
+            typer.echo(f"{'':<12} left out as too rare: {outcome.excluded_classes}")
+    for field, why in result.skipped_fields.items():
+        typer.echo(f"{field:<12} not trained: {why}")
+    typer.echo(f"version {version.version} saved in {version.path}")
+    typer.echo(("promoted: " if promoted else "not promoted: ") + reason)
+    if report_dir is not None:
+        paths = write_report(result.report(version.version), report_dir)
+        typer.echo(f"report: {paths['html']}")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+@app.command("predict")
+def predict_command(
+    source: Annotated[Path, typer.Argument(help="Tickets (CSV or Parquet): ticket_id, subject, description.")],
+    output: Annotated[Path, typer.Argument(help="Parquet file to write, one row per ticket and field.")],
+    version: VersionOption = None,
+    store: StoreOption = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Tickets read and predicted at a time.")] = 2000,
+    top_k: Annotated[int, typer.Option("--top-k", help="Best labels kept per field.")] = 3,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Predict every field of a stored model for a file of tickets (streamed in chunks)."""
+    from models.inference import InferenceEngine
+    from models.store import StoreError
+
+    settings = _settings(config)
+    root = store_root(config, store)
+    try:
+        engine = InferenceEngine.load(
+            root,
+            version,
+            device=device or settings.model.device,
+            batch_tokens=settings.model.batch_tokens,
+            top_k=top_k,
+        )
+        rows = engine.predict_parquet(source, output, chunk_rows=chunk_rows)
+    except (StoreError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"cannot predict: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{rows} predictions ({', '.join(engine.fields)}) by {engine.model_version} -> {output}")
+
+
+def _describe(version: ModelVersion) -> str:
+    scores = ", ".join(
+        f"{field} {metrics['macro_f1']:.3f}/{metrics['baseline_macro_f1']:.3f}"
+        for field, metrics in version.metrics.items()
+        if metrics.get("macro_f1") is not None and metrics.get("baseline_macro_f1") is not None
+    )
+    marker = "*" if version.is_current else " "
+    return f"{marker} {version.version}  {version.name:<28} macro-F1 model/baseline: {scores}"
+
+
+@models_app.command("list")
+def list_command(store: StoreOption = None, config: ConfigOption = None) -> None:
+    """Every stored version, oldest first; * marks the current one."""
+    from models.store import ModelStore
+
+    versions = ModelStore(store_root(config, store)).list()
+    if not versions:
+        typer.echo("no model versions stored yet (train one with `triage train`)")
+        return
+    for version in versions:
+        typer.echo(_describe(version))
+        if version.promotion is not None:
+            typer.echo(f"    {'promoted' if version.promotion.promoted else 'kept back'}: {version.promotion.reason}")
+
+
+@models_app.command("promote")
+def promote_command(
+    version: Annotated[str, typer.Argument(help="Version to make current.")],
+    store: StoreOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Make VERSION current, whatever its metrics (roll back with `triage models rollback`)."""
+    from models.store import ModelStore, StoreError
+
+    try:
+        promoted = ModelStore(store_root(config, store)).promote(version)
+    except StoreError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"current: {promoted.version}")
+
+
+@models_app.command("rollback")
+def rollback_command(store: StoreOption = None, config: ConfigOption = None) -> None:
+    """Make the previously current version current again."""
+    from models.store import ModelStore, StoreError
+
+    try:
+        current = ModelStore(store_root(config, store)).rollback()
+    except StoreError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"current: {current.version}")

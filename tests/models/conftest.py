@@ -1,0 +1,42 @@
+"""Fixtures shared by the model tests: one tiny MiniLM model, trained once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from model_tickets import labelled_tickets
+
+RARE = {"Facilities": 4}
+"""A group with fewer training rows than ``min_examples_per_class``: left out and reported."""
+
+
+def tiny_config(tmp_path, **overrides):
+    """Training settings for tests: the packaged MiniLM, short texts, small class minimum."""
+    from models.training import TrainConfig
+
+    values = {"max_length": 32, "min_examples_per_class": 10, "store_root": tmp_path}
+    return TrainConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tickets():
+    return labelled_tickets(150, seed=0, rare=RARE)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tickets):
+    """A TrainingResult on the synthetic tickets (three fields, one rare group)."""
+    from models.training import train
+
+    return train(tickets, tiny_config(tmp_path_factory.mktemp("encoders")))
+
+
+@pytest.fixture(scope="session")
+def stored(tmp_path_factory, trained):
+    """A store holding ``trained`` as its current version: (store root, ModelVersion)."""
+    from models.store import ModelStore
+
+    root = tmp_path_factory.mktemp("store")
+    version, promoted, _ = ModelStore(root).register(trained)
+    assert promoted
+    return root, version

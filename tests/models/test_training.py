@@ -1,0 +1,131 @@
+"""Training on a tiny labelled set with the packaged MiniLM: exclusions, determinism, bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import RARE, tiny_config
+from model_tickets import labelled_tickets
+
+from models.text import ticket_text
+from models.training import TrainingError, data_hash, prepare_frame, train
+
+
+def test_every_field_is_trained_and_evaluated_beside_the_baseline(trained):
+    assert set(trained.fields) == {"group", "priority", "type"}
+    for outcome in trained.fields.values():
+        assert outcome.evaluation.n == outcome.baseline.n == outcome.n_test > 0
+        assert outcome.evaluation.macro_f1 > 0.5  # the synthetic topics are easy to learn
+    assert trained.fields["type"].labels == ["Incident", "Request"]
+    assert len(trained.holdout) + trained.n_train == trained.n_rows
+
+
+def test_rare_classes_are_left_out_of_the_head_and_reported_with_counts(trained):
+    group = trained.fields["group"]
+    assert "Facilities" not in group.labels
+    assert set(group.excluded_classes) == set(RARE)
+    train_part_count = group.excluded_classes["Facilities"]
+    test_part_count = int((trained.holdout["group"] == "Facilities").sum())
+    assert train_part_count + test_part_count == RARE["Facilities"]
+    # its rows did not train the head, and its hold-out rows count as errors, not silently dropped
+    assert group.n_train == trained.n_train - train_part_count
+    assert group.evaluation.outside_head.get("Facilities", 0) == test_part_count
+
+
+def test_the_manifest_records_labels_thresholds_exclusions_and_provenance(trained):
+    manifest = trained.manifest("20260101-000000-abcdef", pd.Timestamp("2026-01-01", tz="UTC"))
+    group = manifest.fields["group"]
+    assert group.labels == trained.fields["group"].labels
+    assert group.excluded_classes == trained.fields["group"].excluded_classes
+    assert group.apply.target == 0.9 and group.suggest.target == 0.75
+    assert group.metrics["macro_f1"] == trained.fields["group"].evaluation.macro_f1
+    assert manifest.training.data_hash == trained.data_hash and manifest.training.seed == 42
+    assert manifest.classifier.max_length == 32 and manifest.classifier.memory == {"k": 10, "temperature": 0.02}
+
+
+def test_same_data_and_seed_train_the_same_model_whatever_the_row_order(tmp_path):
+    frame = labelled_tickets(60, seed=2)
+    shuffled = frame.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    config = tiny_config(tmp_path, fields=["group", "type"])
+    first, second = train(frame, config), train(shuffled, config)
+    assert first.data_hash == second.data_hash
+    assert first.holdout["text_hash"].tolist() == second.holdout["text_hash"].tolist()
+    texts = first.holdout["text"].tolist() + ["an unseen ticket about a broken vpn router"]
+    one, two = first.model.predict_proba(texts), second.model.predict_proba(texts)
+    for field in one:
+        np.testing.assert_allclose(one[field], two[field], atol=1e-5)
+
+
+def test_a_different_seed_gives_a_different_split(trained, tickets, tmp_path):
+    other = prepare_frame(tickets, tiny_config(tmp_path, seed=1))
+    assert data_hash(other, ["group", "priority", "type"]) == trained.data_hash  # same data
+    from models.training import split_holdout
+
+    _, test_rows, _ = split_holdout(other, tiny_config(tmp_path, seed=1))
+    assert sorted(other.iloc[test_rows]["text_hash"]) != sorted(trained.holdout["text_hash"])
+
+
+def test_rows_without_a_label_train_only_the_fields_they_have(tmp_path):
+    frame = labelled_tickets(90, seed=3)
+    frame.loc[::3, "priority"] = None
+    result = train(frame, tiny_config(tmp_path, fields=["priority", "type"], c_dense=0.01))
+    assert result.fields["priority"].n_train < result.fields["type"].n_train
+    assert result.fields["priority"].n_test == int(result.holdout["priority"].notna().sum())
+
+
+def test_description_falls_back_to_body_and_label_columns_map_fields(tmp_path):
+    frame = labelled_tickets(60, seed=4).rename(columns={"description": "body", "group": "queue"})
+    config = tiny_config(tmp_path, fields=["group"], label_columns={"group": "queue"}, c_dense=0.01)
+    prepared = prepare_frame(frame, config)
+    expected = {ticket_text(s, b) for s, b in zip(frame["subject"], frame["body"], strict=True)}
+    assert set(prepared["text"]) == expected
+    assert set(prepared["group"]) == {"Billing", "Hardware", "Network"}
+
+
+def test_missing_columns_are_named(tmp_path):
+    frame = labelled_tickets(30).drop(columns=["priority"])
+    with pytest.raises(TrainingError, match="priority"):
+        train(frame, tiny_config(tmp_path))
+    with pytest.raises(TrainingError, match="missing text column 'subject'"):
+        train(frame.drop(columns=["subject"]), tiny_config(tmp_path, fields=["type"]))
+
+
+def test_a_field_without_two_usable_classes_is_skipped_and_none_left_is_an_error(tmp_path):
+    frame = labelled_tickets(60, seed=5)
+    frame["status"] = "open"
+    result = train(frame, tiny_config(tmp_path, fields=["type", "status"], c_dense=0.01))
+    assert list(result.fields) == ["type"]
+    assert "status" in result.skipped_fields
+    with pytest.raises(TrainingError, match="no field can be trained"):
+        train(frame, tiny_config(tmp_path, fields=["status"]))
+
+
+def test_config_refuses_inconsistent_settings(tmp_path):
+    with pytest.raises(ValueError, match="suggest_precision"):
+        tiny_config(tmp_path, target_precision=0.7, suggest_precision=0.8)
+    with pytest.raises(ValueError, match="label_columns"):
+        tiny_config(tmp_path, fields=["type"], label_columns={"group": "queue"})
+
+
+def test_fine_tuning_changes_the_encoder_and_still_trains_every_field(tmp_path):
+    from models.classifier import load_encoder
+    from models.encoders import resolve_encoder
+
+    config = tiny_config(
+        tmp_path, fields=["group"], fine_tune=True, epochs=1, batch_size=16, learning_rate=1e-4, c_dense=0.01
+    )
+    result = train(labelled_tickets(45, seed=6), config)
+    base, _ = load_encoder(resolve_encoder("minilm", tmp_path).path, "cpu")
+    tuned = result.model.encoder.encoder.layer[0].attention.self.query.weight.detach()
+    assert not torch.allclose(tuned, base.encoder.layer[0].attention.self.query.weight)
+    assert result.model.config.fine_tuned and result.fields["group"].evaluation.n > 0
+
+
+def test_from_settings_follows_the_model_section():
+    from models.training import TrainConfig
+    from triage.settings import load_settings
+
+    settings = load_settings(model={"max_length": 64, "seed": 7, "base_encoder": "e5-small"})
+    config = TrainConfig.from_settings(settings, head="linear")
+    assert (config.max_length, config.seed, config.base_encoder, config.head) == (64, 7, "e5-small", "linear")
+    assert config.fields == settings.enabled_fields()
