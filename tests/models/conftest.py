@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from model_tickets import labelled_tickets
 
 RARE = {"Facilities": 4}

@@ -40,7 +40,10 @@ def test_the_manifest_records_labels_thresholds_exclusions_and_provenance(traine
     assert group.apply.target == 0.9 and group.suggest.target == 0.75
     assert group.metrics["macro_f1"] == trained.fields["group"].evaluation.macro_f1
     assert manifest.training.data_hash == trained.data_hash and manifest.training.seed == 42
-    assert manifest.classifier.max_length == 32 and manifest.classifier.memory == {"k": 10, "temperature": 0.02}
+    assert manifest.classifier.max_length == 32 and manifest.classifier.memory == {
+        "k": 10,
+        "temperature": 0.02,
+    }
 
 
 def test_same_data_and_seed_train_the_same_model_whatever_the_row_order(tmp_path):
@@ -50,7 +53,7 @@ def test_same_data_and_seed_train_the_same_model_whatever_the_row_order(tmp_path
     first, second = train(frame, config), train(shuffled, config)
     assert first.data_hash == second.data_hash
     assert first.holdout["text_hash"].tolist() == second.holdout["text_hash"].tolist()
-    texts = first.holdout["text"].tolist() + ["an unseen ticket about a broken vpn router"]
+    texts = [*first.holdout["text"].tolist(), "an unseen ticket about a broken vpn router"]
     one, two = first.model.predict_proba(texts), second.model.predict_proba(texts)
     for field in one:
         np.testing.assert_allclose(one[field], two[field], atol=1e-5)

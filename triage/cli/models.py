@@ -184,11 +184,15 @@ def _fmt(value: float | None) -> str:
 
 @app.command("predict")
 def predict_command(
-    source: Annotated[Path, typer.Argument(help="Tickets (CSV or Parquet): ticket_id, subject, description.")],
+    source: Annotated[
+        Path, typer.Argument(help="Tickets (CSV or Parquet): ticket_id, subject, description.")
+    ],
     output: Annotated[Path, typer.Argument(help="Parquet file to write, one row per ticket and field.")],
     version: VersionOption = None,
     store: StoreOption = None,
-    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Tickets read and predicted at a time.")] = 2000,
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", help="Tickets read and predicted at a time.")
+    ] = 2000,
     top_k: Annotated[int, typer.Option("--top-k", help="Best labels kept per field.")] = 3,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
     config: ConfigOption = None,
@@ -236,7 +240,9 @@ def list_command(store: StoreOption = None, config: ConfigOption = None) -> None
     for version in versions:
         typer.echo(_describe(version))
         if version.promotion is not None:
-            typer.echo(f"    {'promoted' if version.promotion.promoted else 'kept back'}: {version.promotion.reason}")
+            typer.echo(
+                f"    {'promoted' if version.promotion.promoted else 'kept back'}: {version.promotion.reason}"
+            )
 
 
 @models_app.command("promote")
