@@ -74,8 +74,8 @@ def outcome_rows(
     ids = list(resolved)
     latest: dict[tuple[int, str], dict[str, Any]] = {}
     for p in lake.scan("predictions", filter=pc.field("ticket_id").isin(ids)).to_pylist():
-        if p["predicted_at"] > resolved[p["ticket_id"]].updated_at:
-            continue
+        if p["predicted_at"].replace(microsecond=0) > resolved[p["ticket_id"]].updated_at:
+            continue  # made after the resolution (compared at Freshdesk's whole-second precision)
         key = (p["ticket_id"], p["field"])
         if key not in latest or p["predicted_at"] > latest[key]["predicted_at"]:
             latest[key] = p
@@ -128,7 +128,7 @@ def outcome_rows(
 
 def summarise(rows: list[dict[str, Any]], fields: list[str]) -> dict[str, dict[str, float | int | None]]:
     """Per field: tickets compared, prediction accuracy, writes, precision of writes, overridden writes."""
-    summary: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
+    summary: dict[str, dict[str, float | int | None]] = {}
     for name in fields:
         mine = [r for r in rows if r["field"] == name]
         writes = [r for r in mine if r["written"]]

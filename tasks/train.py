@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from adapters.base import FieldSpec
 from models.store import ModelStore
@@ -69,7 +69,13 @@ def train_from_history(
                 f"no resolved tickets (statuses {settings.pipeline.history_statuses}) between "
                 f"{ctx.window_start:%Y-%m-%d} and {ctx.window_end:%Y-%m-%d} to learn from"
             )
-        result = train(frame, TrainConfig.from_settings(settings, **config_overrides))
+        try:
+            config = TrainConfig.from_settings(
+                settings, **{**settings.model.train_options, **config_overrides}
+            )
+        except ValidationError as exc:
+            raise PipelineError(f"invalid model.train_options: {exc}") from None
+        result = train(frame, config)
         store = ModelStore(settings.model.store)
         if promote:
             version, promoted, reason = store.register(result)

@@ -124,6 +124,10 @@ class ModelSettings(_Section):
     suggest_precision: float = Field(default=0.75, gt=0.0, le=1.0)
     fine_tune: bool = False
     seed: int = 42
+    train_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further options of models.training.TrainConfig (head, hashing, ...) for the train flow.",
+    )
 
 
 class PipelineSettings(_Section):
