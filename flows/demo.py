@@ -61,6 +61,8 @@ class DemoResult:
     run: RunSummary
     scores: dict[str, FieldScore]
     changes: list[dict[str, Any]] = field(default_factory=list)
+    #: field -> reason code -> decisions of the run (why fields were or were not written)
+    reasons: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def prepare_folder(folder: Path) -> None:
@@ -165,7 +167,18 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> Dem
         run=run,
         scores=scores,
         changes=changes,
+        reasons=decision_reasons(lake, run.run_id, set(truth)),
     )
+
+
+def decision_reasons(lake: Lake, run_id: str, tickets: set[int]) -> dict[str, dict[str, int]]:
+    """Per field, how many of ``tickets`` got each reason code in the run's decisions."""
+    out: dict[str, dict[str, int]] = {}
+    for d in lake.scan("decisions").to_pylist():
+        if d["run_id"] == run_id and d["ticket_id"] in tickets:
+            bucket = out.setdefault(d["field"], {})
+            bucket[d["reason_code"]] = bucket.get(d["reason_code"], 0) + 1
+    return out
 
 
 def format_result(result: DemoResult) -> str:
@@ -181,6 +194,12 @@ def format_result(result: DemoResult) -> str:
         base = metrics.get("baseline_macro_f1")
         quality = "" if f1 is None else f"{f1:.3f} ({base:.3f})" if base is not None else f"{f1:.3f}"
         lines.append(f"{name:<10} {score.written:>8} {precision:>10} {score.coverage:>9.1%}   {quality}")
+    lines += ["", "Why (decisions for the open tickets, by reason code):"]
+    for name, reasons in result.reasons.items():
+        shown = ", ".join(f"{code} {n}" for code, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        threshold = result.trained.metrics.get(name, {}).get("apply_threshold")
+        note = "" if threshold is not None else " (no threshold reaches the target precision: never applied)"
+        lines.append(f"  {name:<10} {shown}{note}")
     lines += ["", f"Sample of changes (of {len(result.changes)}):"]
     for change in result.changes[:8]:
         mark = "ok " if change["truth"] == change["label"] else "WRONG"

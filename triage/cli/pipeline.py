@@ -143,6 +143,11 @@ def demo_command(
     seed: int = 42,
 ) -> None:
     """The main job: simulated Freshdesk -> train from its history -> triage in apply mode -> score."""
+    import os
+
+    # A quiet temporary Prefect server: no telemetry (no network here), flow logs only when they matter.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.demo import DemoOptions, format_result, run_demo
 
     options = DemoOptions(

@@ -1,0 +1,222 @@
+"""Benchmark: an hourly triage run end to end on CPU, and write throughput with and without bulk update.
+
+Part 1 (the hourly run): a simulated Freshdesk at the Growth plan's per-minute limits (200 credits,
+20 list calls, 80 ticket updates per 60-s window, enforced by the simulator and paced by the adapter)
+holds ``--new`` new untriaged tickets and ``--history`` resolved ones. The train flow learns from the
+history (setup, timed apart), then one triage flow run in apply mode handles the new tickets. Time per
+stage comes from the lake's ``runs`` table.
+
+Part 2 (writes per minute): the same decisions pushed twice into a freshly seeded simulator, once
+with bulk updates and once with single updates only, at the Growth limits with the window shortened
+to ``--compare-window`` seconds (both the simulator's and the adapter's, so the ratio is unchanged and
+the run takes minutes, not an hour). Writes per Freshdesk minute = tickets written / windows used.
+
+    .venv/bin/python bench/pipeline_hourly.py                 # defaults: 2,000 new, 1,500 history
+    .venv/bin/python bench/pipeline_hourly.py --new 200 --history 600 --window 10 --out /tmp/x  # smoke
+
+Writes bench/results/pipeline_hourly.json and .md (or under --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.simulator import SimulatorConfig, run_simulator  # noqa: E402
+from flows.train import TrainParams, train_flow  # noqa: E402
+from flows.triage import TriageParams, triage_flow  # noqa: E402
+from triage.lake import Lake  # noqa: E402
+from triage.lake.runs import run_history  # noqa: E402
+
+
+def write_config(
+    path: Path, base_url: str, folder: Path, *, window: float, store: Path, **pipeline: Any
+) -> Path:
+    data = {
+        "ticket_system": {
+            "adapter": "freshdesk",
+            "base_url": base_url,
+            "plan": "growth",
+            "rate_window_seconds": window,
+            "bulk_poll_interval_seconds": 0.5,
+        },
+        "model": {"store": str(store), "base_encoder": "minilm", "max_length": 128},
+        "pipeline": {"lake": str(folder / "lake"), "mode": "apply", **pipeline},
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def stage_seconds(lake: Lake, run_id: str) -> dict[str, float]:
+    return {
+        r["stage"]: round((r["finished_at"] - r["started_at"]).total_seconds(), 2)
+        for r in run_history(lake, run_id)
+        if r["status"] == "ok"
+    }
+
+
+def written_tickets(lake: Lake, run_id: str) -> int:
+    rows = lake.scan("audit").to_pylist()
+    return len(
+        {
+            r["ticket_id"]
+            for r in rows
+            if r["run_id"] == run_id and r["phase"] == "result" and r["status"] == "ok"
+        }
+    )
+
+
+def requests_by_method(lake: Lake, run_id: str) -> dict[str, int]:
+    rows = lake.scan("audit").to_pylist()
+    writes = {(r["write_id"], r["method"]) for r in rows if r["run_id"] == run_id and r["phase"] == "intent"}
+    out: dict[str, int] = {}
+    for _, method in writes:
+        out[method] = out.get(method, 0) + 1
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--new", type=int, default=2000, help="new untriaged tickets in the hourly run")
+    parser.add_argument("--history", type=int, default=1500, help="resolved/closed tickets to train on")
+    parser.add_argument("--window", type=float, default=60.0, help="rate window of part 1 (60 = real time)")
+    parser.add_argument("--compare-window", type=float, default=6.0, help="rate window of part 2")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--work", type=Path, default=ROOT / "data" / "bench-pipeline")
+    args = parser.parse_args()
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    store = args.work / "models"
+    sim_config = SimulatorConfig(
+        tickets=args.new + args.history,
+        open_tickets=args.new,
+        seed=args.seed,
+        plan="growth",
+        window_seconds=args.window,
+    )
+    result: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "command": " ".join(["python", *sys.argv]),
+        "new_tickets": args.new,
+        "history_tickets": args.history,
+    }
+    with run_simulator(sim_config) as sim:
+        os.environ["FRESHDESK_API_KEY"] = sim.api_key
+        part1 = args.work / "hourly"
+        part1.mkdir()
+        config = write_config(part1 / "config.yml", sim.base_url, part1, window=args.window, store=store)
+        started = time.perf_counter()
+        trained = train_flow(TrainParams(config=str(config), days=sim_config.history_days + 30))
+        result["train_seconds"] = round(time.perf_counter() - started, 1)
+        result["model"] = {"version": trained.model_version, "metrics": trained.metrics}
+
+        started = time.perf_counter()
+        run = triage_flow(TriageParams(config=str(config)))
+        result["hourly_run"] = {
+            "window_seconds": args.window,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "stage_seconds": stage_seconds(Lake(part1 / "lake"), run.run_id),
+            "counts": run.counts,
+            "tickets_written": written_tickets(Lake(part1 / "lake"), run.run_id),
+            "requests": requests_by_method(Lake(part1 / "lake"), run.run_id),
+            "simulator_429": sim.stats()["by_status"].get("429", 0),
+        }
+
+        compare: dict[str, Any] = {"window_seconds": args.compare_window}
+        for label, bulk in (("bulk", True), ("single", False)):
+            sim.reset()
+            sim.set_rate_limits(window_seconds=args.compare_window)
+            folder = args.work / f"push-{label}"
+            folder.mkdir()
+            config = write_config(
+                folder / "config.yml",
+                sim.base_url,
+                folder,
+                window=args.compare_window,
+                store=store,
+                bulk_update=bulk,
+            )
+            run = triage_flow(TriageParams(config=str(config)))
+            lake = Lake(folder / "lake")
+            push_seconds = stage_seconds(lake, run.run_id)["push"]
+            written = written_tickets(lake, run.run_id)
+            windows = push_seconds / args.compare_window
+            compare[label] = {
+                "push_seconds": push_seconds,
+                "tickets_written": written,
+                "requests": requests_by_method(lake, run.run_id),
+                "writes_per_freshdesk_minute": round(written / windows, 1) if windows else None,
+            }
+        single = compare["single"]["writes_per_freshdesk_minute"] or 0
+        bulk_rate = compare["bulk"]["writes_per_freshdesk_minute"] or 0
+        compare["speedup"] = round(bulk_rate / single, 1) if single else None
+        compare["single_update_limit_per_minute"] = 80
+        result["writes"] = compare
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pipeline_hourly.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (args.out / "pipeline_hourly.md").write_text(render(result))
+    print(render(result))
+
+
+def render(r: dict[str, Any]) -> str:
+    h = r["hourly_run"]
+    w = r["writes"]
+    lines = [
+        "# Pipeline benchmark: an hourly run, and writes per minute with bulk update",
+        "",
+        f"- date: {r['date']}; machine: {r['machine']['cpus']} CPUs, {r['machine']['platform']} (shared with other work)",
+        f"- command: `{r['command']}`",
+        f"- tickets: {r['new_tickets']} new (to triage), {r['history_tickets']} in history; model trained in "
+        f"{r['train_seconds']} s (setup, not part of the hourly run)",
+        "",
+        f"## Hourly run at Growth limits (rate window {h['window_seconds']:g} s)",
+        "",
+        f"Wall time of the triage flow: **{h['wall_seconds']} s** (Prefect start-up included). "
+        f"Tickets written: {h['tickets_written']}; requests: {h['requests']}; 429 answers: {h['simulator_429']}.",
+        "",
+        "| stage | seconds |",
+        "|---|---:|",
+        *[f"| {stage} | {seconds} |" for stage, seconds in h["stage_seconds"].items()],
+        "",
+        f"## Writes per Freshdesk minute (window shortened to {w['window_seconds']:g} s, ratio unchanged)",
+        "",
+        "| push with | tickets written | requests | push seconds | writes per Freshdesk minute |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for label in ("bulk", "single"):
+        x = w[label]
+        lines.append(
+            f"| {label} updates | {x['tickets_written']} | {x['requests']} | {x['push_seconds']} | {x['writes_per_freshdesk_minute']} |"
+        )
+    lines += [
+        "",
+        f"Bulk update writes **{w['speedup']}x** as many tickets per minute as single updates "
+        f"(Growth allows {w['single_update_limit_per_minute']} single updates per minute).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
