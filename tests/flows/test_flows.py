@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
@@ -174,3 +175,29 @@ def test_nightly_compares_predictions_with_the_values_agents_finally_set(world):
     assert rows[(kept, "group")]["final_label"] == ours[kept]
     assert rows[(changed, "group")]["overridden"] and rows[(changed, "group")]["final_label"] == other
     assert outcomes.summary["group"]["overridden"] == 1
+
+
+def test_the_api_key_is_nowhere_in_the_lake_the_artifacts_or_the_persisted_results(world, caplog):
+    from prefect import get_client
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
+
+    from flows.triage import TriageParams, triage_flow
+
+    key = world["sim"].api_key
+    with caplog.at_level("DEBUG"):
+        summary = triage_flow(TriageParams(config=str(world["config"])))
+    lake = Lake(world["lake"])
+    for table in ("tickets", "predictions", "decisions", "audit", "runs", "quarantine"):
+        assert key not in str(lake.scan(table).to_pylist()), table
+    query = {
+        "flow_runs": {"id": {"any_": [summary.run_id]}},
+        "limit": 200,
+        "offset": 0,
+        "sort": "CREATED_DESC",
+    }
+    with get_client(sync_client=True) as client:
+        assert key not in client.request("POST", "/artifacts/filter", json=query).text
+    results = Path(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value())
+    assert all(key.encode() not in path.read_bytes() for path in results.rglob("*") if path.is_file())
+    assert all(key.encode() not in path.read_bytes() for path in world["tmp"].rglob("*") if path.is_file())
+    assert key not in caplog.text
