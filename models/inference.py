@@ -27,7 +27,7 @@ import torch
 
 from models.classifier import TriageClassifier, pick_device
 from models.manifest import MANIFEST_FILE, ModelManifest
-from models.tables import iter_table
+from models.tables import iter_table, table_kind
 from models.text import text_hash, ticket_text
 from triage.lake.schemas import PREDICTIONS
 
@@ -259,13 +259,13 @@ def _body_column(src: Path) -> str:
 
 
 def _column_names(src: Path) -> list[str]:
-    if src.suffix.lower() == ".csv":
+    if table_kind(src) == "csv":
         return list(next(iter_table(src, 1)).columns)
     return pq.read_schema(src).names
 
 
 def _ticket_id_type(src: Path) -> pa.DataType:
     """Parquet keeps its ticket_id type; CSV ids are read as text."""
-    if src.suffix.lower() == ".csv":
+    if table_kind(src) == "csv":
         return pa.string()
     return pq.read_schema(src).field("ticket_id").type

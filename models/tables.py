@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
-def _kind(path: Path) -> str:
+def table_kind(path: Path) -> str:
+    """``csv`` or ``parquet`` by suffix; a clear error for other files or a missing file."""
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise ValueError(f"{path}: expected a .csv or .parquet file, got {suffix or 'no suffix'!r}")
@@ -23,7 +24,7 @@ def _kind(path: Path) -> str:
 def read_table(path: str | Path) -> pd.DataFrame:
     """The whole table; CSV cells are read as text (empty cells as missing)."""
     path = Path(path)
-    if _kind(path) == "csv":
+    if table_kind(path) == "csv":
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     return pd.read_parquet(path)
 
@@ -33,7 +34,7 @@ def iter_table(path: str | Path, chunk_rows: int, columns: list[str] | None = No
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be positive")
     path = Path(path)
-    if _kind(path) == "csv":
+    if table_kind(path) == "csv":
         yield from pd.read_csv(
             path, dtype=str, keep_default_na=False, na_values=[""], usecols=columns, chunksize=chunk_rows
         )

@@ -17,6 +17,17 @@ def tiny_config(tmp_path, **overrides):
     return TrainConfig(**{**values, **overrides})
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread; on a shared 2-core CI box extra threads only wait."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tickets():
     return labelled_tickets(150, seed=0, rare=RARE)

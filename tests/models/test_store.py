@@ -1,0 +1,112 @@
+"""Model store: versions as folders, promotion only when not worse, rollback, no pickles."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from conftest import tiny_config
+from model_tickets import labelled_tickets
+
+from models.classifier import PICKLE_SUFFIXES
+from models.inference import InferenceEngine, clear_cache
+from models.manifest import ModelManifest
+from models.store import CURRENT_FILE, ModelStore, StoreError, new_version_id
+from models.training import train
+
+
+@pytest.fixture(scope="module")
+def bad_result(tmp_path_factory):
+    """A model trained on shuffled labels, scored on a clean hold-out: clearly worse."""
+    clean = labelled_tickets(150, seed=0)
+    noisy = labelled_tickets(120, seed=9)
+    noisy["group"] = noisy["group"].sample(frac=1.0, random_state=1).to_numpy()
+    test = clean.sample(n=45, random_state=3)
+    config = tiny_config(tmp_path_factory.mktemp("bad"), c_dense=0.01, neighbours=0)
+    return train(noisy, config, test_frame=test)
+
+
+def test_a_version_folder_holds_safetensors_json_and_the_report_only(stored):
+    root, version = stored
+    folder = ModelStore(root).path(version.version)
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"model.json", "heads.safetensors", "encoder/config.json", "encoder/model.safetensors"} <= files
+    assert {"report/report.json", "report/report.md", "report/report.html"} <= files
+    assert not [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    manifest = ModelManifest.read(folder)
+    assert set(manifest.report_files) <= files and manifest.promotion.promoted
+
+
+def test_version_ids_sort_by_creation_time():
+    early = new_version_id(datetime(2026, 11, 29, 9, 5, 1, tzinfo=UTC))
+    late = new_version_id(datetime(2026, 11, 29, 21, 5, 1, tzinfo=UTC))
+    assert early.startswith("20261129-090501-") and len(early) == 22
+    assert sorted([late, early]) == [early, late]
+
+
+def test_a_worse_model_is_not_promoted_and_the_reason_is_recorded(tmp_path, trained, bad_result):
+    store = ModelStore(tmp_path)
+    first, promoted, reason = store.register(trained)
+    assert promoted and reason == "first model in the store"
+    worse, promoted, reason = store.register(bad_result)
+    assert not promoted
+    assert "worse than current" in reason and "group" in reason
+    assert store.current().version == first.version
+    recorded = store.manifest(worse.version).promotion
+    assert not recorded.promoted and recorded.compared_with == first.version
+    row = recorded.comparison["group"]
+    assert row["candidate_macro_f1"] < row["current_macro_f1"] - store.tolerance
+    assert [v.version for v in store.list()] == sorted([first.version, worse.version])
+
+
+def test_a_model_that_drops_a_field_is_not_promoted(tmp_path, trained):
+    store = ModelStore(tmp_path)
+    store.register(trained)
+    narrower = train(labelled_tickets(90, seed=8), tiny_config(tmp_path, fields=["type"], c_dense=0.01))
+    _, promoted, reason = store.register(narrower)
+    assert not promoted and reason.startswith("drops field(s) ['group', 'priority']")
+
+
+def test_a_not_worse_model_is_promoted_and_rollback_returns_to_the_previous(tmp_path, trained):
+    store = ModelStore(tmp_path)
+    first, _, _ = store.register(trained)
+    second, promoted, reason = store.register(trained)
+    assert promoted and reason.startswith(f"not worse than current {first.version}")
+    assert store.current().version == second.version
+    assert [v.is_current for v in store.list()] == [False, True]
+    assert store.rollback().version == first.version
+    assert store.current().version == first.version
+    with pytest.raises(StoreError, match="nothing to roll back to"):
+        store.rollback()
+
+
+def test_promote_by_hand_and_unknown_versions(tmp_path, trained, bad_result):
+    store = ModelStore(tmp_path)
+    good, _, _ = store.register(trained)
+    bad, promoted, _ = store.register(bad_result)
+    assert not promoted
+    assert store.promote(bad.version).is_current
+    pointer = json.loads((tmp_path / CURRENT_FILE).read_text())
+    assert pointer == pointer | {
+        "version": bad.version,
+        "previous": [good.version],
+        "reason": "promoted by hand",
+    }
+    assert store.rollback().version == good.version
+    for name in ("nope", "../versions", ".hidden"):
+        with pytest.raises(StoreError, match="no model version"):
+            store.promote(name)
+
+
+def test_an_empty_store_has_no_current_model(tmp_path):
+    store = ModelStore(tmp_path)
+    assert store.current() is None and store.list() == []
+    with pytest.raises(FileNotFoundError, match="no current model"):
+        InferenceEngine.load(tmp_path)
+
+
+def test_a_model_folder_with_a_pickle_is_refused(tmp_path, trained):
+    version = ModelStore(tmp_path).save(trained)
+    (version.path / "encoder" / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    clear_cache()
+    with pytest.raises(ValueError, match=r"pickle-capable files \(encoder/pytorch_model.bin\)"):
+        InferenceEngine.load(version.path)
