@@ -77,6 +77,8 @@ class FieldEvaluation:
     suggest: OperatingPoint | None
     _confidence: np.ndarray = field(repr=False, compare=False)
     _correct: np.ndarray = field(repr=False, compare=False)
+    _truth: np.ndarray = field(repr=False, compare=False)
+    _predicted: np.ndarray = field(repr=False, compare=False)
 
     @property
     def n_outside_head(self) -> int:
@@ -218,7 +220,70 @@ def evaluate_field(
         suggest=_lowest_reaching(curve, suggest_precision, min_selected),
         _confidence=confidence,
         _correct=correct,
+        _truth=truth,
+        _predicted=predicted,
     )
+
+
+@dataclass(frozen=True)
+class MacroF1Comparison:
+    """Model minus baseline macro-F1 on the same rows, with a paired bootstrap interval."""
+
+    difference: float
+    low: float
+    high: float
+    level: float
+    resamples: int
+
+    @property
+    def significant(self) -> bool:
+        """Whether the interval excludes zero (the difference is unlikely to be noise)."""
+        return self.low > 0 or self.high < 0
+
+    def to_dict(self) -> dict[str, float | int | bool]:
+        return {**vars(self), "significant": self.significant}
+
+
+def compare_macro_f1(
+    model: FieldEvaluation,
+    baseline: FieldEvaluation,
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> MacroF1Comparison | None:
+    """Paired bootstrap of ``model.macro_f1 - baseline.macro_f1`` over the evaluated rows.
+
+    Rows are resampled with replacement, the same rows for both, and the percentile interval at
+    ``level`` is returned. None when the two were not evaluated on the same rows.
+    """
+    if model.n != baseline.n or not np.array_equal(model._truth, baseline._truth):
+        return None
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, model.n, size=(resamples, model.n))
+    samples = _bootstrap_macro_f1(model, rows) - _bootstrap_macro_f1(baseline, rows)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return MacroF1Comparison(model.macro_f1 - baseline.macro_f1, float(low), float(high), level, resamples)
+
+
+def _bootstrap_macro_f1(evaluation: FieldEvaluation, rows: np.ndarray) -> np.ndarray:
+    """Macro-F1 (over the evaluation's scored labels) of each resample of ``rows``."""
+    scored = list(evaluation.per_class)
+    index = {label: i for i, label in enumerate(scored)}
+    k = len(scored) + 1  # the last slot takes predictions outside the scored labels (never happens)
+    truth = np.array([index[y] for y in evaluation._truth])[rows]
+    predicted = np.array([index.get(p, k - 1) for p in evaluation._predicted])[rows]
+    offset = np.arange(len(rows))[:, None] * k
+
+    def counts(values: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+        flat = (values + offset).ravel() if keep is None else (values + offset)[keep]
+        return np.bincount(flat, minlength=len(rows) * k).reshape(len(rows), k)[:, : k - 1]
+
+    hits = counts(truth, truth == predicted)
+    denominator = counts(truth) + counts(predicted)
+    f1 = np.divide(2 * hits, denominator, out=np.zeros(hits.shape), where=denominator > 0)
+    return f1.mean(axis=1)
 
 
 def expected_calibration_error(

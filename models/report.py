@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.evaluation import FieldEvaluation
+from models.evaluation import FieldEvaluation, compare_macro_f1
 
 TOLERANCE = 0.0
 """Macro-F1 margin the model may trail the baseline by and still pass :func:`underperforming_fields`."""
@@ -55,6 +55,7 @@ class EvaluationReport:
                     "model": _eval_dict(entry.get("model")),
                     "baseline": _eval_dict(entry.get("baseline")),
                     "excluded_classes": dict(entry.get("excluded_classes") or {}),
+                    "macro_f1_difference": _comparison(entry),
                     "verdict": verdict(entry.get("model"), entry.get("baseline")),
                 }
                 for name, entry in self.fields.items()
@@ -64,6 +65,7 @@ class EvaluationReport:
                     name: {
                         "model": _eval_dict(entry.get("model")),
                         "baseline": _eval_dict(entry.get("baseline")),
+                        "macro_f1_difference": _comparison(entry),
                         "verdict": verdict(entry.get("model"), entry.get("baseline")),
                     }
                     for name, entry in per_field.items()
@@ -76,13 +78,17 @@ class EvaluationReport:
 
 
 def verdict(model: FieldEvaluation | None, baseline: FieldEvaluation | None) -> str:
-    """One line: does the model beat the baseline on macro-F1?"""
+    """One line: does the model beat the baseline on macro-F1, and is the difference beyond noise?"""
     if model is None:
         return "no model evaluation"
     if baseline is None:
         return f"no baseline to compare with (model macro-F1 {model.macro_f1:.3f})"
     delta = model.macro_f1 - baseline.macro_f1
     numbers = f"{model.macro_f1:.3f} vs {baseline.macro_f1:.3f}, {delta:+.3f}"
+    comparison = compare_macro_f1(model, baseline)
+    if comparison is not None:
+        numbers += f"; {comparison.level:.0%} interval {comparison.low:+.3f} to {comparison.high:+.3f}"
+        numbers += "" if comparison.significant else ", within noise"
     if delta > 0:
         return f"model beats the baseline on macro-F1 ({numbers})"
     if delta == 0:
@@ -180,6 +186,13 @@ def _blocks(report: EvaluationReport, plots: dict[str, dict[str, str]]) -> list[
                 ]
             )
     blocks.append(("table", (["rows", "field", "model", "baseline", "verdict"], rows)))
+    blocks.append(
+        (
+            "p",
+            "The interval is a paired bootstrap (1,000 resamples of the test rows) of the macro-F1 difference; "
+            "where it includes zero, the difference is within noise.",
+        )
+    )
     behind = underperforming_fields(report, include_slices=True)
     blocks.append(
         ("strong", "The model does not beat the baseline on: " + ", ".join(behind))
@@ -350,6 +363,12 @@ def _inline(text: str) -> str:
 
 
 # ---------------------------------------------------------------- files
+
+
+def _comparison(entry: dict[str, Any]) -> dict[str, Any] | None:
+    model, baseline = entry.get("model"), entry.get("baseline")
+    comparison = compare_macro_f1(model, baseline) if model is not None and baseline is not None else None
+    return comparison.to_dict() if comparison is not None else None
 
 
 def _eval_dict(evaluation: FieldEvaluation | None) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from models.evaluation import evaluate_field, expected_calibration_error
+from models.evaluation import compare_macro_f1, evaluate_field, expected_calibration_error
 
 LABELS = ["a", "b", "c"]
 # true label, argmax prediction (confidence):  a a(.95) | a a(.85) | a b(.55) | b b(.65) | b c(.75) | c c(.92)
@@ -181,3 +181,45 @@ def test_to_dict_is_json_and_thinned():
 def test_bad_input_is_refused(y_true, proba, message):
     with pytest.raises(ValueError, match=message):
         evaluate_field("f", y_true, proba, ["a", "b"])
+
+
+def _predicting(truth_idx, predicted_idx, labels):
+    proba = np.full((len(truth_idx), len(labels)), 0.1)
+    proba[np.arange(len(truth_idx)), predicted_idx] = 0.8
+    return evaluate_field("f", [labels[i] for i in truth_idx], proba, labels)
+
+
+def test_bootstrap_of_identical_predictions_is_zero():
+    rng = np.random.default_rng(3)
+    truth, predicted = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+    same = compare_macro_f1(_predicting(truth, predicted, LABELS), _predicting(truth, predicted, LABELS))
+    assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0)
+    assert not same.significant
+
+
+def test_bootstrap_separates_a_clearly_better_model():
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 3, 600)
+    good = np.where(rng.random(600) < 0.9, truth, (truth + 1) % 3)
+    poor = np.where(rng.random(600) < 0.5, truth, (truth + 1) % 3)
+    result = compare_macro_f1(_predicting(truth, good, LABELS), _predicting(truth, poor, LABELS))
+    assert 0 < result.low <= result.difference <= result.high
+    assert result.significant and result.level == 0.95
+    reverse = compare_macro_f1(_predicting(truth, poor, LABELS), _predicting(truth, good, LABELS))
+    assert reverse.high < 0 and reverse.significant
+
+
+def test_bootstrap_of_a_small_difference_is_within_noise():
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 3, 300)
+    a = np.where(rng.random(300) < 0.70, truth, (truth + 1) % 3)
+    b = np.where(rng.random(300) < 0.68, truth, (truth + 1) % 3)
+    result = compare_macro_f1(_predicting(truth, a, LABELS), _predicting(truth, b, LABELS))
+    assert result.low < 0 < result.high and not result.significant
+
+
+def test_bootstrap_needs_the_same_rows():
+    rng = np.random.default_rng(6)
+    one = _predicting(rng.integers(0, 3, 100), rng.integers(0, 3, 100), LABELS)
+    other = _predicting(rng.integers(0, 3, 100), rng.integers(0, 3, 100), LABELS)
+    assert compare_macro_f1(one, other) is None

@@ -16,9 +16,9 @@ LABELS = ["Billing <b>", "Network", "Hardware"]
 
 
 def _evaluation(field: str, right: float, seed: int, n: int = 120):
-    """An evaluation where about ``right`` of the predictions are correct."""
+    """An evaluation where about ``right`` of the predictions are correct (same true labels for every seed)."""
+    truth = np.random.default_rng(0).integers(0, 3, n)
     rng = np.random.default_rng(seed)
-    truth = rng.integers(0, 3, n)
     predicted = np.where(rng.random(n) < right, truth, (truth + 1) % 3)
     proba = np.full((n, 3), 0.1)
     proba[np.arange(n), predicted] = 0.8
@@ -58,6 +58,9 @@ def test_verdict_lines(report):
     priority = report.fields["priority"]
     assert verdict(priority["model"], priority["baseline"]).startswith("model does NOT beat the baseline")
     assert verdict(group["model"], None).startswith("no baseline")
+    # 90% vs 60% right on 120 rows: beyond noise; a model against itself: within noise
+    assert "95% interval +" in verdict(group["model"], group["baseline"])
+    assert verdict(group["model"], group["model"]).endswith("within noise)")
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +88,8 @@ def test_json_has_model_and_baseline(report, written):
     assert group["model"]["macro_f1"] == pytest.approx(report.fields["group"]["model"].macro_f1)
     assert group["baseline"]["macro_f1"] == pytest.approx(report.fields["group"]["baseline"].macro_f1)
     assert group["excluded_classes"] == {"Legal": 4}
+    assert group["macro_f1_difference"]["significant"] is True
+    assert group["macro_f1_difference"]["low"] > 0
     assert data["underperforming_fields"] == ["priority"]
     assert data["command"] == "triage train tickets.csv --report-dir out"
     assert data["created_at"] == "2026-11-29T12:00:00+00:00"
