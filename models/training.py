@@ -70,6 +70,8 @@ C_SPARSE_GRID = (10.0,)
 tried per field when none is configured. 10 for TF-IDF is the baseline's own setting."""
 VALIDATION_SHARE = 0.2
 MIN_SLICE_ROWS = 20
+EMBEDDING_CACHE_DIR = "embedding-cache"
+"""Under the model store: where :meth:`TrainConfig.from_settings` keeps frozen embeddings."""
 
 
 class TrainingError(ValueError):
@@ -162,6 +164,7 @@ class TrainConfig(BaseModel):
             "fine_tune": model.fine_tune,
             "batch_tokens": model.batch_tokens,
             "device": model.device,
+            "embedding_cache": Path(model.store) / EMBEDDING_CACHE_DIR,
         }
         return cls(**{**values, **overrides})
 
@@ -399,6 +402,52 @@ def train(
     """
     started = time.perf_counter()
     _seed_everything(config.seed)
+    data, train_rows, test_rows, split = _split_data(frame, config, slice_column, test_frame)
+    plan, skipped = _plan_fields(data.iloc[train_rows], config)
+    if not plan:
+        reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        raise TrainingError(f"no field can be trained: {reasons}")
+    for name, reason in skipped.items():
+        log.warning("field %s not trained: %s", name, reason)
+
+    encoder = resolve_encoder(config.base_encoder, config.store_root)
+    classifier = _new_classifier(encoder, plan, config)
+    if config.fine_tune:
+        _fine_tune_encoder(classifier, data.iloc[train_rows], plan, config)
+        embeddings = classifier.embed(data[TEXT].tolist(), batch_tokens=config.batch_tokens)
+    else:
+        embeddings = _embed(classifier, encoder, data, config)
+    chosen = _fit_heads(classifier, data, train_rows, embeddings, plan, config)
+    with _one_thread():
+        test_texts = data[TEXT].iloc[test_rows].tolist()
+        proba = classifier.proba_from_features(embeddings[test_rows], classifier.sparse_features(test_texts))
+
+    holdout = data.iloc[test_rows].reset_index(drop=True)
+    outcomes, slices = _evaluate(data, train_rows, holdout, proba, plan, chosen, config, slice_column)
+    return TrainingResult(
+        model=classifier,
+        config=config,
+        encoder=encoder,
+        data_hash=data_hash(data, config.fields),
+        n_rows=len(data),
+        n_train=len(train_rows),
+        holdout=holdout,
+        split=split,
+        fields=outcomes,
+        skipped_fields=skipped,
+        slice_column=slice_column,
+        slices=slices,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _split_data(
+    frame: pd.DataFrame,
+    config: TrainConfig,
+    slice_column: str | None,
+    test_frame: pd.DataFrame | None,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, str]:
+    """The prepared rows (training, then a given test set) with train and test positions."""
     data = prepare_frame(frame, config, slice_column=slice_column)
     if test_frame is None:
         train_rows, test_rows, split = split_holdout(data, config)
@@ -410,86 +459,64 @@ def train(
         split = "given test set"
     if len(train_rows) == 0 or len(test_rows) == 0:
         raise TrainingError("both the training and the hold-out part need rows")
-    digest = data_hash(data, config.fields)
+    return data, train_rows, test_rows, split
 
-    plan, skipped = _plan_fields(data.iloc[train_rows], config)
-    if not plan:
-        reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
-        raise TrainingError(f"no field can be trained: {reasons}")
-    for name, reason in skipped.items():
-        log.warning("field %s not trained: %s", name, reason)
 
-    device = pick_device(config.device)
-    encoder = resolve_encoder(config.base_encoder, config.store_root)
-    classifier = TriageClassifier.create(
-        encoder.path,
-        ClassifierConfig(
-            base_encoder=config.base_encoder,
-            encoder_name=encoder.name,
-            query_prefix=encoder.query_prefix,
-            pooling=encoder.pooling,
-            max_length=config.max_length,
-            head=config.head,
-            hashing=config.hashing.to_dict() if config.head == "hybrid" else None,
-            memory={"k": config.neighbours, "temperature": config.neighbour_temperature}
-            if config.neighbours
-            else None,
-            labels={name: labels for name, (labels, _) in plan.items()},
-            fine_tuned=config.fine_tune,
-        ),
-        device=device,
+def _new_classifier(
+    encoder: EncoderSpec, plan: dict[str, tuple[list[str], dict[str, int]]], config: TrainConfig
+) -> TriageClassifier:
+    memory = (
+        {"k": config.neighbours, "temperature": config.neighbour_temperature} if config.neighbours else None
     )
-    texts = data[TEXT].tolist()
-    if config.fine_tune:
-        _fine_tune_encoder(classifier, data.iloc[train_rows], plan, config)
-        embeddings = classifier.embed(texts, batch_tokens=config.batch_tokens)
-    else:
-        embeddings = _embed(classifier, encoder, data, config)
-    label_index = {
-        name: _label_index(data[name].iloc[train_rows].to_numpy(), labels)
-        for name, (labels, _) in plan.items()
+    settings = ClassifierConfig(
+        base_encoder=config.base_encoder,
+        encoder_name=encoder.name,
+        query_prefix=encoder.query_prefix,
+        pooling=encoder.pooling,
+        max_length=config.max_length,
+        head=config.head,
+        hashing=config.hashing.to_dict() if config.head == "hybrid" else None,
+        memory=memory,
+        labels={name: labels for name, (labels, _) in plan.items()},
+        fine_tuned=config.fine_tune,
+    )
+    return TriageClassifier.create(encoder.path, settings, device=pick_device(config.device))
+
+
+def _fit_heads(
+    classifier: TriageClassifier,
+    data: pd.DataFrame,
+    train_rows: np.ndarray,
+    embeddings: np.ndarray,
+    plan: dict[str, tuple[list[str], dict[str, int]]],
+    config: TrainConfig,
+) -> dict[str, tuple[float, float, float]]:
+    """Fit features, memory and every head on the training rows; returns each head's L2 strengths."""
+    labels = {
+        name: _label_index(data[name].iloc[train_rows].to_numpy(), names) for name, (names, _) in plan.items()
     }
+    texts = data[TEXT].iloc[train_rows].tolist()
+    train_embeddings = embeddings[train_rows]
     memory_rows = _memory_rows(len(train_rows), config)
-    classifier.fit_features([texts[i] for i in train_rows], embeddings[train_rows], label_index, memory_rows)
+    classifier.fit_features(texts, train_embeddings, labels, memory_rows)
     sparse = classifier.sparse_features(texts)
     self_index = np.full(len(train_rows), -1)
     self_index[memory_rows] = np.arange(len(memory_rows))
-    neighbours = classifier.neighbour_features(embeddings[train_rows], self_index=self_index)
-
-    chosen: dict[str, tuple[float, float, float]] = {}
+    neighbours = classifier.neighbour_features(train_embeddings, self_index=self_index)
+    chosen = {}
     with _one_thread():
         for name in plan:
-            fit = np.flatnonzero(label_index[name] >= 0)  # positions within train_rows
-            rows = train_rows[fit]
+            rows = np.flatnonzero(labels[name] >= 0)  # the training rows this head learns from
             chosen[name] = _fit_field(
                 classifier,
                 name,
-                embeddings[rows],
+                train_embeddings[rows],
                 _rows(sparse, rows),
-                neighbours[name][fit] if neighbours else None,
-                label_index[name][fit],
+                neighbours[name][rows] if neighbours else None,
+                labels[name][rows],
                 config,
             )
-        proba = classifier.proba_from_features(embeddings[test_rows], _rows(sparse, test_rows))
-    classifier.eval()
-
-    holdout = data.iloc[test_rows].reset_index(drop=True)
-    outcomes, slices = _evaluate(data, train_rows, holdout, proba, plan, chosen, config, slice_column)
-    return TrainingResult(
-        model=classifier,
-        config=config,
-        encoder=encoder,
-        data_hash=digest,
-        n_rows=len(data),
-        n_train=len(train_rows),
-        holdout=holdout,
-        split=split,
-        fields=outcomes,
-        skipped_fields=skipped,
-        slice_column=slice_column,
-        slices=slices,
-        seconds=time.perf_counter() - started,
-    )
+    return chosen
 
 
 @contextmanager

@@ -132,3 +132,4 @@ def test_from_settings_follows_the_model_section():
     config = TrainConfig.from_settings(settings, head="linear")
     assert (config.max_length, config.seed, config.base_encoder, config.head) == (64, 7, "e5-small", "linear")
     assert config.fields == settings.enabled_fields()
+    assert config.embedding_cache == settings.model.store / "embedding-cache"
