@@ -43,7 +43,14 @@ from triage.lake.runs import run_history  # noqa: E402
 
 
 def write_config(
-    path: Path, base_url: str, folder: Path, *, window: float, store: Path, **pipeline: Any
+    path: Path,
+    base_url: str,
+    folder: Path,
+    *,
+    window: float,
+    store: Path,
+    apply_threshold: float | None,
+    **pipeline: Any,
 ) -> Path:
     data = {
         "ticket_system": {
@@ -56,6 +63,12 @@ def write_config(
         "model": {"store": str(store), "base_encoder": "minilm", "max_length": 128},
         "pipeline": {"lake": str(folder / "lake"), "mode": "apply", **pipeline},
     }
+    if apply_threshold is not None:
+        data["fields"] = {
+            "group": {"apply_threshold": apply_threshold},
+            "priority": {"apply_threshold": apply_threshold, "requires": ["group"]},
+            "type": {"apply_threshold": apply_threshold},
+        }
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -95,6 +108,13 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0, help="rate window of part 1 (60 = real time)")
     parser.add_argument("--compare-window", type=float, default=6.0, help="rate window of part 2")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--apply-threshold",
+        type=float,
+        default=None,
+        help="apply threshold for every field (default: the model's own, chosen for 90%% precision)",
+    )
+    parser.add_argument("--name", default="pipeline_hourly", help="file name of the recorded result")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--work", type=Path, default=ROOT / "data" / "bench-pipeline")
     args = parser.parse_args()
@@ -118,13 +138,21 @@ def main() -> None:
         },
         "command": " ".join(["python", *sys.argv]),
         "new_tickets": args.new,
+        "apply_threshold": args.apply_threshold,
         "history_tickets": args.history,
     }
     with run_simulator(sim_config) as sim:
         os.environ["FRESHDESK_API_KEY"] = sim.api_key
         part1 = args.work / "hourly"
         part1.mkdir()
-        config = write_config(part1 / "config.yml", sim.base_url, part1, window=args.window, store=store)
+        config = write_config(
+            part1 / "config.yml",
+            sim.base_url,
+            part1,
+            window=args.window,
+            store=store,
+            apply_threshold=args.apply_threshold,
+        )
         started = time.perf_counter()
         trained = train_flow(TrainParams(config=str(config), days=sim_config.history_days + 30))
         result["train_seconds"] = round(time.perf_counter() - started, 1)
@@ -154,6 +182,7 @@ def main() -> None:
                 folder,
                 window=args.compare_window,
                 store=store,
+                apply_threshold=args.apply_threshold,
                 bulk_update=bulk,
             )
             run = triage_flow(TriageParams(config=str(config)))
@@ -167,28 +196,38 @@ def main() -> None:
                 "requests": requests_by_method(lake, run.run_id),
                 "writes_per_freshdesk_minute": round(written / windows, 1) if windows else None,
             }
-        single = compare["single"]["writes_per_freshdesk_minute"] or 0
-        bulk_rate = compare["bulk"]["writes_per_freshdesk_minute"] or 0
-        compare["speedup"] = round(bulk_rate / single, 1) if single else None
-        compare["single_update_limit_per_minute"] = 80
         result["writes"] = compare
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "pipeline_hourly.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (args.out / "pipeline_hourly.md").write_text(render(result))
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (args.out / f"{args.name}.md").write_text(render(result))
     print(render(result))
 
 
+def per_freshdesk_minute(tickets: int, seconds: float, window: float) -> float | None:
+    """Tickets written per rate window (a Freshdesk minute when the window is shortened)."""
+    return round(tickets * window / seconds, 1) if seconds else None
+
+
 def render(r: dict[str, Any]) -> str:
-    h = r["hourly_run"]
-    w = r["writes"]
+    h, w = r["hourly_run"], r["writes"]
+    hourly_rate = per_freshdesk_minute(h["tickets_written"], h["stage_seconds"]["push"], h["window_seconds"])
+    single_rate = w["single"]["writes_per_freshdesk_minute"]
+    threshold = r.get("apply_threshold")
     lines = [
         "# Pipeline benchmark: an hourly run, and writes per minute with bulk update",
         "",
-        f"- date: {r['date']}; machine: {r['machine']['cpus']} CPUs, {r['machine']['platform']} (shared with other work)",
+        f"- date: {r['date']}; machine: {r['machine']['cpus']} CPUs, {r['machine']['platform']}, "
+        "no GPU, shared with other work while it ran",
         f"- command: `{r['command']}`",
         f"- tickets: {r['new_tickets']} new (to triage), {r['history_tickets']} in history; model trained in "
         f"{r['train_seconds']} s (setup, not part of the hourly run)",
+        "- apply thresholds: "
+        + (
+            "the model's own (90% precision on the hold-out)"
+            if threshold is None
+            else f"{threshold} for every field"
+        ),
         "",
         f"## Hourly run at Growth limits (rate window {h['window_seconds']:g} s)",
         "",
@@ -199,20 +238,29 @@ def render(r: dict[str, Any]) -> str:
         "|---|---:|",
         *[f"| {stage} | {seconds} |" for stage, seconds in h["stage_seconds"].items()],
         "",
-        f"## Writes per Freshdesk minute (window shortened to {w['window_seconds']:g} s, ratio unchanged)",
+        "## Writes per Freshdesk minute",
         "",
-        "| push with | tickets written | requests | push seconds | writes per Freshdesk minute |",
-        "|---|---:|---|---:|---:|",
+        "| push with | rate window | tickets written | requests | push seconds | writes per Freshdesk minute |",
+        "|---|---:|---:|---|---:|---:|",
+        f"| bulk updates (the hourly run) | {h['window_seconds']:g} s | {h['tickets_written']} | {h['requests']} "
+        f"| {h['stage_seconds']['push']} | {hourly_rate} |",
     ]
     for label in ("bulk", "single"):
         x = w[label]
         lines.append(
-            f"| {label} updates | {x['tickets_written']} | {x['requests']} | {x['push_seconds']} | {x['writes_per_freshdesk_minute']} |"
+            f"| {label} updates | {w['window_seconds']:g} s | {x['tickets_written']} | {x['requests']} "
+            f"| {x['push_seconds']} | {x['writes_per_freshdesk_minute']} |"
         )
+    ratio = round(hourly_rate / single_rate, 1) if hourly_rate and single_rate else None
+    shortened = round(w["bulk"]["writes_per_freshdesk_minute"] / single_rate, 1) if single_rate else None
     lines += [
         "",
-        f"Bulk update writes **{w['speedup']}x** as many tickets per minute as single updates "
-        f"(Growth allows {w['single_update_limit_per_minute']} single updates per minute).",
+        f"Single updates are held to the Ticket Update sub-limit (Growth: 80 per minute; measured "
+        f"{single_rate} per window with the window shortened to {w['window_seconds']:g} s). Bulk updates "
+        f"count one credit per job of up to 100 tickets, so they are bound by job latency, not by the "
+        f"limit: at real-time limits they wrote **{hourly_rate} tickets per minute, {ratio}x** the "
+        f"single-update rate. With the window shortened the bulk rate reads lower ({shortened}x): job "
+        "latency does not shrink with the window, so that figure understates bulk.",
         "",
     ]
     return "\n".join(lines)

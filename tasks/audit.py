@@ -36,6 +36,7 @@ AUDIT_REASONS: dict[str, str] = {
     "gone": "skipped: the ticket became spam or was deleted",
     "requires_unmet": "skipped: a field this one requires is no longer written or set",
     "unresolved_write": "skipped: an earlier bulk write to the ticket may still be running",
+    "unreadable": "skipped: the re-read before writing could not parse the ticket (see quarantine)",
     "confirmed_on_reread": "ok: a crash cut the request off; a re-read shows the value was written",
     "not_found_on_reread": "not_applied: a crash cut the request off; a re-read shows no such change",
     "note_unverifiable": "unknown: a crash cut a note off; notes cannot be re-read, so it is not resent",

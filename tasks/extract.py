@@ -8,7 +8,6 @@ Rows the adapter cannot parse go to ``quarantine`` with their raw JSON: nothing 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -19,7 +18,7 @@ from tasks.audit import OwnWrites, own_writes
 from tasks.context import StageContext
 from tasks.manifest import ExtractManifest, add_count
 from tasks.runlog import recorded
-from tasks.snapshots import ticket_row
+from tasks.snapshots import quarantine_row, ticket_row
 from triage.lake import Lake
 from triage.lake.runs import utcnow
 from triage.settings import Settings
@@ -66,7 +65,7 @@ async def _extract(
     quarantined: list[dict[str, Any]] = []
 
     def quarantine(exc: MalformedTicketError) -> None:
-        quarantined.append(_quarantine_row(ctx.run_id, exc))
+        quarantined.append(quarantine_row(ctx.run_id, "extract", exc))
 
     batch: list[dict[str, Any]] = []
     paths: list[str] = []
@@ -140,14 +139,3 @@ def skip_reason(
     if ours.matches(ticket.id, ticket.updated_at):
         return "own_write"
     return None
-
-
-def _quarantine_row(run_id: str, exc: MalformedTicketError) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "stage": "extract",
-        "ticket_id": exc.ticket_id,
-        "error": str(exc),
-        "raw_json": json.dumps(exc.raw, sort_keys=True, default=str),
-        "quarantined_at": utcnow(),
-    }

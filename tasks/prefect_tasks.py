@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
@@ -32,11 +32,12 @@ from adapters.errors import is_transient
 from adapters.registry import build_adapter
 from tasks import decide, extract, outcomes, predict, push, train
 from tasks.context import StageContext
-from tasks.manifest import DecideManifest, ExtractManifest, PredictManifest, PushManifest
+from tasks.manifest import DecideManifest, ExtractManifest, Manifest, PredictManifest, PushManifest
 from tasks.outcomes import OutcomesManifest
 from tasks.train import TrainManifest
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Manifest)
 CACHE_EXPIRATION = timedelta(days=7)
 
 
@@ -86,6 +87,19 @@ async def with_adapter(ctx: StageContext, work: Callable[[TicketSystemAdapter], 
         return await work(adapter)
 
 
+def logged(manifest: M) -> M:
+    """Log what the stage wrote (rows, parts, counts) in the run's log, then pass it on."""
+    get_run_logger().info(
+        "%s: %d row(s) in %d part(s) of %s; %s",
+        manifest.stage,
+        manifest.rows,
+        len(manifest.paths),
+        manifest.table,
+        manifest.counts,
+    )
+    return manifest
+
+
 @contextmanager
 def progress(stage: str) -> Iterator[Callable[[float], None]]:
     """A progress artifact for ``stage``; yields a callback taking a fraction 0..1."""
@@ -112,9 +126,11 @@ def progress(stage: str) -> Iterator[Callable[[float], None]]:
 def extract_task(ctx: StageContext, purpose: extract.Purpose = "triage") -> ExtractManifest:
     """Tickets updated in the window -> ``tickets`` (and ``quarantine``)."""
     with progress(f"extract ({purpose})") as report:
-        return run_async(
-            with_adapter(
-                ctx, lambda adapter: extract.extract(ctx, adapter, purpose=purpose, on_progress=report)
+        return logged(
+            run_async(
+                with_adapter(
+                    ctx, lambda adapter: extract.extract(ctx, adapter, purpose=purpose, on_progress=report)
+                )
             )
         )
 
@@ -125,7 +141,7 @@ def extract_task(ctx: StageContext, purpose: extract.Purpose = "triage") -> Extr
 def predict_task(ctx: StageContext, tickets: ExtractManifest) -> PredictManifest:
     """The current model over the eligible tickets -> ``predictions``."""
     with progress("predict") as report:
-        return predict.predict(ctx, tickets, on_progress=report)
+        return logged(predict.predict(ctx, tickets, on_progress=report))
 
 
 @task(name="decide", cache_policy=NO_CACHE, **_RETRIES)
@@ -135,15 +151,19 @@ def decide_task(ctx: StageContext, tickets: ExtractManifest, predictions: Predic
     async def run(adapter: TicketSystemAdapter) -> DecideManifest:
         return decide.decide(ctx, tickets, predictions, await adapter.get_fields())
 
-    return run_async(with_adapter(ctx, run))
+    return logged(run_async(with_adapter(ctx, run)))
 
 
 @task(name="push", cache_policy=NO_CACHE, persist_result=False, **_RETRIES)
 def push_task(ctx: StageContext, decisions: DecideManifest, tickets: ExtractManifest) -> PushManifest:
     """Re-check, write (or note) and audit; resumes from the audit trail after a crash."""
     with progress("push") as report:
-        return run_async(
-            with_adapter(ctx, lambda adapter: push.push(ctx, decisions, tickets, adapter, on_progress=report))
+        return logged(
+            run_async(
+                with_adapter(
+                    ctx, lambda adapter: push.push(ctx, decisions, tickets, adapter, on_progress=report)
+                )
+            )
         )
 
 
@@ -154,7 +174,9 @@ def train_task(ctx: StageContext, history: ExtractManifest, promote: bool = True
     async def specs(adapter: TicketSystemAdapter) -> dict[str, Any]:
         return await adapter.get_fields()
 
-    return train.train_from_history(ctx, history, run_async(with_adapter(ctx, specs)), promote=promote)
+    return logged(
+        train.train_from_history(ctx, history, run_async(with_adapter(ctx, specs)), promote=promote)
+    )
 
 
 @task(name="outcomes", cache_policy=NO_CACHE, **_RETRIES)
@@ -164,4 +186,4 @@ def outcomes_task(ctx: StageContext, history: ExtractManifest, days: int) -> Out
     async def run(adapter: TicketSystemAdapter) -> OutcomesManifest:
         return outcomes.compare_outcomes(ctx, history, await adapter.get_fields(), days=days)
 
-    return run_async(with_adapter(ctx, run))
+    return logged(run_async(with_adapter(ctx, run)))

@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.base import FieldSpec, Ticket, TicketSystemAdapter
-from adapters.errors import AuthenticationError, TicketSystemError, is_transient
+from adapters.errors import AuthenticationError, MalformedTicketError, TicketSystemError, is_transient
 from tasks.audit import dangling_intents, done_changes, write_audit
 from tasks.context import StageContext
 from tasks.manifest import DecideManifest, ExtractManifest, PushManifest, add_count
 from tasks.push_plan import Change, Method, Request, Skip, plan_notes, plan_writes, recheck
 from tasks.runlog import recorded
-from tasks.snapshots import latest_snapshots, row_ticket
+from tasks.snapshots import latest_snapshots, quarantine_row, row_ticket
 from triage.lake import Lake
 from triage.lake.runs import utcnow
 from triage.redaction import redact
@@ -83,37 +83,7 @@ async def push(
         recovered = 0
         if changes or dangling:
             state.specs = await adapter.get_fields()
-            snapshots = {
-                t: row_ticket(r)
-                for t, r in latest_snapshots(lake.read_paths("tickets", tickets.paths)).items()
-            }
-            since = min([tickets.started_at, *(i["sent_at"] for i in dangling if i["sent_at"])])
-            fresh = await _changed_since(
-                adapter, since - timedelta(seconds=settings.pipeline.overlap_seconds)
-            )
-            pending, recovered = _resolve(state, dangling, fresh)
-            kept, skipped = recheck(
-                changes,
-                method=method,
-                done=done_changes(lake, {c.ticket_id for c in changes}),
-                pending=pending,
-                snapshots=snapshots,
-                fresh=fresh,
-                specs=state.specs,
-                rules=settings.fields,
-            )
-            if skipped:
-                state.record([_skip_row(ctx, s, method) for s in skipped])
-            if method == "note":
-                requests = plan_notes(kept, specs=state.specs)
-            else:
-                requests = plan_writes(
-                    kept,
-                    tag=settings.pipeline.triaged_tag,
-                    bulk=settings.pipeline.bulk_update,
-                    bulk_min_tickets=settings.pipeline.bulk_min_tickets,
-                )
-            current = {t: fresh.get(t, snap) for t, snap in snapshots.items()}
+            requests, current, recovered = await _plan(state, changes, tickets, dangling, method)
             await _send_all(state, requests, current, on_progress)
         add_count(state.counts, "*", "requests", state.sent)
         add_count(state.counts, "*", "recovered", recovered)
@@ -127,6 +97,48 @@ async def push(
             sent=state.sent,
             recovered=recovered,
         )
+
+
+async def _plan(
+    state: _Push,
+    changes: list[Change],
+    tickets: ExtractManifest,
+    dangling: list[dict[str, Any]],
+    method: Method,
+) -> tuple[list[Request], dict[int, Ticket], int]:
+    """Re-read, resolve cut-off writes, re-check the changes; the requests, current tickets, resolved."""
+    settings, lake = state.settings, state.lake
+    snapshots = {
+        t: row_ticket(r) for t, r in latest_snapshots(lake.read_paths("tickets", tickets.paths)).items()
+    }
+    since = min([tickets.started_at, *(i["sent_at"] for i in dangling if i["sent_at"])])
+    fresh, unreadable = await _changed_since(
+        state, since - timedelta(seconds=settings.pipeline.overlap_seconds)
+    )
+    pending, recovered = _resolve(state, dangling, fresh)
+    kept, skipped = recheck(
+        changes,
+        method=method,
+        done=done_changes(lake, {c.ticket_id for c in changes}),
+        pending=pending,
+        unreadable=unreadable,
+        snapshots=snapshots,
+        fresh=fresh,
+        specs=state.specs,
+        rules=settings.fields,
+    )
+    if skipped:
+        state.record([_skip_row(state.ctx, s, method) for s in skipped])
+    if method == "note":
+        requests = plan_notes(kept, specs=state.specs)
+    else:
+        requests = plan_writes(
+            kept,
+            tag=settings.pipeline.triaged_tag,
+            bulk=settings.pipeline.bulk_update,
+            bulk_min_tickets=settings.pipeline.bulk_min_tickets,
+        )
+    return requests, {t: fresh.get(t, snap) for t, snap in snapshots.items()}, recovered
 
 
 def _load_changes(lake: Lake, decisions: DecideManifest, *, wanted: tuple[str, ...]) -> list[Change]:
@@ -146,12 +158,23 @@ def _load_changes(lake: Lake, decisions: DecideManifest, *, wanted: tuple[str, .
     ]
 
 
-async def _changed_since(adapter: TicketSystemAdapter, since: datetime) -> dict[int, Ticket]:
-    """Every ticket changed since ``since``, as it is now (one paged read)."""
+async def _changed_since(state: _Push, since: datetime) -> tuple[dict[int, Ticket], set[int]]:
+    """Every ticket changed since ``since`` as it is now (one paged read), and those unreadable
+    (quarantined with their raw JSON)."""
     fresh: dict[int, Ticket] = {}
-    async for ticket in adapter.iter_updated_tickets(since, on_malformed=lambda exc: None):
+    malformed: list[MalformedTicketError] = []
+    async for ticket in state.adapter.iter_updated_tickets(since, on_malformed=malformed.append):
         fresh[ticket.id] = ticket
-    return fresh
+    if malformed:
+        rows = [quarantine_row(state.ctx.run_id, "push", exc) for exc in malformed]
+        state.lake.write(
+            "quarantine",
+            rows,
+            date=state.ctx.partition,
+            run_id=state.ctx.run_id,
+            name=f"push-{uuid.uuid4().hex}",
+        )
+    return fresh, {exc.ticket_id for exc in malformed if exc.ticket_id is not None}
 
 
 def _resolve(

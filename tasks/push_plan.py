@@ -64,6 +64,7 @@ def recheck(
     done: set[ChangeKey],
     pending: set[int],
     snapshots: Mapping[int, Ticket],
+    unreadable: set[int] = frozenset(),
     fresh: Mapping[int, Ticket],
     specs: Mapping[str, FieldSpec],
     rules: Mapping[str, FieldRule],
@@ -71,7 +72,8 @@ def recheck(
     """The changes still to send, and those skipped with a reason.
 
     ``fresh`` holds the tickets re-read since the snapshot (a ticket absent from it has not changed);
-    ``pending`` the tickets with an unresolved earlier write that must not be written again yet.
+    ``pending`` the tickets with an unresolved earlier write that must not be written again yet;
+    ``unreadable`` those the re-read could not parse (their state is unknown: not written).
     """
     kept: list[Change] = []
     skipped: list[Skip] = []
@@ -81,7 +83,7 @@ def recheck(
         snapshot = snapshots[change.ticket_id]
         now = fresh.get(change.ticket_id, snapshot)
         spec = specs.get(change.field)
-        reason = _changed(change, snapshot, now, spec, pending)
+        reason = _changed(change, snapshot, now, spec, pending, unreadable)
         if reason:
             skipped.append(Skip(change, *reason))
         else:
@@ -92,10 +94,17 @@ def recheck(
 
 
 def _changed(
-    change: Change, snapshot: Ticket, now: Ticket, spec: FieldSpec | None, pending: set[int]
+    change: Change,
+    snapshot: Ticket,
+    now: Ticket,
+    spec: FieldSpec | None,
+    pending: set[int],
+    unreadable: set[int],
 ) -> tuple[str, str] | None:
     if change.ticket_id in pending:
         return "unresolved_write", "an earlier write to this ticket is not resolved yet"
+    if change.ticket_id in unreadable:
+        return "unreadable", "the ticket could not be re-read, so its current values are unknown"
     if now.spam or now.deleted:
         return "gone", "the ticket became spam or was deleted"
     before, after = snapshot.native(change.field), now.native(change.field)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
 from adapters.base import FieldSpec, Ticket
+from adapters.errors import MalformedTicketError
 
 
 def ticket_row(
@@ -77,3 +78,15 @@ def label_of(spec: FieldSpec | None, native: Any) -> str | None:
     if native is None or native == "":
         return None
     return spec.to_label(native) if spec else str(native)
+
+
+def quarantine_row(run_id: str, stage: str, exc: MalformedTicketError) -> dict[str, Any]:
+    """The ``quarantine`` row of a ticket the adapter could not parse: its raw JSON and the error."""
+    return {
+        "run_id": run_id,
+        "stage": stage,
+        "ticket_id": exc.ticket_id,
+        "error": str(exc),
+        "raw_json": json.dumps(exc.raw, sort_keys=True, default=str),
+        "quarantined_at": datetime.now(UTC),
+    }

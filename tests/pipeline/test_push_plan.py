@@ -118,3 +118,18 @@ def test_a_note_lists_each_suggestion_with_its_confidence_html_escaped():
     assert "Group: <b>Sales &amp; &lt;Ops&gt;</b> (81% confident)" in body
     assert "Priority: <b>High</b> (66% confident)" in body and "<Ops>" not in body
     assert body == note_body(list(notes[0].changes), SPECS)
+
+
+def test_a_ticket_the_re_read_could_not_parse_is_not_written():
+    kept, skipped = recheck(
+        [change(1, "group", "Billing")],
+        method="update",
+        done=set(),
+        pending=set(),
+        unreadable={1},
+        snapshots={1: ticket(1)},
+        fresh={},
+        specs=SPECS,
+        rules=RULES,
+    )
+    assert kept == [] and [s.reason_code for s in skipped] == ["unreadable"]
