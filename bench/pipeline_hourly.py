@@ -256,10 +256,10 @@ def render(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"Single updates are held to the Ticket Update sub-limit (Growth: 80 per minute; measured "
-        f"{single_rate} per window with the window shortened to {w['window_seconds']:g} s). Bulk updates "
-        f"count one credit per job of up to 100 tickets, so they are bound by job latency, not by the "
-        f"limit: at real-time limits they wrote **{hourly_rate} tickets per minute, {ratio}x** the "
-        f"single-update rate. With the window shortened the bulk rate reads lower ({shortened}x): job "
+        f"{single_rate} per window with the window shortened to {w['window_seconds']:g} s). Bulk updates are "
+        "not: a job of up to 100 tickets costs one credit, plus one per status poll, against the 200-credit "
+        f"total. At real-time limits they wrote **{hourly_rate} tickets per minute, {ratio}x** the "
+        f"single-update rate. With the window shortened the bulk figure reads lower ({shortened}x): job "
         "latency does not shrink with the window, so that figure understates bulk.",
         "",
     ]
