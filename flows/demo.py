@@ -32,6 +32,7 @@ class DemoOptions:
     data: Path | None = None
     seed: int = 42
     max_length: int = 128
+    target_precision: float = 0.90
     plan: str = "growth"
     window_seconds: float = 10.0
 
@@ -90,6 +91,8 @@ def demo_config(folder: Path, base_url: str, options: DemoOptions) -> Path:
             "base_encoder": "minilm",
             "max_length": options.max_length,
             "min_examples_per_class": 10,
+            "target_precision": options.target_precision,
+            "suggest_precision": min(0.75, options.target_precision),
         },
         "pipeline": {"lake": str(folder / "lake"), "mode": "apply"},
     }

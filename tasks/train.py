@@ -74,7 +74,9 @@ def train_from_history(
                 settings, **{**settings.model.train_options, **config_overrides}
             )
         except ValidationError as exc:
-            raise PipelineError(f"invalid model.train_options: {exc}") from None
+            raise PipelineError(
+                f"invalid training configuration (config.yml `model:` section): {exc}"
+            ) from None
         result = train(frame, config)
         store = ModelStore(settings.model.store)
         if promote:

@@ -140,6 +140,9 @@ def demo_command(
         float, typer.Option(help="Rate-limit window (60 = real time; smaller runs faster).")
     ] = 10.0,
     max_length: Annotated[int, typer.Option(help="Tokens per ticket the model reads.")] = 128,
+    target_precision: Annotated[
+        float, typer.Option(help="Precision a field must show on the hold-out before it is written.")
+    ] = 0.90,
     seed: int = 42,
 ) -> None:
     """The main job: simulated Freshdesk -> train from its history -> triage in apply mode -> score."""
@@ -157,6 +160,7 @@ def demo_command(
         data=data,
         seed=seed,
         max_length=max_length,
+        target_precision=target_precision,
         plan=plan,
         window_seconds=window_seconds,
     )
