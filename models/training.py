@@ -116,7 +116,7 @@ class TrainConfig(BaseModel):
     neighbour_temperature: float = Field(default=0.02, gt=0.0, description="Softness of neighbour weights.")
     memory_size: int = Field(default=50_000, ge=1, description="Most training tickets the memory keeps.")
     class_weight: Literal["balanced", "none"] = "balanced"
-    max_iter: int = Field(default=300, ge=1, description="L-BFGS iterations per head fit.")
+    max_iter: int = Field(default=1000, ge=1, description="Most L-BFGS iterations per head fit.")
     fine_tune: bool = False
     epochs: int = Field(default=2, ge=1, description="Fine-tuning epochs.")
     learning_rate: float = Field(
@@ -622,15 +622,19 @@ def fit_head(
     weights: torch.Tensor,
     c: tuple[float, float, float],
     max_iter: int,
+    *,
+    warm_start: bool = False,
 ) -> None:
     """Minimise weighted mean cross-entropy + ``sum_b |W_b|^2 / (2 C_b n)`` with L-BFGS.
 
     ``inputs`` are the head's (embeddings, TF-IDF rows, neighbour shares); ``c`` the inverse L2
     strengths of the embedding, TF-IDF and memory weights. Each term is scikit-learn's
     logistic-regression penalty divided by ``n``, so ``C`` means the same as there. Biases are not
-    penalised. The fit starts from zero weights, so it does not depend on any random state.
+    penalised. The problem is convex: from zero weights (or, with ``warm_start``, from the current
+    ones, which only saves iterations) the fit reaches the same optimum, with no random state.
     """
-    head.reset_to_zero()
+    if not warm_start:
+        head.reset_to_zero()
     n = len(y)
     blocks = (head.dense.weight, head.sparse_weight, head.memory_weight)
     penalties = [
@@ -691,9 +695,10 @@ def _fit_field(
             rows_sparse = SparseRows.from_csr(sparse[rows], device, for_training=for_training)
         return emb[rows], rows_sparse, neighbours[rows] if neighbours is not None else None
 
-    def fit(rows: np.ndarray, c: tuple[float, float, float]) -> None:
+    def fit(rows: np.ndarray, c: tuple[float, float, float], warm_start: bool = False) -> None:
         weights = torch.from_numpy(_class_weights(y[rows], head.n_classes, config)).to(device)
-        fit_head(head, part(rows, True), torch.from_numpy(y[rows]).to(device), weights, c, config.max_iter)
+        targets = torch.from_numpy(y[rows]).to(device)
+        fit_head(head, part(rows, True), targets, weights, c, config.max_iter, warm_start=warm_start)
 
     candidates = _candidates(config)
     best = candidates[0]
@@ -705,6 +710,7 @@ def _fit_field(
             )
         except ValueError:  # too few rows per class to hold any out: keep the first candidate
             log.info("field %s: too few rows to choose the regularisation; using %s", name, best)
+    best_state = None
     if split is not None:
         fit_rows, val_rows = split
         held_out = part(val_rows, False)
@@ -714,10 +720,13 @@ def _fit_field(
             with torch.inference_mode():
                 predicted = head(*held_out).argmax(dim=1).cpu().numpy()
             scores.append(f1_score(y[val_rows], predicted, average="macro", zero_division=0))
-        best = candidates[int(np.argmax(scores))]
+            if scores[-1] > max(scores[:-1], default=-1.0):  # ties keep the stronger regularisation
+                best, best_state = c, {k: v.clone() for k, v in head.state_dict().items()}
         shown = {c: round(float(score), 3) for c, score in zip(candidates, scores, strict=True)}
         log.info("field %s: C=%s, validation macro-F1 %s", name, best, shown)
-    fit(np.arange(len(y)), best)
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    fit(np.arange(len(y)), best, warm_start=best_state is not None)
     return best
 
 
