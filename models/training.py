@@ -26,8 +26,6 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,10 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
 from models.classifier import TriageClassifier, pick_device
@@ -46,7 +42,8 @@ from models.embedding_cache import EmbeddingCache, encoder_fingerprint
 from models.encoders import EncoderSpec, resolve_encoder
 from models.evaluation import FieldEvaluation, evaluate_field
 from models.features import HashingConfig
-from models.heads import FieldHead, SparseRows
+from models.fine_tune import fine_tune_encoder
+from models.head_fitting import Strengths, fit_field, one_thread
 from models.manifest import (
     ClassifierConfig,
     FieldManifest,
@@ -64,11 +61,6 @@ log = logging.getLogger(__name__)
 
 TEXT = "text"
 HASH = "text_hash"
-C_DENSE_GRID = (0.001, 0.01, 0.1)
-C_SPARSE_GRID = (10.0,)
-"""Candidate inverse L2 strengths (scikit-learn's ``C``) of the embedding and the TF-IDF weights,
-tried per field when none is configured. 10 for TF-IDF is the baseline's own setting."""
-VALIDATION_SHARE = 0.2
 MIN_SLICE_ROWS = 20
 EMBEDDING_CACHE_DIR = "embedding-cache"
 """Under the model store: where :meth:`TrainConfig.from_settings` keeps frozen embeddings."""
@@ -177,7 +169,7 @@ class FieldOutcome:
     excluded_classes: dict[str, int]
     n_train: int
     n_test: int
-    regularization: tuple[float, float, float]
+    regularization: Strengths
     evaluation: FieldEvaluation
     baseline: FieldEvaluation
 
@@ -412,13 +404,17 @@ def train(
 
     encoder = resolve_encoder(config.base_encoder, config.store_root)
     classifier = _new_classifier(encoder, plan, config)
+    train_texts = data[TEXT].iloc[train_rows].tolist()
+    labels = {  # per field, each training row's label index (-1: no label, or a class left out)
+        name: _label_index(data[name].iloc[train_rows].to_numpy(), names) for name, (names, _) in plan.items()
+    }
     if config.fine_tune:
-        _fine_tune_encoder(classifier, data.iloc[train_rows], plan, config)
+        fine_tune_encoder(classifier, train_texts, labels, config)
         embeddings = classifier.embed(data[TEXT].tolist(), batch_tokens=config.batch_tokens)
     else:
         embeddings = _embed(classifier, encoder, data, config)
-    chosen = _fit_heads(classifier, data, train_rows, embeddings, plan, config)
-    with _one_thread():
+    chosen = _fit_heads(classifier, train_texts, embeddings[train_rows], labels, config)
+    with one_thread():
         test_texts = data[TEXT].iloc[test_rows].tolist()
         proba = classifier.proba_from_features(embeddings[test_rows], classifier.sparse_features(test_texts))
 
@@ -485,50 +481,32 @@ def _new_classifier(
 
 def _fit_heads(
     classifier: TriageClassifier,
-    data: pd.DataFrame,
-    train_rows: np.ndarray,
+    texts: list[str],
     embeddings: np.ndarray,
-    plan: dict[str, tuple[list[str], dict[str, int]]],
+    labels: dict[str, np.ndarray],
     config: TrainConfig,
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, Strengths]:
     """Fit features, memory and every head on the training rows; returns each head's L2 strengths."""
-    labels = {
-        name: _label_index(data[name].iloc[train_rows].to_numpy(), names) for name, (names, _) in plan.items()
-    }
-    texts = data[TEXT].iloc[train_rows].tolist()
-    train_embeddings = embeddings[train_rows]
-    memory_rows = _memory_rows(len(train_rows), config)
-    classifier.fit_features(texts, train_embeddings, labels, memory_rows)
+    memory_rows = _memory_rows(len(texts), config)
+    classifier.fit_features(texts, embeddings, labels, memory_rows)
     sparse = classifier.sparse_features(texts)
-    self_index = np.full(len(train_rows), -1)
+    self_index = np.full(len(texts), -1)
     self_index[memory_rows] = np.arange(len(memory_rows))
-    neighbours = classifier.neighbour_features(train_embeddings, self_index=self_index)
+    neighbours = classifier.neighbour_features(embeddings, self_index=self_index)
     chosen = {}
-    with _one_thread():
-        for name in plan:
-            rows = np.flatnonzero(labels[name] >= 0)  # the training rows this head learns from
-            chosen[name] = _fit_field(
+    with one_thread():
+        for name, y in labels.items():
+            rows = np.flatnonzero(y >= 0)  # the training rows this head learns from
+            chosen[name] = fit_field(
                 classifier,
                 name,
-                train_embeddings[rows],
-                _rows(sparse, rows),
+                embeddings[rows],
+                sparse[rows] if sparse is not None else None,
                 neighbours[name][rows] if neighbours else None,
-                labels[name][rows],
+                y[rows],
                 config,
             )
     return chosen
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread: head fits are many small operations, which extra threads only slow
-    down (by 10x on a busy machine, where threads wait for each other)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _seed_everything(seed: int) -> None:
@@ -604,189 +582,6 @@ def _embed(
     return found[[position[h] for h in data[HASH]]]
 
 
-def _rows(sparse: sp.csr_matrix | None, rows: np.ndarray) -> sp.csr_matrix | None:
-    return sparse[rows] if sparse is not None else None
-
-
-def _class_weights(y: np.ndarray, n_classes: int, config: TrainConfig) -> np.ndarray:
-    if config.class_weight == "none":
-        return np.ones(len(y), dtype=np.float32)
-    counts = np.bincount(y, minlength=n_classes)
-    return (len(y) / (n_classes * counts))[y].astype(np.float32)
-
-
-def fit_head(
-    head: FieldHead,
-    inputs: tuple[torch.Tensor, SparseRows | None, torch.Tensor | None],
-    y: torch.Tensor,
-    weights: torch.Tensor,
-    c: tuple[float, float, float],
-    max_iter: int,
-    *,
-    warm_start: bool = False,
-) -> None:
-    """Minimise weighted mean cross-entropy + ``sum_b |W_b|^2 / (2 C_b n)`` with L-BFGS.
-
-    ``inputs`` are the head's (embeddings, TF-IDF rows, neighbour shares); ``c`` the inverse L2
-    strengths of the embedding, TF-IDF and memory weights. Each term is scikit-learn's
-    logistic-regression penalty divided by ``n``, so ``C`` means the same as there. Biases are not
-    penalised. The problem is convex: from zero weights (or, with ``warm_start``, from the current
-    ones, which only saves iterations) the fit reaches the same optimum, with no random state.
-    """
-    if not warm_start:
-        head.reset_to_zero()
-    n = len(y)
-    blocks = (head.dense.weight, head.sparse_weight, head.memory_weight)
-    penalties = [
-        (w, 1.0 / (2.0 * strength * n)) for w, strength in zip(blocks, c, strict=True) if w is not None
-    ]
-    optimizer = torch.optim.LBFGS(
-        head.parameters(),
-        lr=1.0,
-        max_iter=max_iter,
-        history_size=10,
-        tolerance_grad=1e-6,
-        tolerance_change=1e-10,
-        line_search_fn="strong_wolfe",
-    )
-    total = weights.sum()
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        losses = torch.nn.functional.cross_entropy(head(*inputs), y, reduction="none")
-        loss = (losses * weights).sum() / total + sum(w * m.pow(2).sum() for m, w in penalties)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-
-
-def _candidates(config: TrainConfig) -> list[tuple[float, float, float]]:
-    """(C_embedding, C_tfidf, C_memory) triples to try; a configured value replaces its grid."""
-    dense = [config.c_dense] if config.c_dense else list(C_DENSE_GRID)
-    sparse = [config.c_sparse] if config.c_sparse else list(C_SPARSE_GRID)
-    return [(d, s, config.c_memory) for d in dense for s in sparse]
-
-
-def _fit_field(
-    classifier: TriageClassifier,
-    name: str,
-    embeddings: np.ndarray,
-    sparse: sp.csr_matrix | None,
-    neighbours: torch.Tensor | None,
-    y: np.ndarray,
-    config: TrainConfig,
-) -> tuple[float, float, float]:
-    """Fit one head on its training rows; returns the (C_embedding, C_tfidf, C_memory) used.
-
-    With more than one candidate, each is fitted on 80% of the rows and scored by macro-F1 on the
-    other 20%; the best is refitted on all rows.
-    """
-    head = classifier.head(name)
-    device = classifier.device
-    emb = classifier.standardise(torch.from_numpy(embeddings).to(device))
-
-    def part(
-        rows: np.ndarray, for_training: bool
-    ) -> tuple[torch.Tensor, SparseRows | None, torch.Tensor | None]:
-        rows_sparse = None
-        if sparse is not None:
-            rows_sparse = SparseRows.from_csr(sparse[rows], device, for_training=for_training)
-        return emb[rows], rows_sparse, neighbours[rows] if neighbours is not None else None
-
-    def fit(rows: np.ndarray, c: tuple[float, float, float], warm_start: bool = False) -> None:
-        weights = torch.from_numpy(_class_weights(y[rows], head.n_classes, config)).to(device)
-        targets = torch.from_numpy(y[rows]).to(device)
-        fit_head(head, part(rows, True), targets, weights, c, config.max_iter, warm_start=warm_start)
-
-    candidates = _candidates(config)
-    best = candidates[0]
-    split = None
-    if len(candidates) > 1:
-        try:
-            split = train_test_split(
-                np.arange(len(y)), test_size=VALIDATION_SHARE, random_state=config.seed, stratify=y
-            )
-        except ValueError:  # too few rows per class to hold any out: keep the first candidate
-            log.info("field %s: too few rows to choose the regularisation; using %s", name, best)
-    best_state = None
-    if split is not None:
-        fit_rows, val_rows = split
-        held_out = part(val_rows, False)
-        scores = []
-        for c in candidates:
-            fit(fit_rows, c)
-            with torch.inference_mode():
-                predicted = head(*held_out).argmax(dim=1).cpu().numpy()
-            scores.append(f1_score(y[val_rows], predicted, average="macro", zero_division=0))
-            if scores[-1] > max(scores[:-1], default=-1.0):  # ties keep the stronger regularisation
-                best, best_state = c, {k: v.clone() for k, v in head.state_dict().items()}
-        shown = {c: round(float(score), 3) for c, score in zip(candidates, scores, strict=True)}
-        log.info("field %s: C=%s, validation macro-F1 %s", name, best, shown)
-    if best_state is not None:
-        head.load_state_dict(best_state)
-    fit(np.arange(len(y)), best, warm_start=best_state is not None)
-    return best
-
-
-def _fine_tune_encoder(
-    classifier: TriageClassifier,
-    train_part: pd.DataFrame,
-    plan: dict[str, tuple[list[str], dict[str, int]]],
-    config: TrainConfig,
-) -> None:
-    """Adapt the encoder to the fields: train it with temporary linear heads on the pooled embedding.
-
-    The real heads are fitted afterwards on the tuned encoder's embeddings, the same way as for a
-    frozen encoder. Class-weighted cross-entropy summed over fields (rows without a label for a
-    field, or with a class left out, do not count for it); AdamW; seeded shuffling.
-    """
-    texts = train_part[TEXT].tolist()
-    token_ids = classifier.tokenize(texts)
-    dim = classifier.embed_mean.shape[0]
-    device = classifier.device
-    targets, weights, probes = {}, {}, torch.nn.ModuleDict()
-    for position, (name, (labels, _)) in enumerate(plan.items()):
-        y = _label_index(train_part[name].to_numpy(), labels)
-        counts = np.bincount(y[y >= 0], minlength=len(labels))
-        balanced = counts.sum() / (len(labels) * np.maximum(counts, 1))
-        per_class = balanced if config.class_weight == "balanced" else np.ones(len(labels))
-        targets[name] = torch.from_numpy(np.where(y >= 0, y, -100))
-        weights[name] = torch.tensor(per_class, dtype=torch.float32, device=device)
-        probes[f"f{position}"] = torch.nn.Linear(dim, len(labels))
-    probes.to(device)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": classifier.encoder.parameters(), "lr": config.learning_rate},
-            {"params": probes.parameters(), "lr": config.learning_rate * 30},
-        ],
-        weight_decay=0.01,
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    classifier.encoder.train()
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(texts), generator=generator)
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            with classifier.autocast():
-                pooled = classifier.pool(*classifier.pad([token_ids[i] for i in batch]))
-                loss = torch.zeros((), device=device)
-                for position, name in enumerate(plan):
-                    target = targets[name][batch].to(device)
-                    if (target >= 0).any():
-                        logits = probes[f"f{position}"](pooled).float()
-                        loss = loss + torch.nn.functional.cross_entropy(
-                            logits, target, weight=weights[name], ignore_index=-100
-                        )
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(classifier.encoder.parameters(), 1.0)
-            optimizer.step()
-        log.info("fine-tuning epoch %d/%d done (last batch loss %.4f)", epoch + 1, config.epochs, loss.item())
-    classifier.encoder.eval()
-
-
 # -- evaluation --------------------------------------------------------------------------------------
 
 
@@ -796,7 +591,7 @@ def _evaluate(
     holdout: pd.DataFrame,
     proba: dict[str, np.ndarray],
     plan: dict[str, tuple[list[str], dict[str, int]]],
-    chosen: dict[str, tuple[float, float, float]],
+    chosen: dict[str, Strengths],
     config: TrainConfig,
     slice_column: str | None,
 ) -> tuple[dict[str, FieldOutcome], dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]]]:
