@@ -3,6 +3,7 @@
 Layout under the store root::
 
     versions/<version>/        model.json, heads.safetensors, encoder/ (transformers), report/
+                               (encoder files identical to the previous version's are hard links)
     current.json               {"version", "previous": [...], "reason", "updated_at"}
     encoders/                  base encoders built here (e5-small, see models.encoders)
 
@@ -18,6 +19,7 @@ version that was current before.
 from __future__ import annotations
 
 import fcntl
+import filecmp
 import json
 import os
 import secrets
@@ -30,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models.classifier import ENCODER_DIR
 from models.evaluation import FieldEvaluation, evaluate_field
 from models.manifest import MANIFEST_FILE, ModelManifest, Promotion, write_json_atomic
 
@@ -119,9 +122,13 @@ class ModelStore:
         version = new_version_id(created)
         versions = self.root / VERSIONS_DIR
         versions.mkdir(parents=True, exist_ok=True)
+        stored = self.list()
+        latest = stored[-1].path if stored else None
         staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=versions))
         try:
             result.model.save(staging)
+            if latest is not None:
+                share_identical_files(staging / ENCODER_DIR, latest / ENCODER_DIR)
             written = write_report(result.report(version), staging / REPORT_DIR)
             manifest = result.manifest(version, created)
             manifest.report_files = sorted(p.relative_to(staging).as_posix() for p in written.values())
@@ -246,6 +253,30 @@ class ModelStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def share_identical_files(folder: Path, previous: Path) -> int:
+    """Hard-link files of ``folder`` that are byte-identical to the same file in ``previous``.
+
+    A frozen encoder is the same in every version; linking keeps one copy on disk (hundreds of MB
+    for e5-small) however many nightly versions are kept. Returns the bytes saved. Where links are
+    not possible (another file system), the copy stays.
+    """
+    saved = 0
+    for path in folder.rglob("*"):
+        twin = previous / path.relative_to(folder)
+        if not path.is_file() or not twin.is_file() or path.stat().st_size != twin.stat().st_size:
+            continue
+        if not filecmp.cmp(path, twin, shallow=False):
+            continue
+        link = path.with_name(f".{path.name}.link")
+        try:
+            os.link(twin, link)
+        except OSError:
+            continue
+        os.replace(link, path)
+        saved += path.stat().st_size
+    return saved
 
 
 def evaluate_current(folder: Path, result: TrainingResult) -> dict[str, FieldEvaluation]:

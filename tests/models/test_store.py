@@ -36,6 +36,14 @@ def test_a_version_folder_holds_safetensors_json_and_the_report_only(stored):
     assert set(manifest.report_files) <= files and manifest.promotion.promoted
 
 
+def test_an_unchanged_encoder_is_stored_once(tmp_path, trained):
+    store = ModelStore(tmp_path)
+    first, second = store.save(trained), store.save(trained)
+    weights = [v.path / "encoder" / "model.safetensors" for v in (first, second)]
+    assert weights[0].stat().st_ino == weights[1].stat().st_ino and weights[0].stat().st_nlink == 2
+    assert InferenceEngine.load(second.path).predict(["printer broken"])["group"].proba.shape == (1, 3)
+
+
 def test_version_ids_sort_by_creation_time():
     early = new_version_id(datetime(2026, 11, 29, 9, 5, 1, tzinfo=UTC))
     late = new_version_id(datetime(2026, 11, 29, 21, 5, 1, tzinfo=UTC))
