@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +18,11 @@ from tasks.context import StageContext
 from tasks.manifest import Manifest
 from tasks.runlog import recorded
 from triage.redaction import install as install_redaction
+from triage.redaction import register_secret
+from triage.settings import API_KEY_ENV
+
+#: Name of a Prefect Secret block holding the Freshdesk API key (used when FRESHDESK_API_KEY is unset).
+SECRET_BLOCK_ENV = "FRESHDESK_API_KEY_SECRET_BLOCK"
 
 
 def current_run_id() -> str:
@@ -31,8 +37,16 @@ def scheduled_time() -> datetime:
 
 
 def start_flow() -> None:
-    """Keep registered secrets out of every log handler, Prefect's included."""
+    """Keep secrets out of every log handler (Prefect's included); fetch the API key from a Secret
+    block when ``FRESHDESK_API_KEY_SECRET_BLOCK`` names one and ``FRESHDESK_API_KEY`` is not set."""
     install_redaction("", "prefect")
+    block = os.environ.get(SECRET_BLOCK_ENV)
+    if block and not os.environ.get(API_KEY_ENV):
+        from prefect.blocks.system import Secret
+
+        key = Secret.load(block).get()
+        register_secret(key)
+        os.environ[API_KEY_ENV] = key  # the stages read it from the environment like any other key
 
 
 @contextmanager

@@ -201,3 +201,15 @@ def test_the_api_key_is_nowhere_in_the_lake_the_artifacts_or_the_persisted_resul
     assert all(key.encode() not in path.read_bytes() for path in results.rglob("*") if path.is_file())
     assert all(key.encode() not in path.read_bytes() for path in world["tmp"].rglob("*") if path.is_file())
     assert key not in caplog.text
+
+
+def test_the_api_key_can_come_from_a_prefect_secret_block(world, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from flows.triage import TriageParams, triage_flow
+
+    Secret(value=world["sim"].api_key).save("freshdesk-api-key-test", overwrite=True)
+    monkeypatch.delenv("FRESHDESK_API_KEY")
+    monkeypatch.setenv("FRESHDESK_API_KEY_SECRET_BLOCK", "freshdesk-api-key-test")
+    summary = triage_flow(TriageParams(config=str(world["config"]), mode="shadow"))
+    assert summary.counts["extract"]["*"]["read"] > 0  # the adapter authenticated with the block's key
