@@ -142,7 +142,8 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
-        """The training configuration for a project's settings (enabled fields, model section)."""
+        """The training configuration for a project's settings: the enabled fields, the ``model``
+        section and its ``train_options``; ``overrides`` win."""
         model = settings.model
         values: dict[str, Any] = {
             "fields": settings.enabled_fields(),
@@ -158,7 +159,7 @@ class TrainConfig(BaseModel):
             "device": model.device,
             "embedding_cache": Path(model.store) / EMBEDDING_CACHE_DIR,
         }
-        return cls(**{**values, **overrides})
+        return cls(**{**values, **model.train_options, **overrides})
 
 
 @dataclass

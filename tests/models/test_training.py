@@ -128,8 +128,10 @@ def test_from_settings_follows_the_model_section():
     from models.training import TrainConfig
     from triage.settings import load_settings
 
-    settings = load_settings(model={"max_length": 64, "seed": 7, "base_encoder": "e5-small"})
+    model = {"max_length": 64, "seed": 7, "base_encoder": "e5-small", "train_options": {"neighbours": 5}}
+    settings = load_settings(model=model)
     config = TrainConfig.from_settings(settings, head="linear")
     assert (config.max_length, config.seed, config.base_encoder, config.head) == (64, 7, "e5-small", "linear")
+    assert config.neighbours == 5
     assert config.fields == settings.enabled_fields()
     assert config.embedding_cache == settings.model.store / "embedding-cache"

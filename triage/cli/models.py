@@ -85,7 +85,11 @@ def train_command(
         str | None, typer.Option("--encoder", help="minilm, e5-small or a local model folder.")
     ] = None,
     head: Annotated[
-        str, typer.Option("--head", help="hybrid (embedding + hashed TF-IDF) or linear (embedding only).")
+        str,
+        typer.Option(
+            "--head",
+            help="hybrid (embedding + hashed TF-IDF) or linear (embedding only); both add the memory.",
+        ),
     ] = "hybrid",
     test_data: Annotated[
         Path | None, typer.Option("--test-data", help="Hold-out file (default: a stratified split of DATA).")
@@ -103,7 +107,10 @@ def train_command(
         bool | None, typer.Option("--fine-tune/--frozen", help="Also train the encoder (for a GPU).")
     ] = None,
     embedding_cache: Annotated[
-        Path | None, typer.Option("--embedding-cache", help="Folder caching frozen embeddings by text hash.")
+        Path | None,
+        typer.Option(
+            "--embedding-cache", help="Frozen embeddings by text hash (default: <store>/embedding-cache)."
+        ),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Model name (default: encoder+head).")] = None,
     store: StoreOption = None,
@@ -121,7 +128,7 @@ def train_command(
     from models.report import write_report
     from models.store import ModelStore
     from models.tables import read_table
-    from models.training import TrainConfig, TrainingError, train
+    from models.training import EMBEDDING_CACHE_DIR, TrainConfig, TrainingError, train
 
     settings = _settings(config)
     root = store_root(config, store)
@@ -131,7 +138,7 @@ def train_command(
         "store_root": root,
         "head": head,
         "test_size": test_size,
-        "embedding_cache": embedding_cache,
+        "embedding_cache": embedding_cache or root / EMBEDDING_CACHE_DIR,
         "name": name,
     }
     optional = {
