@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,7 +34,6 @@ from models.heads import FieldHead, SparseRows
 from models.manifest import ClassifierConfig
 from models.memory import NeighbourMemory
 
-HeadKind = Literal["hybrid", "linear"]
 ENCODER_DIR = "encoder"
 HEADS_FILE = "heads.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")

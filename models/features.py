@@ -21,8 +21,6 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.preprocessing import normalize
 
-BLOCKS = ("word", "char")
-
 
 @dataclass(frozen=True)
 class HashingConfig:
