@@ -541,18 +541,25 @@ def generate_ticket(rng: random.Random, german_share: float = 0.35) -> LabelledT
         "user": rng.choice(_NAMES).lower(),
     }
     phrasing = ticket_type
-    if rng.random() < 0.15:  # the customer's words suggest another type than the agent chose
+    if rng.random() < 0.10:  # the customer's words suggest another type than the agent chose
         phrasing = rng.choice(_TYPE_CONFUSIONS[ticket_type])
     lines = [rng.choice(_GREETINGS[lang]), "", rng.choice(_TYPE_LINES[phrasing][lang]).format(**fill)]
     if rng.random() < 0.7:
         lines.append(rng.choice(_DETAILS[topic_group][lang]).format(**fill))
-    if rng.random() < 0.15:  # a second, unrelated topic muddies the text
-        other = rng.choice(_TOPICS[rng.choice(GROUPS)])
+    group = topic_group
+    second = rng.random()
+    if second < 0.3:  # a second topic muddies the text; for a neighbouring one, agents may file it there
+        other_group = rng.choice(_NEIGHBOURS[topic_group]) if second < 0.2 else rng.choice(GROUPS)
+        other = rng.choice(_TOPICS[other_group])
         lines.append(
             ("Also, a small note about " if lang == 0 else "Außerdem noch ein Hinweis zu ")
             + other[lang]
             + "."
         )
+        if second < 0.2 and rng.random() < 0.5:
+            group = other_group
+    if rng.random() < 0.03:  # an agent's plain mistake, invisible in the text
+        group = rng.choice(_NEIGHBOURS[topic_group])
     cue = rng.random()
     if cue < 0.55:
         lines.append(rng.choice(_URGENCY[priority][lang]))
@@ -566,9 +573,6 @@ def generate_ticket(rng: random.Random, german_share: float = 0.35) -> LabelledT
     elif rng.random() < 0.1:
         subject = ("Re: " if lang == 0 else "AW: ") + subject
 
-    group = topic_group
-    if rng.random() < 0.12:  # filed under a neighbouring group by the agent
-        group = rng.choice(_NEIGHBOURS[topic_group])
     return LabelledText(
         subject=subject,
         body="\n".join(lines),
