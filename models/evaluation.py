@@ -4,6 +4,10 @@
 (scikit-learn's definitions), the confusion matrix, calibration (ECE and reliability bins), and the
 precision-coverage curve from which the apply and suggest thresholds are chosen.
 
+A threshold is chosen conservatively: the lowest one whose selected rows reach the target
+precision *at the lower end of a one-sided Wilson interval* (95% by default), so a small or lucky
+hold-out does not promise a precision that writes will not have.
+
 True labels the model cannot predict (classes left out of its head as too rare) are kept: they
 count as errors, appear in the per-class table with recall 0, enter the macro average, and are
 listed under ``outside_head``.
@@ -15,6 +19,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -24,6 +29,8 @@ DEFAULT_BINS = 10
 MIN_SELECTED = 30
 """A threshold must select at least this many rows (and 2% of them) before its precision counts."""
 CURVE_POINTS = 101
+CONFIDENCE_LEVEL = 0.95
+"""One-sided confidence that a chosen threshold's precision reaches its target."""
 
 
 @dataclass(frozen=True)
@@ -34,12 +41,15 @@ class OperatingPoint:
     coverage: float
     precision: float
     selected: int
+    #: Lower end of the one-sided Wilson interval of ``precision`` (equal to it without a level).
+    precision_lower: float
 
     def to_dict(self) -> dict[str, float | int]:
         return {
             "threshold": self.threshold,
             "coverage": self.coverage,
             "precision": self.precision,
+            "precision_lower": self.precision_lower,
             "selected": self.selected,
         }
 
@@ -73,6 +83,7 @@ class FieldEvaluation:
     apply_target: float
     suggest_target: float
     min_selected: int
+    confidence_level: float | None
     apply: OperatingPoint | None
     suggest: OperatingPoint | None
     _confidence: np.ndarray = field(repr=False, compare=False)
@@ -86,7 +97,7 @@ class FieldEvaluation:
 
     @property
     def apply_threshold(self) -> float | None:
-        """Lowest threshold reaching ``apply_target`` precision (None: unreachable)."""
+        """Lowest threshold reaching ``apply_target`` precision with confidence (None: unreachable)."""
         return self.apply.threshold if self.apply else None
 
     @property
@@ -114,14 +125,16 @@ class FieldEvaluation:
 
     def curve(self) -> list[OperatingPoint]:
         """Every operating point, from the highest threshold (least coverage) to the lowest."""
-        return _curve(self._confidence, self._correct)
+        return _curve(self._confidence, self._correct, self.confidence_level)
 
     def at_threshold(self, threshold: float) -> OperatingPoint:
         """Coverage and precision when acting on confidence >= ``threshold``."""
         selected = self._confidence >= threshold
         count = int(selected.sum())
-        precision = float(self._correct[selected].mean()) if count else float("nan")
-        return OperatingPoint(float(threshold), count / self.n, precision, count)
+        hits = int(self._correct[selected].sum())
+        precision = hits / count if count else float("nan")
+        lower = _wilson_lower(hits, count, self.confidence_level) if count else float("nan")
+        return OperatingPoint(float(threshold), count / self.n, precision, count, lower)
 
     def threshold_for_precision(self, precision: float) -> OperatingPoint | None:
         """The lowest-threshold operating point reaching ``precision`` on enough rows, or None."""
@@ -146,6 +159,7 @@ class FieldEvaluation:
             "apply_target": self.apply_target,
             "suggest_target": self.suggest_target,
             "min_selected": self.min_selected,
+            "confidence_level": self.confidence_level,
             "apply": self.apply.to_dict() if self.apply else None,
             "suggest": self.suggest.to_dict() if self.suggest else None,
             "curve": _columns(_thin(self.curve(), curve_points)),
@@ -162,12 +176,17 @@ def evaluate_field(
     suggest_precision: float = 0.75,
     n_bins: int = DEFAULT_BINS,
     min_selected: int | None = None,
+    confidence_level: float | None = CONFIDENCE_LEVEL,
 ) -> FieldEvaluation:
     """Score predicted probabilities ``proba`` (rows x ``labels``) against ``y_true``.
 
     The prediction is the arg-max label, its confidence the arg-max probability. ``min_selected``
     (default: the larger of 30 and 2% of the rows) is the fewest rows a threshold must select.
+    Thresholds need the lower end of a one-sided Wilson interval at ``confidence_level`` to reach
+    their target precision; ``None`` compares the point estimate instead.
     """
+    if confidence_level is not None and not 0.5 <= confidence_level < 1.0:
+        raise ValueError(f"confidence_level must be in [0.5, 1) or None, got {confidence_level}")
     labels = [str(label) for label in labels]
     if any(y is None or y != y for y in y_true):  # y != y: NaN
         raise ValueError("y_true has missing labels (None/NaN): evaluate labelled rows only")
@@ -200,7 +219,7 @@ def evaluate_field(
         }
         for i, label in enumerate(scored)
     }
-    curve = _curve(confidence, correct)
+    curve = _curve(confidence, correct, confidence_level)
     return FieldEvaluation(
         field=field,
         labels=labels,
@@ -216,6 +235,7 @@ def evaluate_field(
         apply_target=target_precision,
         suggest_target=suggest_precision,
         min_selected=min_selected,
+        confidence_level=confidence_level,
         apply=_lowest_reaching(curve, target_precision, min_selected),
         suggest=_lowest_reaching(curve, suggest_precision, min_selected),
         _confidence=confidence,
@@ -345,7 +365,7 @@ def _confusion(truth: np.ndarray, best: np.ndarray, labels: list[str]) -> list[l
     return matrix.tolist()
 
 
-def _curve(confidence: np.ndarray, correct: np.ndarray) -> list[OperatingPoint]:
+def _curve(confidence: np.ndarray, correct: np.ndarray, level: float | None) -> list[OperatingPoint]:
     """One point per distinct confidence value, as the threshold that selects rows >= it."""
     order = np.argsort(-confidence, kind="stable")
     conf = confidence[order]
@@ -354,20 +374,40 @@ def _curve(confidence: np.ndarray, correct: np.ndarray) -> list[OperatingPoint]:
     # the last index of each run of equal confidences: selecting ">= value" takes the whole run
     ends = np.flatnonzero(np.r_[conf[1:] != conf[:-1], True])
     return [
-        OperatingPoint(float(conf[i]), float((i + 1) / n), float(hits[i] / (i + 1)), int(i + 1)) for i in ends
+        OperatingPoint(
+            float(conf[i]),
+            float((i + 1) / n),
+            float(hits[i] / (i + 1)),
+            int(i + 1),
+            _wilson_lower(int(hits[i]), int(i + 1), level),
+        )
+        for i in ends
     ]
+
+
+def _wilson_lower(hits: int, n: int, level: float | None) -> float:
+    """Lower end of the one-sided Wilson score interval of ``hits / n`` (the estimate itself if no level)."""
+    p = hits / n
+    if level is None:
+        return p
+    z = NormalDist().inv_cdf(level)
+    denominator = 1 + z * z / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - margin) / denominator)
 
 
 def _lowest_reaching(
     curve: list[OperatingPoint], precision: float, min_selected: int
 ) -> OperatingPoint | None:
-    reaching = [p for p in curve if p.selected >= min_selected and p.precision >= precision - 1e-12]
+    reaching = [p for p in curve if p.selected >= min_selected and p.precision_lower >= precision - 1e-12]
     return reaching[-1] if reaching else None
 
 
 def _columns(points: list[OperatingPoint]) -> dict[str, list[float | int]]:
     return {
-        key: [getattr(p, key) for p in points] for key in ("threshold", "coverage", "precision", "selected")
+        key: [getattr(p, key) for p in points]
+        for key in ("threshold", "coverage", "precision", "precision_lower", "selected")
     }
 
 

@@ -250,7 +250,13 @@ def _field_blocks(name: str, entry: dict[str, Any], plots: dict[str, str]) -> li
             (
                 "p",
                 f"Apply target precision {model.apply_target:.2f}, suggest target {model.suggest_target:.2f}; "
-                f"a threshold must select at least {model.min_selected} test rows.",
+                f"a threshold must select at least {model.min_selected} test rows"
+                + (
+                    f" and reach its target at the lower end of a one-sided {model.confidence_level:.0%} "
+                    "Wilson interval (the precision shown is the observed one)."
+                    if model.confidence_level
+                    else "."
+                ),
             )
         )
     excluded = entry.get("excluded_classes") or {}

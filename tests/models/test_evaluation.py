@@ -26,7 +26,8 @@ PROBA = np.array(
 
 @pytest.fixture
 def ev():
-    return evaluate_field("group", Y_TRUE, PROBA, LABELS, min_selected=2)
+    # point estimates: six rows are far too few for a confidence bound to reach any target
+    return evaluate_field("group", Y_TRUE, PROBA, LABELS, min_selected=2, confidence_level=None)
 
 
 def test_accuracy_and_f1(ev):
@@ -83,9 +84,13 @@ def test_suggest_threshold_is_lowest_not_first_reaching(ev):
 
 
 def test_threshold_needs_enough_selected_rows():
-    strict = evaluate_field("group", Y_TRUE, PROBA, LABELS, target_precision=1.0, min_selected=3)
+    strict = evaluate_field(
+        "group", Y_TRUE, PROBA, LABELS, target_precision=1.0, min_selected=3, confidence_level=None
+    )
     assert strict.apply_threshold == pytest.approx(0.85)
-    too_few = evaluate_field("group", Y_TRUE, PROBA, LABELS, target_precision=1.0, min_selected=4)
+    too_few = evaluate_field(
+        "group", Y_TRUE, PROBA, LABELS, target_precision=1.0, min_selected=4, confidence_level=None
+    )
     assert too_few.apply_threshold is None
     assert too_few.apply_coverage == 0.0
     assert too_few.apply_precision is None
@@ -138,13 +143,33 @@ def test_thresholds_on_random_data_are_consistent():
     truth_idx = (proba.cumsum(1) < rng.random((n, 1))).sum(1)
     labels = ["w", "x", "y", "z"]
     ev = evaluate_field("f", [labels[i] for i in truth_idx], proba, labels, target_precision=0.9)
-    assert ev.apply is not None
+    assert ev.apply is not None and ev.confidence_level == 0.95
     reached = ev.at_threshold(ev.apply_threshold)
-    assert reached.precision >= 0.9
+    assert reached.precision_lower >= 0.9
+    assert reached.precision > reached.precision_lower
     assert reached.selected >= ev.min_selected == 40
     lower = [p for p in ev.curve() if p.threshold < ev.apply_threshold and p.selected >= ev.min_selected]
-    assert lower and all(p.precision < 0.9 for p in lower)
+    assert lower and all(p.precision_lower < 0.9 for p in lower)
+    # the point estimate alone would act on more rows than the bound allows
+    optimistic = evaluate_field(
+        "f", [labels[i] for i in truth_idx], proba, labels, target_precision=0.9, confidence_level=None
+    )
+    assert optimistic.apply_threshold < ev.apply_threshold
+    assert optimistic.apply_coverage > ev.apply_coverage
     assert ev.ece < 0.05  # calibrated data
+
+
+def test_wilson_lower_bound_matches_the_formula():
+    # 45 right of 50 at 95% one-sided (z = 1.645): the Wilson score interval's lower end is 0.8084
+    truth = ["a"] * 45 + ["b"] * 5
+    proba = np.tile([0.9, 0.1], (50, 1))
+    ev = evaluate_field("f", truth, proba, ["a", "b"], min_selected=1, target_precision=0.8)
+    (point,) = ev.curve()
+    assert point.precision == pytest.approx(0.9)
+    assert point.precision_lower == pytest.approx(0.8084, abs=1e-3)
+    assert ev.apply_threshold == pytest.approx(0.9)
+    stricter = evaluate_field("f", truth, proba, ["a", "b"], min_selected=1, target_precision=0.85)
+    assert stricter.apply is None  # 90% observed, but not 85% with 95% confidence
 
 
 def test_overconfident_model_has_large_ece():
