@@ -27,8 +27,8 @@ MARKER = ".triage-demo"
 @dataclass(frozen=True)
 class DemoOptions:
     folder: Path = Path("data/demo")
-    tickets: int = 1800
-    open_tickets: int = 200
+    tickets: int = 3500
+    open_tickets: int = 300
     data: Path | None = None
     seed: int = 42
     max_length: int = 128

@@ -33,6 +33,9 @@ from models.features import HashedTfidf, HashingConfig
 from models.heads import FieldHead, SparseRows
 from models.manifest import ClassifierConfig
 from models.memory import NeighbourMemory
+from triage.settings import ModelSettings
+
+DEFAULT_BATCH_TOKENS = ModelSettings().batch_tokens
 
 ENCODER_DIR = "encoder"
 HEADS_FILE = "heads.safetensors"
@@ -178,7 +181,7 @@ class TriageClassifier(nn.Module):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def embed(self, texts: Sequence[str], *, batch_tokens: int = 16384) -> np.ndarray:
+    def embed(self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> np.ndarray:
         """Pooled embeddings ``(len(texts), dim)`` in input order, from length-sorted token-budget batches."""
         token_ids = self.tokenize(texts)
         out = np.zeros((len(texts), self.embed_mean.shape[0]), dtype=np.float32)
@@ -223,7 +226,9 @@ class TriageClassifier(nn.Module):
                 for field in self.fields
             }
 
-    def predict_proba(self, texts: Sequence[str], *, batch_tokens: int = 16384) -> dict[str, np.ndarray]:
+    def predict_proba(
+        self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS
+    ) -> dict[str, np.ndarray]:
         """Class probabilities per field, ``(len(texts), n_labels)``; columns follow ``config.labels``."""
         if not texts:
             return {

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from models.classifier import TriageClassifier, pick_device
+from models.classifier import DEFAULT_BATCH_TOKENS, TriageClassifier, pick_device
 from models.manifest import MANIFEST_FILE, ModelManifest
 from models.tables import iter_table, table_kind
 from models.text import text_hash, ticket_text
@@ -134,7 +134,7 @@ class InferenceEngine:
         model: TriageClassifier,
         manifest: ModelManifest,
         *,
-        batch_tokens: int = 16384,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
         top_k: int = 3,
     ) -> None:
         if batch_tokens < 1 or top_k < 1:
@@ -151,7 +151,7 @@ class InferenceEngine:
         version: str | None = None,
         *,
         device: str = "auto",
-        batch_tokens: int = 16384,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
         top_k: int = 3,
     ) -> InferenceEngine:
         """The model at a version folder, or a store's ``version`` (default: current); cached per process."""

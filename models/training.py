@@ -52,10 +52,13 @@ from models.manifest import (
     TrainingInfo,
 )
 from models.text import text_hash, ticket_text
+from triage.settings import ModelSettings
 
 if TYPE_CHECKING:
     from models.report import EvaluationReport
     from triage.settings import Settings
+
+_DEFAULTS = ModelSettings()
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +87,15 @@ class TrainConfig(BaseModel):
         min_length=1,
         description="Columns joined into the text; 'description' falls back to 'body'.",
     )
-    base_encoder: str = "minilm"
-    store_root: Path = Field(default=Path("data/models"), description="Where named encoders are built.")
+    base_encoder: str = _DEFAULTS.base_encoder
+    store_root: Path = Field(default=_DEFAULTS.store, description="Where named encoders are built.")
     name: str | None = Field(default=None, description="Model name; default '<encoder>+<head>'.")
-    max_length: int = Field(default=256, ge=16, le=8192)
-    min_examples_per_class: int = Field(default=30, ge=1)
+    max_length: int = Field(default=_DEFAULTS.max_length, ge=16, le=8192)
+    min_examples_per_class: int = Field(default=_DEFAULTS.min_examples_per_class, ge=1)
     test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
-    seed: int = 42
-    target_precision: float = Field(default=0.90, gt=0.0, le=1.0)
-    suggest_precision: float = Field(default=0.75, gt=0.0, le=1.0)
+    seed: int = _DEFAULTS.seed
+    target_precision: float = Field(default=_DEFAULTS.target_precision, gt=0.0, le=1.0)
+    suggest_precision: float = Field(default=_DEFAULTS.suggest_precision, gt=0.0, le=1.0)
     head: Literal["hybrid", "linear"] = "hybrid"
     hashing: HashingConfig = Field(default_factory=HashingConfig)
     c_dense: float | None = Field(
@@ -115,7 +118,9 @@ class TrainConfig(BaseModel):
         default=3e-5, gt=0.0, description="Fine-tuning learning rate of the encoder."
     )
     batch_size: int = Field(default=16, ge=1, description="Fine-tuning batch size.")
-    batch_tokens: int = Field(default=16384, ge=256, description="Token budget of embedding batches.")
+    batch_tokens: int = Field(
+        default=_DEFAULTS.batch_tokens, ge=256, description="Token budget of embedding batches."
+    )
     device: str = "auto"
     embedding_cache: Path | None = Field(
         default=None, description="Folder caching frozen embeddings by text hash (speeds up retraining)."

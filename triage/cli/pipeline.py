@@ -127,8 +127,8 @@ def demo_command(
     folder: Annotated[
         Path, typer.Option("--dir", help="Demo folder (lake, models, config); replaced on each run.")
     ] = Path("data/demo"),
-    tickets: Annotated[int, typer.Option(help="Tickets in the simulated helpdesk.")] = 1800,
-    open_tickets: Annotated[int, typer.Option("--open", help="Of which open and untriaged.")] = 200,
+    tickets: Annotated[int, typer.Option(help="Tickets in the simulated helpdesk.")] = 3500,
+    open_tickets: Annotated[int, typer.Option("--open", help="Of which open and untriaged.")] = 300,
     data: Annotated[
         Path | None,
         typer.Option(help="Seed from a labelled CSV/Parquet (e.g. ../shared/data/tobi_bueck/...)."),
