@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test clean
 
 $(BIN)/triage: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,8 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
-
-lint: install
-	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) data/lake data/models data/simulator
