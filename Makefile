@@ -24,4 +24,4 @@ test: install
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) data/lake data/models data/simulator
+	rm -rf $(VENV) data/demo
