@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from adapters.base import TicketSystemAdapter
 from triage.settings import ConfigError, TicketSystemSettings, is_secret_key
@@ -31,21 +31,26 @@ def adapter_class(name: str) -> type[TicketSystemAdapter]:
     raise ConfigError(f"ticket_system.adapter: unknown adapter {name!r} (available: {known})")
 
 
-def build_adapter(settings: TicketSystemSettings) -> TicketSystemAdapter:
-    """Validate the adapter's own keys and construct it. Errors name ``ticket_system.<key>``."""
+def adapter_config(settings: TicketSystemSettings) -> BaseModel:
+    """The adapter's own settings, validated. :class:`ConfigError` names each ``ticket_system.<key>``."""
     cls = adapter_class(settings.adapter)
     try:
-        config = cls.config_model.model_validate(settings.adapter_options())
+        return cls.config_model.model_validate(settings.adapter_options())
     except ValidationError as exc:
         lines = [f"invalid configuration for adapter {settings.adapter!r}:"]
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
             detail = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            shown = (
-                ""
-                if is_secret_key(key) or err["type"] == "extra_forbidden"
-                else f" (got {err.get('input')!r})"
+            detail = detail.removeprefix("Value error, ")
+            # Never echo a secret, nor the whole section (a model-level error has no key).
+            quiet = not key or is_secret_key(key) or err["type"] == "extra_forbidden"
+            shown = "" if quiet else f" (got {err.get('input')!r})"
+            lines.append(
+                f"  {'.'.join(['ticket_system', key] if key else ['ticket_system'])}: {detail}{shown}"
             )
-            lines.append(f"  ticket_system.{key}: {detail}{shown}")
         raise ConfigError("\n".join(lines)) from None
-    return cls(config)
+
+
+def build_adapter(settings: TicketSystemSettings) -> TicketSystemAdapter:
+    """Validate the adapter's own keys and construct it. Errors name ``ticket_system.<key>``."""
+    return adapter_class(settings.adapter)(adapter_config(settings))

@@ -19,10 +19,7 @@ from tasks.manifest import Manifest
 from tasks.runlog import recorded
 from triage.redaction import install as install_redaction
 from triage.redaction import register_secret
-from triage.settings import API_KEY_ENV
-
-#: Name of a Prefect Secret block holding the Freshdesk API key (used when FRESHDESK_API_KEY is unset).
-SECRET_BLOCK_ENV = "FRESHDESK_API_KEY_SECRET_BLOCK"
+from triage.settings import API_KEY_ENV, SECRET_BLOCK_ENV
 
 
 def current_run_id() -> str:

@@ -28,6 +28,8 @@ from pydantic import (
 CONFIG_ENV = "TRIAGE_CONFIG"
 ENV_PREFIX = "TRIAGE_"
 API_KEY_ENV = "FRESHDESK_API_KEY"
+#: Name of a Prefect Secret block holding the API key; flows load it when ``API_KEY_ENV`` is unset.
+SECRET_BLOCK_ENV = "FRESHDESK_API_KEY_SECRET_BLOCK"
 DEFAULT_CONFIG = Path("config.yml")
 
 Mode = Literal["shadow", "suggest", "apply"]

@@ -16,13 +16,12 @@ def show_config(
     ] = None,
 ) -> None:
     """Validate the configuration (and the adapter's own keys) and print it, secrets masked."""
-    from adapters.registry import adapter_class
+    from adapters.registry import adapter_config
     from triage.settings import ConfigError, load_settings
 
     try:
         settings = load_settings(config)
-        cls = adapter_class(settings.ticket_system.adapter)
-        cls.config_model.model_validate(settings.ticket_system.adapter_options())
+        adapter_config(settings.ticket_system)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

@@ -6,14 +6,16 @@ with one set, the runs appear in that server's UI. Flows are imported inside the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from triage.cli.app import app
 
+T = TypeVar("T")
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="config.yml (default: ./config.yml).")
 ]
@@ -22,23 +24,39 @@ ModeOption = Annotated[
 ]
 
 
-def _config(config: Path | None) -> str | None:
-    """Validate the configuration up front; exit 2 with the message naming the bad key."""
-    from triage.settings import ConfigError, load_settings
+def validated_config(config: Path | None) -> str | None:
+    """Check config.yml and the adapter's own keys before any flow starts; exit 2 naming the bad key.
+
+    With a Prefect Secret block named in ``FRESHDESK_API_KEY_SECRET_BLOCK`` and no key in the
+    environment, the key arrives when the flow starts, so the adapter's keys are checked there.
+    """
+    import os
+
+    from adapters.registry import adapter_config
+    from triage.settings import API_KEY_ENV, SECRET_BLOCK_ENV, ConfigError, load_settings
 
     try:
-        load_settings(config)
+        settings = load_settings(config)
+        if not (os.environ.get(SECRET_BLOCK_ENV) and not os.environ.get(API_KEY_ENV)):
+            adapter_config(settings.ticket_system)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     return str(config) if config else None
 
 
-def _fail(exc: Exception) -> None:
+def _run_flow(start: Callable[[], T]) -> T:
+    """Run a flow locally; a failure prints its (redacted) message and exits 1, without a traceback."""
+    import os
+
     from triage.redaction import redact
 
-    typer.echo(redact(f"error: {exc}"), err=True)
-    raise typer.Exit(1) from None
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry: no network here
+    try:
+        return start()
+    except Exception as exc:
+        typer.echo(redact(f"error: {exc}"), err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command("run")
@@ -51,13 +69,10 @@ def run_command(
     until: Annotated[datetime | None, typer.Option(help="Window end (UTC); default: now.")] = None,
 ) -> None:
     """One incremental triage run: extract, predict, decide, push."""
-    path = _config(config)
+    path = validated_config(config)
     from flows.triage import TriageParams, triage_flow
 
-    try:
-        summary = triage_flow(TriageParams(config=path, mode=mode, since=since, until=until))
-    except Exception as exc:
-        _fail(exc)
+    summary = _run_flow(lambda: triage_flow(TriageParams(config=path, mode=mode, since=since, until=until)))
     typer.echo(summary.report)
 
 
@@ -70,15 +85,11 @@ def backfill_command(
     batch_hours: Annotated[int, typer.Option(help="Hours of updates per batch.")] = 24,
 ) -> None:
     """Triage a past date range in resumable batches."""
-    path = _config(config)
+    path = validated_config(config)
     from flows.backfill import BackfillParams, backfill_flow
 
-    try:
-        summary = backfill_flow(
-            BackfillParams(start=start, end=end, batch_hours=batch_hours, mode=mode, config=path)
-        )
-    except Exception as exc:
-        _fail(exc)
+    params = BackfillParams(start=start, end=end, batch_hours=batch_hours, mode=mode, config=path)
+    summary = _run_flow(lambda: backfill_flow(params))
     typer.echo(
         f"backfill {summary.run_id}: {summary.batches} batches, {len(summary.processed)} processed, {summary.skipped} already done"
     )
@@ -93,13 +104,10 @@ def retrain_command(
     promote: Annotated[bool, typer.Option("--promote/--no-promote", help="Promote if not worse.")] = True,
 ) -> None:
     """Train from the helpdesk's resolved tickets (through the adapter), evaluate, promote if not worse."""
-    path = _config(config)
+    path = validated_config(config)
     from flows.train import TrainParams, train_flow, train_notes
 
-    try:
-        trained = train_flow(TrainParams(config=path, days=days, promote=promote))
-    except Exception as exc:
-        _fail(exc)
+    trained = _run_flow(lambda: train_flow(TrainParams(config=path, days=days, promote=promote)))
     typer.echo("\n".join(train_notes(trained)))
 
 
@@ -112,13 +120,10 @@ def nightly_command(
     retrain: Annotated[bool, typer.Option("--retrain/--no-retrain")] = True,
 ) -> None:
     """Retrain + evaluate, and report how recent predictions compare with agents' final values."""
-    path = _config(config)
+    path = validated_config(config)
     from flows.nightly import NightlyParams, nightly_flow, outcome_notes
 
-    try:
-        outcomes = nightly_flow(NightlyParams(config=path, days=days, retrain=retrain))
-    except Exception as exc:
-        _fail(exc)
+    outcomes = _run_flow(lambda: nightly_flow(NightlyParams(config=path, days=days, retrain=retrain)))
     typer.echo("\n".join(outcome_notes(outcomes)))
 
 
@@ -148,9 +153,7 @@ def demo_command(
     """The main job: simulated Freshdesk -> train from its history -> triage in apply mode -> score."""
     import os
 
-    # A quiet temporary Prefect server: no telemetry (no network here), flow logs only when they matter.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # flow logs only when they matter
     from flows.demo import DemoOptions, format_result, run_demo
 
     options = DemoOptions(
@@ -164,8 +167,5 @@ def demo_command(
         plan=plan,
         window_seconds=window_seconds,
     )
-    try:
-        result = run_demo(options, say=typer.echo)
-    except Exception as exc:
-        _fail(exc)
+    result = _run_flow(lambda: run_demo(options, say=typer.echo))
     typer.echo(format_result(result))

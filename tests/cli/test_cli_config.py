@@ -1,0 +1,72 @@
+"""Operator-facing CLI behaviour: invalid configuration fails at once, with the key named, exit 2."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from triage.cli import app
+
+SECRET = "sk-cli-0123456789abcdef"
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("ticket_system:\n  freshdesk_domain: acme\n", {}, "FRESHDESK_API_KEY"),
+        (
+            "ticket_system:\n  freshdesk_domain: 'acme corp'\n",
+            {"FRESHDESK_API_KEY": SECRET},
+            "freshdesk_domain",
+        ),
+        (
+            "ticket_system:\n  freshdesk_domian: acme\n",
+            {"FRESHDESK_API_KEY": SECRET},
+            "freshdesk_domian: unknown key",
+        ),
+        ("ticket_system:\n  adapter: zendesk\n", {"FRESHDESK_API_KEY": SECRET}, "unknown adapter 'zendesk'"),
+        ("{}\n", {"FRESHDESK_API_KEY": SECRET}, "freshdesk_domain"),
+    ],
+)
+def test_config_command_reports_adapter_errors_without_a_traceback(
+    tmp_path, monkeypatch, text, env, expected
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["config", "--config", str(write(tmp_path, text))])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "Traceback" not in result.output and SECRET not in result.output
+
+
+def test_config_command_prints_the_settings_with_the_key_masked(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRESHDESK_API_KEY", SECRET)
+    path = write(tmp_path, "ticket_system:\n  freshdesk_domain: acme\npipeline:\n  mode: suggest\n")
+    result = CliRunner().invoke(app, ["config", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "mode: suggest" in result.output and "freshdesk_domain: acme" in result.output
+    assert SECRET not in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [["run"], ["retrain"], ["nightly"], ["backfill", "2026-01-01", "2026-01-02"]]
+)
+def test_flow_commands_check_the_adapter_settings_before_any_flow_starts(tmp_path, command):
+    path = write(tmp_path, "ticket_system:\n  freshdesk_domain: acme\n")  # no API key anywhere
+    result = CliRunner().invoke(app, [*command, "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "ticket_system.freshdesk_api_key" in result.output and "FRESHDESK_API_KEY" in result.output
+
+
+def test_a_secret_block_defers_the_key_check_to_the_flow(tmp_path, monkeypatch):
+    from triage.cli.pipeline import validated_config
+
+    monkeypatch.setenv("FRESHDESK_API_KEY_SECRET_BLOCK", "freshdesk-api-key")
+    path = write(tmp_path, "ticket_system:\n  freshdesk_domain: acme\n")
+    assert validated_config(path) == str(path)
