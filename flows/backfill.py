@@ -19,15 +19,15 @@ from flows.triage import config_path, run_stages, settings_overrides
 from tasks.context import StageContext
 from tasks.manifest import Manifest
 from triage.lake import Lake
-from triage.lake.runs import completed_windows
+from triage.lake.runs import UtcDatetime, completed_windows
 from triage.settings import Mode, load_settings
 
 
 class BackfillParams(BaseModel):
     """Parameters of a backfill (a form in the Prefect UI)."""
 
-    start: datetime = Field(description="First moment to triage (UTC, inclusive).")
-    end: datetime = Field(description="End of the range (UTC, exclusive).")
+    start: UtcDatetime = Field(description="First moment to triage (inclusive; UTC if no offset is given).")
+    end: UtcDatetime = Field(description="End of the range (exclusive; UTC if no offset is given).")
     batch_hours: int = Field(default=24, ge=1, description="Hours of updates per batch.")
     mode: Mode | None = Field(
         default=None, description="Override pipeline.mode (shadow is the safe default)."

@@ -18,6 +18,7 @@ from tasks.context import StageContext
 from tasks.manifest import Counts, ExtractManifest, Manifest, PushManifest
 from tasks.prefect_tasks import decide_task, extract_task, predict_task, push_task
 from triage.lake import Lake, next_window
+from triage.lake.runs import UtcDatetime
 from triage.settings import Mode, load_settings
 
 
@@ -29,11 +30,11 @@ class TriageParams(BaseModel):
         description="Path of config.yml on the worker (default: $TRIAGE_CONFIG or ./config.yml).",
     )
     mode: Mode | None = Field(default=None, description="Override pipeline.mode: shadow, suggest or apply.")
-    since: datetime | None = Field(
+    since: UtcDatetime | None = Field(
         default=None,
-        description="Explicit window start (UTC). Default: the lake's watermark minus the overlap.",
+        description="Explicit window start (UTC if no offset is given). Default: the lake's watermark minus the overlap.",
     )
-    until: datetime | None = Field(
+    until: UtcDatetime | None = Field(
         default=None, description="Explicit window end (UTC). Default: the run's scheduled start time."
     )
 

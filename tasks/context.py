@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from triage.lake import Lake, Window
-from triage.lake.runs import WindowSource
+from triage.lake.runs import UtcDatetime, WindowSource
 from triage.settings import Settings, load_settings
 
 
@@ -28,8 +28,8 @@ class StageContext(BaseModel):
 
     run_id: str
     flow: str
-    window_start: datetime
-    window_end: datetime
+    window_start: UtcDatetime
+    window_end: UtcDatetime
     window_source: WindowSource
     config_path: str | None = None
     overrides: dict[str, Any] = {}

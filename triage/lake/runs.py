@@ -12,9 +12,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pyarrow.compute as pc
+from pydantic import AfterValidator
 
 from triage.lake.io import Lake, WrittenPart
 
@@ -33,6 +34,15 @@ class Window:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a time without a timezone (as the CLI parses one) is taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+#: A datetime field that is always timezone-aware UTC (naive input is read as UTC).
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 def record_stage(
