@@ -147,7 +147,10 @@ class PipelineSettings(_Section):
     )
     extract_batch_size: int = Field(default=1000, ge=1)
     bulk_update: bool = True
-    triaged_tag: str | None = Field(default="ai-triaged", max_length=32)
+    triaged_tag: str | None = Field(
+        default="ai-triaged",
+        description="Tag added to every ticket triage writes (null: none).",
+    )
     history_statuses: list[int] = Field(
         default_factory=lambda: [4, 5], description="Statuses whose values are labels."
     )
@@ -165,6 +168,13 @@ class PipelineSettings(_Section):
         ge=0,
         description="A bulk write cut off by a crash is re-sent only after this long (its job may still run).",
     )
+
+    @field_validator("triaged_tag")
+    @classmethod
+    def _freshdesk_tag(cls, tag: str | None) -> str | None:
+        if tag is not None and (not tag.strip() or len(tag) > 32 or "," in tag):
+            raise ValueError("a tag has 1 to 32 characters and no commas (null for no tag)")
+        return tag
 
 
 class Settings(_Section):
@@ -209,7 +219,7 @@ def _describe(exc: ValidationError, source: str) -> str:
             continue
         # Never echo the input of a secret-bearing key.
         shown = "" if is_secret_key(key) else f" (got {err.get('input')!r})"
-        lines.append(f"  {key}: {err['msg']}{shown}")
+        lines.append(f"  {key}: {err['msg'].removeprefix('Value error, ')}{shown}")
     return "\n".join(lines)
 
 

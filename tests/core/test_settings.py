@@ -61,3 +61,9 @@ def test_api_key_from_environment_is_never_rendered(tmp_path, monkeypatch):
     assert options["freshdesk_api_key"].get_secret_value() == SECRET
     for rendering in (repr(settings), str(settings), settings.model_dump_json(), str(options)):
         assert SECRET not in rendering
+
+
+@pytest.mark.parametrize("tag", ["ai,triaged", "x" * 33])
+def test_a_triaged_tag_freshdesk_would_refuse_fails_at_start(tmp_path, tag):
+    with pytest.raises(ConfigError, match="pipeline.triaged_tag"):
+        load_settings(write(tmp_path, f"pipeline:\n  triaged_tag: '{tag}'\n"))
