@@ -108,7 +108,9 @@ class FreshdeskClient:
             weakref.WeakKeyDictionary()
         )
         self._pools_lock = threading.Lock()
-        self._base_path = httpx.URL(config.api_base).path.rstrip("/")
+        base = httpx.URL(config.api_base)
+        self._base_path = base.path.rstrip("/")
+        self._host = base.netloc.decode()  # named in transport errors: a wrong URL shows at once
 
     def __repr__(self) -> str:
         return f"FreshdeskClient({self.config.api_base!r})"
@@ -170,7 +172,7 @@ class FreshdeskClient:
                     continue
                 outcome = "" if isinstance(exc, _NOT_SENT) or idempotent else "; outcome unknown"
                 raise TransientError(
-                    redact(f"request {kind} ({type(exc).__name__}{outcome})"),
+                    redact(f"request to {self._host} {kind} ({type(exc).__name__}{outcome})"),
                     method=method,
                     path=self._base_path + path,
                 ) from None

@@ -129,6 +129,15 @@ async def test_timeouts_after_retries_raise_transient(make_adapter, httpx_mock):
     assert len(httpx_mock.get_requests()) == 2
 
 
+async def test_a_connection_that_never_opens_names_the_host_it_tried(make_adapter, httpx_mock):
+    adapter = make_adapter(max_retries=0)
+    httpx_mock.add_exception(httpx.ConnectError("refused"), url=TICKET_URL)
+    with pytest.raises(TransientError) as info:
+        await adapter.get_ticket(7)
+    assert "acme.freshdesk.com" in str(info.value)  # a wrong base_url or domain shows at once
+    assert API_KEY not in str(info.value)
+
+
 async def test_malformed_json_is_retried_then_reported(make_adapter, httpx_mock):
     adapter = make_adapter(max_retries=1)
     httpx_mock.add_response(url=TICKET_URL, content=b'{"id": 7, "subj', is_reusable=True)
