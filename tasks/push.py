@@ -8,21 +8,23 @@ Order of work, each step safe to repeat:
    younger than ``pipeline.bulk_settle_seconds`` may still be running: its ticket waits.
 3. Shadow mode stops here: nothing is sent.
 4. Re-check the decided changes (:func:`tasks.push_plan.recheck`) and plan requests.
-5. Per batch: write ``intent`` rows, send, write ``result`` rows. A transient or authentication
-   failure stops the stage after recording what is known; a rerun resumes from the audit trail.
+5. Per batch: re-read what changed since the last read when ``pipeline.push_reread_seconds`` have
+   passed, and re-check the batch (a long push takes minutes at Freshdesk's limits: an agent may
+   act meanwhile); write ``intent`` rows, send, write ``result`` rows. A transient or authentication failure stops the stage after recording what is
+   known; a rerun resumes from the audit trail.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.base import FieldSpec, Ticket, TicketSystemAdapter
 from adapters.errors import AuthenticationError, MalformedTicketError, TicketSystemError, is_transient
-from tasks.audit import dangling_intents, done_changes, write_audit
+from tasks.audit import ChangeKey, dangling_intents, done_changes, write_audit
 from tasks.context import StageContext
 from tasks.manifest import DecideManifest, ExtractManifest, PushManifest, add_count
 from tasks.push_plan import Change, Method, Request, Skip, plan_notes, plan_writes, recheck
@@ -49,8 +51,14 @@ class _Push:
     specs: Mapping[str, FieldSpec]
     paths: list[str]
     counts: dict[str, dict[str, int]]
+    method: Method = "update"
     rows: int = 0
     sent: int = 0
+    #: The tickets as last seen: the snapshot, or the latest re-read where they changed since.
+    snapshots: dict[int, Ticket] = field(default_factory=dict)
+    current: dict[int, Ticket] = field(default_factory=dict)
+    #: When the last re-read started (the next one reads changes since then, minus the overlap).
+    read_at: datetime | None = None
 
     def record(self, rows: list[dict[str, Any]]) -> None:
         part = write_audit(self.lake, rows, run_id=self.ctx.run_id, partition=self.ctx.partition)
@@ -75,16 +83,16 @@ async def push(
     lake = ctx.lake(settings)
     mode = decisions.mode
     with recorded(ctx, lake, "push", mode=mode) as record:
-        state = _Push(ctx, settings, lake, adapter, {}, [], {})
         method: Method = "note" if mode == "suggest" else "update"
+        state = _Push(ctx, settings, lake, adapter, {}, [], {}, method=method)
         wanted = {"shadow": (), "suggest": ("apply", "suggest"), "apply": ("apply",)}[mode]
         changes = _load_changes(lake, decisions, wanted=wanted) if wanted else []
         dangling = dangling_intents(lake)
         recovered = 0
         if changes or dangling:
             state.specs = await adapter.get_fields()
-            requests, current, recovered = await _plan(state, changes, tickets, dangling, method)
-            await _send_all(state, requests, current, on_progress)
+            requests, recovered = await _plan(state, changes, tickets, dangling)
+            await _send_all(state, requests, on_progress)
         add_count(state.counts, "*", "requests", state.sent)
         add_count(state.counts, "*", "recovered", recovered)
         record.rows_in, record.rows_out, record.counts = len(changes), state.rows, state.counts
@@ -100,45 +108,79 @@ async def push(
 
 
 async def _plan(
-    state: _Push,
-    changes: list[Change],
-    tickets: ExtractManifest,
-    dangling: list[dict[str, Any]],
-    method: Method,
-) -> tuple[list[Request], dict[int, Ticket], int]:
-    """Re-read, resolve cut-off writes, re-check the changes; the requests, current tickets, resolved."""
+    state: _Push, changes: list[Change], tickets: ExtractManifest, dangling: list[dict[str, Any]]
+) -> tuple[list[Request], int]:
+    """Re-read, resolve cut-off writes, re-check the changes; the requests and how many were resolved."""
     settings, lake = state.settings, state.lake
-    snapshots = {
+    state.snapshots = {
         t: row_ticket(r) for t, r in latest_snapshots(lake.read_paths("tickets", tickets.paths)).items()
     }
     since = min([tickets.started_at, *(i["sent_at"] for i in dangling if i["sent_at"])])
+    state.read_at = utcnow()
     fresh, unreadable = await _changed_since(
         state, since - timedelta(seconds=settings.pipeline.overlap_seconds)
     )
+    state.current = {**state.snapshots, **fresh}
     pending, recovered = _resolve(state, dangling, fresh)
-    kept, skipped = recheck(
+    kept = _recheck(
+        state,
         changes,
-        method=method,
         done=done_changes(lake, {c.ticket_id for c in changes}),
         pending=pending,
         unreadable=unreadable,
-        snapshots=snapshots,
-        fresh=fresh,
+    )
+    return _requests(state, kept), recovered
+
+
+def _recheck(
+    state: _Push,
+    changes: list[Change],
+    *,
+    done: set[ChangeKey] = frozenset(),
+    pending: set[int] = frozenset(),
+    unreadable: set[int] = frozenset(),
+) -> list[Change]:
+    """The changes still to send against the tickets as last seen; audits the skipped ones."""
+    kept, skipped = recheck(
+        changes,
+        method=state.method,
+        done=done,
+        pending=pending,
+        unreadable=unreadable,
+        snapshots=state.snapshots,
+        fresh=state.current,
         specs=state.specs,
-        rules=settings.fields,
+        rules=state.settings.fields,
     )
     if skipped:
-        state.record([_skip_row(state.ctx, s, method) for s in skipped])
-    if method == "note":
-        requests = plan_notes(kept, specs=state.specs)
-    else:
-        requests = plan_writes(
-            kept,
-            tag=settings.pipeline.triaged_tag,
-            bulk=settings.pipeline.bulk_update,
-            bulk_min_tickets=settings.pipeline.bulk_min_tickets,
-        )
-    return requests, {t: fresh.get(t, snap) for t, snap in snapshots.items()}, recovered
+        state.record([_skip_row(state.ctx, s, state.method) for s in skipped])
+    return kept
+
+
+def _requests(state: _Push, changes: list[Change]) -> list[Request]:
+    if state.method == "note":
+        return plan_notes(changes, specs=state.specs)
+    pipeline = state.settings.pipeline
+    return plan_writes(
+        changes,
+        tag=pipeline.triaged_tag,
+        bulk=pipeline.bulk_update,
+        bulk_min_tickets=pipeline.bulk_min_tickets,
+    )
+
+
+async def _reread(state: _Push, batch: list[Request]) -> list[Request]:
+    """``batch`` re-checked against what changed since the last read (re-planned if anything did)."""
+    started = utcnow()
+    assert state.read_at is not None
+    slack = timedelta(seconds=state.settings.pipeline.own_write_tolerance_seconds)
+    fresh, unreadable = await _changed_since(state, state.read_at - slack)
+    state.read_at = started
+    state.current.update(fresh)
+    ids = {t for r in batch for t in r.ticket_ids}
+    changes = [c for r in batch for c in r.changes]
+    kept = _recheck(state, changes, unreadable=unreadable & ids)
+    return batch if len(kept) == len(changes) else _requests(state, kept)
 
 
 def _load_changes(lake: Lake, decisions: DecideManifest, *, wanted: tuple[str, ...]) -> list[Change]:
@@ -212,33 +254,40 @@ def _resolve(
 
 
 async def _send_all(
-    state: _Push,
-    requests: list[Request],
-    current: Mapping[int, Ticket],
-    on_progress: Callable[[float], None] | None,
+    state: _Push, requests: list[Request], on_progress: Callable[[float], None] | None
 ) -> None:
+    """Send ``requests`` in batches (a bulk update, or up to ``SINGLE_BATCH`` single requests)."""
     total = sum(len(r.ticket_ids) for r in requests) or 1
-    done = 0
-    batch: list[Request] = []
+    batches: list[list[Request]] = []
+    singles: list[Request] = []
     for request in requests:
         if request.method == "bulk_update":
-            await _send_batch(state, [request], current)
-            done += len(request.ticket_ids)
+            batches.append([request])
         else:
-            batch.append(request)
-            if len(batch) >= SINGLE_BATCH:
-                await _send_batch(state, batch, current)
-                done, batch = done + len(batch), []
+            singles.append(request)
+            if len(singles) >= SINGLE_BATCH:
+                batches.append(singles)
+                singles = []
+    if singles:
+        batches.append(singles)
+    every = timedelta(seconds=state.settings.pipeline.push_reread_seconds)
+    done = 0
+    for index, batch in enumerate(batches):
+        size = sum(len(r.ticket_ids) for r in batch)
+        if index and state.read_at is not None and utcnow() - state.read_at >= every:
+            batch = await _reread(state, batch)
+        await _send_batch(state, batch)
+        done += size
         if on_progress:
             on_progress(done / total)
-    if batch:
-        await _send_batch(state, batch, current)
     if on_progress:
         on_progress(1.0)
 
 
-async def _send_batch(state: _Push, batch: list[Request], current: Mapping[int, Ticket]) -> None:
+async def _send_batch(state: _Push, batch: list[Request]) -> None:
     """Intents, then the requests, then their results; on a stopping error the results so far first."""
+    if not batch:
+        return
     write_ids = [uuid.uuid4().hex for _ in batch]
     sent_at = utcnow()
     state.record(
@@ -251,16 +300,14 @@ async def _send_batch(state: _Push, batch: list[Request], current: Mapping[int, 
     results: list[dict[str, Any]] = []
     try:
         for request, write_id in zip(batch, write_ids, strict=True):
-            results.extend(await _send(state, request, write_id, current))
+            results.extend(await _send(state, request, write_id))
             state.sent += 1
     finally:
         if results:
             state.record(results)
 
 
-async def _send(
-    state: _Push, request: Request, write_id: str, current: Mapping[int, Ticket]
-) -> list[dict[str, Any]]:
+async def _send(state: _Push, request: Request, write_id: str) -> list[dict[str, Any]]:
     ctx, adapter = state.ctx, state.adapter
     sent_at = utcnow()
 
@@ -289,7 +336,7 @@ async def _send(
         if request.method == "note":
             await adapter.add_note(ticket_id, request.data["body"], private=True)
             return rows("ok", request.changes, **_last_response(adapter))
-        updated = await adapter.update_ticket(ticket_id, request.data, current=current.get(ticket_id))
+        updated = await adapter.update_ticket(ticket_id, request.data, current=state.current.get(ticket_id))
         return rows("ok", request.changes, ticket_updated_at=updated.updated_at, **_last_response(adapter))
     except TicketSystemError as exc:
         if is_transient(exc) or isinstance(exc, AuthenticationError):

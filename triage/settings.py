@@ -161,7 +161,16 @@ class PipelineSettings(_Section):
         default=2, ge=2, description="Tickets sharing one change set that go through one bulk update."
     )
     own_write_tolerance_seconds: int = Field(
-        default=5, ge=0, description="Clock slack when recognising a ticket last changed by our own write."
+        default=5,
+        ge=0,
+        description="Clock slack between triage and the ticket system (recognising our own writes, "
+        "re-reads during push).",
+    )
+    push_reread_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="During a long push, re-read the tickets changed since the last read before the "
+        "next batch once this many seconds have passed (an agent may have acted; 0: every batch).",
     )
     bulk_settle_seconds: int = Field(
         default=300,

@@ -146,6 +146,58 @@ async def test_an_agents_edit_between_extract_and_push_is_not_overwritten(make_c
     assert any(a["field"] == "priority" and a["status"] == "ok" for a in audit)
 
 
+@pytest.mark.parametrize("bulk", [False, True])
+async def test_an_agents_edit_while_push_is_writing_is_not_overwritten(
+    make_ctx, adapter_for, sim, config, monkeypatch, bulk
+):
+    """A long push (minutes at Freshdesk's limits) re-reads before each batch it sends."""
+    import tasks.push as push_module
+
+    monkeypatch.setattr(push_module, "SINGLE_BATCH", 1)
+    write_config(config, sim, config.parent, bulk_update=bulk, push_reread_seconds=0)
+    ctx = make_ctx()
+    fields = ("group",) if bulk else ("group", "priority", "type")
+    acted: dict[str, object] = {}
+    async with adapter_for(ctx) as adapter:
+        extracted, _, decided = await run_to_decide(
+            ctx, adapter, sim, confident=lambda t: True, fields=fields
+        )
+        decisions = ctx.lake().read_paths("decisions", decided.paths).to_pylist()
+        to_write = {d["ticket_id"] for d in decisions if d["action"] == "apply"}
+        real_update, real_bulk = adapter.update_ticket, adapter.bulk_update
+
+        def agent_acts_once(written: set[int]) -> None:
+            """After push's first request, an agent edits a ticket push has not reached yet."""
+            if acted:
+                return
+            target = max(to_write - written)
+            group = next(g for g in sim.labels()["group"] if g != sim.truth()[target]["group"])
+            sim.agent_edit(target, group=group, tags=["customer-vip"])
+            acted.update(target=target, group=group)
+
+        async def update_then_agent(ticket_id, data, **kwargs):
+            result = await real_update(ticket_id, data, **kwargs)
+            agent_acts_once({ticket_id})
+            return result
+
+        async def bulk_then_agent(ticket_ids, data):
+            result = await real_bulk(ticket_ids, data)
+            agent_acts_once(set(ticket_ids))
+            return result
+
+        adapter.update_ticket, adapter.bulk_update = update_then_agent, bulk_then_agent
+        pushed = await push(ctx, decided, extracted, adapter)
+    target = acted["target"]
+    ticket = sim.ticket(target)
+    assert sim.store.account.groups[ticket["group_id"]] == acted["group"]
+    assert "customer-vip" in ticket["tags"]
+    audit = ctx.lake().read_paths("audit", pushed.paths).filter(pc.field("ticket_id") == target).to_pylist()
+    assert ("group", "skipped", "agent_changed") in {
+        (a["field"], a["status"], a["reason_code"]) for a in audit
+    }
+    assert "group_id" not in written_fields(sim).get(target, {})
+
+
 async def test_identical_changes_go_out_as_bulk_updates(make_ctx, adapter_for, sim, config):
     ctx = make_ctx()
     truth = sim.truth()
