@@ -8,29 +8,10 @@ from typing import Annotated, Literal, cast
 import typer
 
 from triage.cli.app import app
+from triage.cli.options import ConfigOption, StoreOption, store_root
 
 encoder_app = typer.Typer(help="Base encoders available without a model hub.", no_args_is_help=True)
 app.add_typer(encoder_app, name="encoder")
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="config.yml (default: ./config.yml).")
-]
-StoreOption = Annotated[
-    Path | None, typer.Option("--store", help="Model store folder (default: model.store from the config).")
-]
-
-
-def store_root(config: Path | None, store: Path | None) -> Path:
-    """``--store`` if given, else ``model.store`` from the settings (exit 2 on invalid config)."""
-    if store is not None:
-        return store
-    from triage.settings import ConfigError, load_settings
-
-    try:
-        return load_settings(config).model.store
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 @encoder_app.command("build")

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from triage.cli.app import app
-from triage.cli.encoders import ConfigOption, StoreOption, store_root
+from triage.cli.options import (
+    ConfigOption,
+    StoreOption,
+    command_line,
+    field_columns,
+    split_list,
+    store_root,
+)
 
 
 @app.command("evaluate")
@@ -57,7 +63,7 @@ def evaluate(
     from models.tables import read_table
     from models.training import TrainingError
 
-    columns = _label_columns(label_column or [])
+    columns = field_columns(label_column or [])
     root = store_root(config, store)
     try:
         engine = InferenceEngine.load(root, version)
@@ -68,13 +74,13 @@ def evaluate(
             frame,
             dataset_name=data.name + (f" (test: {test_data.name})" if test_data else ""),
             test_frame=test_frame,
-            fields=_split(fields) if fields else None,
+            fields=split_list(fields) if fields else None,
             label_columns=columns,
-            text_columns=_split(text_columns),
+            text_columns=split_list(text_columns),
             slice_column=slice_column,
             test_size=test_size,
             seed=seed,
-            command=_command(ctx),
+            command=command_line(ctx),
         )
     except (OSError, ValueError, TrainingError, StoreError) as exc:
         typer.echo(f"cannot evaluate: {exc}", err=True)
@@ -88,33 +94,3 @@ def evaluate(
     if behind:
         typer.echo(f"the model does NOT beat the baseline on: {', '.join(behind)}")
     typer.echo(f"report: {paths['html']}")
-
-
-def _command(ctx: typer.Context) -> str:
-    """The command line that reproduces this run (options left at their default omitted)."""
-    parts = ["triage", "evaluate"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
-        if value is None or value == param.default or value == []:
-            continue
-        if param.param_type_name == "argument":
-            parts.append(str(value))
-            continue
-        for item in value if isinstance(value, list | tuple) else [value]:
-            parts += [param.opts[0], str(item)]
-    return shlex.join(parts)
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-def _label_columns(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        name, sep, column = pair.partition("=")
-        if not sep or not name.strip() or not column.strip():
-            typer.echo(f"--label-column expects FIELD=COLUMN, got {pair!r}", err=True)
-            raise typer.Exit(2)
-        out[name.strip()] = column.strip()
-    return out

@@ -6,14 +6,21 @@ given on the command line win. Heavy modules (torch, transformers) are imported 
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from triage.cli.app import app
-from triage.cli.encoders import ConfigOption, StoreOption, store_root
+from triage.cli.options import (
+    ConfigOption,
+    StoreOption,
+    command_line,
+    field_columns,
+    settings_or_exit,
+    split_list,
+    store_root,
+)
 
 if TYPE_CHECKING:
     from models.store import ModelVersion
@@ -22,48 +29,6 @@ models_app = typer.Typer(help="Stored model versions: list, promote, roll back."
 app.add_typer(models_app, name="models")
 
 VersionOption = Annotated[str | None, typer.Option("--version", help="Model version (default: current).")]
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-def _pairs(values: list[str], option: str) -> dict[str, str]:
-    out = {}
-    for pair in values:
-        name, sep, column = pair.partition("=")
-        if not sep or not name.strip() or not column.strip():
-            typer.echo(f"{option} expects FIELD=COLUMN, got {pair!r}", err=True)
-            raise typer.Exit(2)
-        out[name.strip()] = column.strip()
-    return out
-
-
-def _settings(config: Path | None):
-    from triage.settings import ConfigError, load_settings
-
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-
-
-def _command_line(ctx: typer.Context) -> str:
-    """The command line that reproduces this run (options left at their default omitted)."""
-    parts = ["triage", ctx.command.name or "train"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
-        if value is None or value == param.default or value == []:
-            continue
-        if param.param_type_name == "argument":
-            parts.append(str(value))
-        elif isinstance(value, bool):
-            parts.append(param.opts[0] if value else param.secondary_opts[0])
-        else:
-            for item in value if isinstance(value, list | tuple) else [value]:
-                parts += [param.opts[0], str(item)]
-    return shlex.join(parts)
 
 
 @app.command("train")
@@ -130,11 +95,11 @@ def train_command(
     from models.tables import read_table
     from models.training import EMBEDDING_CACHE_DIR, TrainConfig, TrainingError, train
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     root = store_root(config, store)
     overrides: dict[str, Any] = {
-        "label_columns": _pairs(label_column or [], "--label-column"),
-        "text_columns": _split(text_columns),
+        "label_columns": field_columns(label_column or []),
+        "text_columns": split_list(text_columns),
         "store_root": root,
         "head": head,
         "test_size": test_size,
@@ -142,7 +107,7 @@ def train_command(
         "name": name,
     }
     optional = {
-        "fields": _split(fields) if fields else None,
+        "fields": split_list(fields) if fields else None,
         "base_encoder": encoder,
         "max_length": max_length,
         "min_examples_per_class": min_examples,
@@ -156,7 +121,7 @@ def train_command(
         test_frame = read_table(test_data) if test_data else None
         typer.echo(f"training on {len(frame)} rows from {data} ...")
         result = train(frame, train_config, slice_column=slice_column, test_frame=test_frame)
-        result.command = _command_line(ctx)
+        result.command = command_line(ctx)
         result.dataset_name = data.name + (f" (test: {test_data.name})" if test_data else "")
         model_store = ModelStore(root)
         if promote:
@@ -208,7 +173,7 @@ def predict_command(
     from models.inference import InferenceEngine
     from models.store import StoreError
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     root = store_root(config, store)
     try:
         engine = InferenceEngine.load(

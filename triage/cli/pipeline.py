@@ -14,11 +14,9 @@ from typing import Annotated, TypeVar
 import typer
 
 from triage.cli.app import app
+from triage.cli.options import ConfigOption, settings_or_exit
 
 T = TypeVar("T")
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="config.yml (default: ./config.yml).")
-]
 ModeOption = Annotated[
     str | None, typer.Option("--mode", help="Override pipeline.mode: shadow, suggest or apply.")
 ]
@@ -32,16 +30,10 @@ def validated_config(config: Path | None) -> str | None:
     """
     import os
 
-    from adapters.registry import adapter_config
-    from triage.settings import API_KEY_ENV, SECRET_BLOCK_ENV, ConfigError, load_settings
+    from triage.settings import API_KEY_ENV, SECRET_BLOCK_ENV
 
-    try:
-        settings = load_settings(config)
-        if not (os.environ.get(SECRET_BLOCK_ENV) and not os.environ.get(API_KEY_ENV)):
-            adapter_config(settings.ticket_system)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    key_later = bool(os.environ.get(SECRET_BLOCK_ENV)) and not os.environ.get(API_KEY_ENV)
+    settings_or_exit(config, adapter=not key_later)
     return str(config) if config else None
 
 

@@ -1,0 +1,74 @@
+"""What the commands share: the ``--config``/``--store`` options, loading settings, list and pair options."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from triage.settings import Settings
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="config.yml (default: ./config.yml).")
+]
+StoreOption = Annotated[
+    Path | None, typer.Option("--store", help="Model store folder (default: model.store from the config).")
+]
+
+
+def settings_or_exit(config: Path | None, *, adapter: bool = False) -> Settings:
+    """The settings from ``config`` (and the environment), with the adapter's own keys checked too
+    when ``adapter``; exit 2 with the message naming each bad key."""
+    from adapters.registry import adapter_config
+    from triage.settings import ConfigError, load_settings
+
+    try:
+        settings = load_settings(config)
+        if adapter:
+            adapter_config(settings.ticket_system)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    return settings
+
+
+def store_root(config: Path | None, store: Path | None) -> Path:
+    """``--store`` if given, else ``model.store`` from the settings (exit 2 on invalid config)."""
+    return store if store is not None else settings_or_exit(config).model.store
+
+
+def split_list(value: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def field_columns(pairs: list[str], option: str = "--label-column") -> dict[str, str]:
+    """``["group=queue"]`` -> ``{"group": "queue"}``; exit 2 on a malformed pair."""
+    out = {}
+    for pair in pairs:
+        name, sep, column = pair.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            typer.echo(f"{option} expects FIELD=COLUMN, got {pair!r}", err=True)
+            raise typer.Exit(2)
+        out[name.strip()] = column.strip()
+    return out
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The command line that reproduces this run (options left at their default omitted)."""
+    parts = ["triage", ctx.command.name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is None or value == param.default or value == []:
+            continue
+        if param.param_type_name == "argument":
+            parts.append(str(value))
+        elif isinstance(value, bool):
+            parts.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            for item in value if isinstance(value, list | tuple) else [value]:
+                parts += [param.opts[0], str(item)]
+    return shlex.join(parts)
