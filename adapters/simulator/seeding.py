@@ -102,34 +102,61 @@ def build_seed(config: SimulatorConfig, now: int, texts: list[LabelledText] | No
         requester = account.contacts[rng.choice(contact_ids)]
         group_id = account.group_id(text.group)
         priority = PRIORITIES[text.priority]
-        ticket = StoredTicket(
-            id=display_id,
-            subject=text.subject,
-            description_text=text.body,
-            status=2,
-            priority=1,
-            group_id=None,
-            type=None,
-            responder_id=None,
-            requester_id=requester.id,
-            company_id=requester.company_id,
-            source=rng.choices(_SOURCES, _SOURCE_WEIGHTS)[0],
-            created_at=created_at,
-            updated_at=created_at,
-            due_by=created_at + 86400 * (4 - min(priority, 3)),
-            fr_due_by=created_at + 3600 * (8 - 2 * priority),
-            custom_fields={"cf_product": None, "cf_order_number": None},
-            language=text.language,
-            status_updated_at=created_at,
+        source = rng.choices(_SOURCES, _SOURCE_WEIGHTS)[0]
+        ticket = untriaged_ticket(
+            display_id, text, account, requester.id, created_at=created_at, source=source
         )
         if kind == "open":
-            truth[display_id] = {"group": text.group, "priority": text.priority, "type": text.type}
-            if text.product:
-                truth[display_id]["cf_product"] = text.product
+            truth[display_id] = true_labels(text)
         else:
             _fill_history(ticket, text, group_id, priority, rng, agents_by_group, now, config)
         tickets.append(ticket)
     return Seed(account=account, tickets=tickets, truth=truth)
+
+
+def untriaged_ticket(
+    ticket_id: int, text: LabelledText, account: Account, requester_id: int, *, created_at: int, source: int
+) -> StoredTicket:
+    """A ticket as it arrives: open, no group, the default priority Low, no type, empty custom fields.
+
+    Its due dates follow that priority, as Freshdesk's SLA would set them, so they say nothing of
+    the hidden true priority.
+    """
+    requester = account.contacts[requester_id]
+    due_by, fr_due_by = sla_due(created_at, 1)
+    return StoredTicket(
+        id=ticket_id,
+        subject=text.subject,
+        description_text=text.body,
+        status=2,
+        priority=1,
+        group_id=None,
+        type=None,
+        responder_id=None,
+        requester_id=requester.id,
+        company_id=requester.company_id,
+        source=source,
+        created_at=created_at,
+        updated_at=created_at,
+        due_by=due_by,
+        fr_due_by=fr_due_by,
+        custom_fields=dict.fromkeys(account.custom_fields),
+        language=text.language,
+        status_updated_at=created_at,
+    )
+
+
+def sla_due(created_at: int, priority: int) -> tuple[int, int]:
+    """``(due_by, fr_due_by)`` for a ticket of ``priority`` (1-4): higher priorities are due sooner."""
+    return created_at + 86400 * (4 - min(priority, 3)), created_at + 3600 * (8 - 2 * priority)
+
+
+def true_labels(text: LabelledText) -> dict[str, str]:
+    """The hidden labels of an open ticket (what an agent would set), for scoring only."""
+    labels = {"group": text.group, "priority": text.priority, "type": text.type}
+    if text.product:
+        labels["cf_product"] = text.product
+    return labels
 
 
 def _fill_history(
@@ -145,6 +172,7 @@ def _fill_history(
     """Give a non-open ticket the agents' values and a later status, spam or deleted flag."""
     ticket.group_id = group_id
     ticket.priority = priority
+    ticket.due_by, ticket.fr_due_by = sla_due(ticket.created_at, priority)
     ticket.type = text.type
     ticket.responder_id = rng.choice(agents_by_group[group_id])
     ticket.custom_fields["cf_product"] = text.product

@@ -37,9 +37,9 @@ from adapters.simulator.responses import (
     request_error,
     server_error,
 )
-from adapters.simulator.seeding import Seed, build_seed, labelled_texts
+from adapters.simulator.seeding import Seed, build_seed, labelled_texts, true_labels, untriaged_ticket
 from adapters.simulator.store import ChangeRecord, Clock, TicketStore, WriteRecord
-from adapters.simulator.tickets import StoredTicket, full_view
+from adapters.simulator.tickets import full_view
 from adapters.simulator.timeutil import format_ts
 
 log = logging.getLogger(__name__)
@@ -265,33 +265,17 @@ class Simulator:
             ids = []
             for _ in range(count):
                 text = self._spare_texts.pop() if self.config.data else generate_ticket(self._text_rng)
-                requester = account.contacts[self._text_rng.choice(list(account.contacts))]
-                now = self.clock.now()
-                ticket = StoredTicket(
-                    id=self.store.next_ticket_id(),
-                    subject=text.subject,
-                    description_text=text.body,
-                    status=2,
-                    priority=1,
-                    group_id=None,
-                    type=None,
-                    responder_id=None,
-                    requester_id=requester.id,
-                    company_id=requester.company_id,
+                requester_id = self._text_rng.choice(list(account.contacts))
+                ticket = untriaged_ticket(
+                    self.store.next_ticket_id(),
+                    text,
+                    account,
+                    requester_id,
+                    created_at=self.clock.now(),
                     source=1,
-                    created_at=now,
-                    updated_at=now,
-                    due_by=now + 3 * 86400,
-                    fr_due_by=now + 86400,
-                    custom_fields={name: None for name in account.custom_fields},
-                    language=text.language,
-                    status_updated_at=now,
                 )
                 self.store.add(ticket)
-                labels = {"group": text.group, "priority": text.priority, "type": text.type}
-                if text.product:
-                    labels["cf_product"] = text.product
-                self._truth[ticket.id] = labels
+                self._truth[ticket.id] = true_labels(text)
                 ids.append(ticket.id)
             return ids
 

@@ -121,6 +121,29 @@ def test_hidden_labels_never_appear_through_the_api(sim, client):
     assert sim.writes == []
 
 
+def test_due_dates_of_open_tickets_do_not_give_away_their_hidden_priority():
+    """Freshdesk derives SLA due dates from the ticket's priority; an untriaged ticket is Low."""
+    sim = Simulator(SimulatorConfig(tickets=400, open_tickets=120, seed=5))
+    sim.add_tickets(30)
+    spans: dict[str, set[tuple[str, str]]] = {}
+    for ticket_id, labels in sim.truth().items():
+        view = sim.ticket(ticket_id)
+        spans.setdefault(labels["priority"], set()).add(
+            (
+                _seconds(view["due_by"]) - _seconds(view["created_at"]),
+                _seconds(view["fr_due_by"]) - _seconds(view["created_at"]),
+            )
+        )
+    assert len(spans) > 1  # several hidden priorities among the open tickets
+    assert len(set.union(*spans.values())) == 1, spans
+
+
+def _seconds(stamp: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+
+
 def test_new_open_tickets_can_be_added(sim, client):
     before = len(sim.truth())
     ids = sim.add_tickets(5)
