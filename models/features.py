@@ -1,7 +1,7 @@
 """Hashed TF-IDF features: word and character n-grams without a stored vocabulary.
 
 N-grams are hashed into large fixed spaces (scikit-learn's :class:`HashingVectorizer`, MurmurHash3).
-``fit`` keeps the hash buckets seen in at least ``min_df`` training texts and their IDF weights;
+``fit`` keeps the hash buckets seen in enough training texts (per block) and their IDF weights;
 ``transform`` maps a text onto those buckets (unseen n-grams are dropped, as a vocabulary would).
 The learned state is two arrays per block, bucket ids and IDF weights, saved as safetensors next to
 a few JSON settings: nothing is pickled, and head weights exist only for buckets that were seen.
@@ -24,21 +24,26 @@ from sklearn.preprocessing import normalize
 
 @dataclass(frozen=True)
 class HashingConfig:
-    """Hash space sizes (0 turns a block off), n-gram ranges and the minimum document frequency."""
+    """Hash space sizes (0 turns a block off), n-gram ranges and minimum document frequencies.
+
+    The defaults are the baseline's (:mod:`models.baseline`): every word 1-2-gram, char 3-5-grams
+    seen in at least two training texts.
+    """
 
     word_buckets: int = 2**20
     char_buckets: int = 2**20
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (3, 5)
-    min_df: int = 2
+    word_min_df: int = 1
+    char_min_df: int = 2
 
     def __post_init__(self) -> None:
         if self.word_buckets < 0 or self.char_buckets < 0:
             raise ValueError("hash space sizes must not be negative")
         if self.word_buckets == 0 and self.char_buckets == 0:
             raise ValueError("at least one of word_buckets, char_buckets must be positive")
-        if self.min_df < 1:
-            raise ValueError("min_df must be at least 1")
+        if self.word_min_df < 1 or self.char_min_df < 1:
+            raise ValueError("word_min_df and char_min_df must be at least 1")
         for name in ("word_ngrams", "char_ngrams"):
             low, high = getattr(self, name)
             if not 1 <= low <= high:
@@ -54,7 +59,8 @@ class HashingConfig:
             char_buckets=int(data["char_buckets"]),
             word_ngrams=tuple(data["word_ngrams"]),
             char_ngrams=tuple(data["char_ngrams"]),
-            min_df=int(data["min_df"]),
+            word_min_df=int(data["word_min_df"]),
+            char_min_df=int(data["char_min_df"]),
         )
 
 
@@ -64,6 +70,7 @@ class HashedTfidf:
     def __init__(self, config: HashingConfig | None = None) -> None:
         self.config = config or HashingConfig()
         self._vectorizers: dict[str, HashingVectorizer] = {}
+        self._min_df = {"word": self.config.word_min_df, "char": self.config.char_min_df}
         if self.config.word_buckets:
             self._vectorizers["word"] = self._vectorizer(
                 "word", self.config.word_ngrams, self.config.word_buckets
@@ -94,12 +101,12 @@ class HashedTfidf:
         return sum(len(b) for b in self.buckets_.values())
 
     def fit(self, texts: Sequence[str]) -> HashedTfidf:
-        """Keep buckets with document frequency >= ``min_df``; IDF is ``ln((1 + n) / (1 + df)) + 1``."""
+        """Keep buckets with document frequency >= the block's min_df; IDF is ``ln((1 + n) / (1 + df)) + 1``."""
         n = len(texts)
         for name, vectorizer in self._vectorizers.items():
             counts = vectorizer.transform(texts).tocsc()
             df = np.diff(counts.indptr)
-            kept = np.flatnonzero(df >= self.config.min_df)
+            kept = np.flatnonzero(df >= self._min_df[name])
             self.buckets_[name] = kept.astype(np.int64)
             self.idf_[name] = (np.log((1.0 + n) / (1.0 + df[kept])) + 1.0).astype(np.float32)
         self._index_positions()

@@ -65,5 +65,5 @@ def test_api_key_from_environment_is_never_rendered(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("tag", ["ai,triaged", "x" * 33])
 def test_a_triaged_tag_freshdesk_would_refuse_fails_at_start(tmp_path, tag):
-    with pytest.raises(ConfigError, match="pipeline.triaged_tag"):
+    with pytest.raises(ConfigError, match=r"pipeline\.triaged_tag"):
         load_settings(write(tmp_path, f"pipeline:\n  triaged_tag: '{tag}'\n"))

@@ -10,7 +10,7 @@ TEXTS = ["the printer is broken", "Drucker kaputt kaputt", "the the printer agai
 
 
 def test_word_block_equals_sklearn_tfidf_when_no_buckets_collide():
-    config = HashingConfig(char_buckets=0, word_ngrams=(1, 1), min_df=1)
+    config = HashingConfig(char_buckets=0, word_ngrams=(1, 1))
     features = HashedTfidf(config).fit(TEXTS)
     reference = TfidfVectorizer(sublinear_tf=True).fit(TEXTS)
     ours, theirs = features.transform(TEXTS), reference.transform(TEXTS)
@@ -20,7 +20,7 @@ def test_word_block_equals_sklearn_tfidf_when_no_buckets_collide():
 
 
 def test_unseen_ngrams_are_dropped_and_rows_stay_normalised():
-    features = HashedTfidf(HashingConfig(min_df=1)).fit(TEXTS)
+    features = HashedTfidf(HashingConfig(char_min_df=1)).fit(TEXTS)
     matrix = features.transform(["printer xyzzy", "qqqq"])
     assert matrix.shape == (2, features.n_features)
     word_and_char = 2.0
@@ -29,8 +29,8 @@ def test_unseen_ngrams_are_dropped_and_rows_stay_normalised():
 
 
 def test_min_df_keeps_only_buckets_seen_often_enough():
-    once = HashedTfidf(HashingConfig(char_buckets=0, min_df=1)).fit(TEXTS)
-    twice = HashedTfidf(HashingConfig(char_buckets=0, min_df=2)).fit(TEXTS)
+    once = HashedTfidf(HashingConfig(char_buckets=0, word_min_df=1)).fit(TEXTS)
+    twice = HashedTfidf(HashingConfig(char_buckets=0, word_min_df=2)).fit(TEXTS)
     assert 0 < twice.n_features < once.n_features
 
 
