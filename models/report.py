@@ -28,7 +28,8 @@ class EvaluationReport:
     """One evaluation of a model version on one labelled data set.
 
     ``fields[name]`` holds ``{"model": FieldEvaluation, "baseline": FieldEvaluation | None,
-    "excluded_classes": {label: training rows}}``; ``slices["language=de"][name]`` holds
+    "excluded_classes": {label: training rows}, "head": "the blocks the head uses and why"}``
+    (``head`` optional); ``slices["language=de"][name]`` holds
     ``{"model": ..., "baseline": ...}`` scored on that slice of the test rows only.
     """
 
@@ -55,6 +56,7 @@ class EvaluationReport:
                     "model": _eval_dict(entry.get("model")),
                     "baseline": _eval_dict(entry.get("baseline")),
                     "excluded_classes": dict(entry.get("excluded_classes") or {}),
+                    "head": entry.get("head"),
                     "macro_f1_difference": _comparison(entry),
                     "verdict": verdict(entry.get("model"), entry.get("baseline")),
                 }
@@ -245,6 +247,8 @@ def _field_blocks(name: str, entry: dict[str, Any], plots: dict[str, str]) -> li
         ["test rows with a label outside the head", *_both(model, baseline, lambda e: str(e.n_outside_head))],
     ]
     blocks.append(("table", (["metric", "model", "baseline"], rows)))
+    if entry.get("head"):
+        blocks.append(("p", entry["head"]))
     if model is not None:
         blocks.append(
             (

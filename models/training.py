@@ -12,9 +12,10 @@ cache). Each field's head is linear over three blocks: the standardised embeddin
 char n-gram TF-IDF (``hybrid`` head; the ``linear`` head leaves it out) and the label shares of the
 most similar training tickets (the neighbour memory, leave-one-out for training rows; off with
 ``neighbours=0``). It is fitted in torch with L-BFGS on class-weighted cross-entropy from zero
-weights: a convex problem, so the same data and seed give the same model. The embedding's L2
-strength is picked per field on a validation slice of the training rows. ``fine_tune=True`` first
-adapts the encoder itself to the fields (meant for a GPU), then fits the heads the same way.
+weights: a convex problem, so the same data and seed give the same model. Per field, the blocks and
+the embedding's L2 strength are chosen by cross-validation on the training rows, starting from the
+baseline's own model (TF-IDF only) and adding the embedding and memory only when they help.
+``fine_tune=True`` first adapts the encoder itself to the fields (meant for a GPU), then fits the heads the same way.
 Every trained model is evaluated on the hold-out beside the TF-IDF + logistic-regression baseline
 trained on the same rows.
 """
@@ -26,6 +27,7 @@ import logging
 import math
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +45,7 @@ from models.encoders import EncoderSpec, resolve_encoder
 from models.evaluation import FieldEvaluation, evaluate_field
 from models.features import HashingConfig
 from models.fine_tune import fine_tune_encoder
-from models.head_fitting import Strengths, fit_field, one_thread
+from models.head_fitting import HeadChoice, fit_field, one_thread
 from models.manifest import (
     ClassifierConfig,
     FieldManifest,
@@ -175,7 +177,8 @@ class FieldOutcome:
     excluded_classes: dict[str, int]
     n_train: int
     n_test: int
-    regularization: Strengths
+    choice: HeadChoice
+    """The head's blocks and strengths, with the cross-validated scores they were chosen on."""
     evaluation: FieldEvaluation
     baseline: FieldEvaluation
 
@@ -198,6 +201,9 @@ class TrainingResult:
     slice_column: str | None = None
     slices: dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]] = field(default_factory=dict)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: preparation (incl. loading the encoder), embedding (or fine-tuning and
+    embedding), heads (features, memory, cross-validated head fits) and evaluation (incl. the baseline)."""
     dataset_name: str | None = None
     """Shown in the evaluation report (e.g. the training file's name)."""
     command: str | None = None
@@ -227,9 +233,7 @@ class TrainingResult:
                     "baseline_accuracy": baseline.accuracy,
                     "baseline_macro_f1": baseline.macro_f1,
                     "baseline_weighted_f1": baseline.weighted_f1,
-                    "c_dense": outcome.regularization[0],
-                    "c_sparse": outcome.regularization[1] if self.config.head == "hybrid" else None,
-                    "c_memory": outcome.regularization[2] if self.config.neighbours else None,
+                    **_strengths(outcome.choice),
                 },
             )
         cfg = self.config
@@ -285,6 +289,7 @@ class TrainingResult:
                     "model": outcome.evaluation,
                     "baseline": outcome.baseline,
                     "excluded_classes": outcome.excluded_classes,
+                    "head": outcome.choice.summary(),
                 }
                 for name, outcome in self.fields.items()
             },
@@ -295,6 +300,17 @@ class TrainingResult:
             created_at=datetime.now(UTC),
             command=self.command,
         )
+
+
+def _strengths(choice: HeadChoice) -> dict[str, float | None]:
+    """The head's inverse L2 strengths (None: block off) and each candidate's cross-validated score."""
+    out: dict[str, float | None] = {
+        f"c_{block}": strength or None
+        for block, strength in zip(("dense", "sparse", "memory"), choice.strengths, strict=True)
+    }
+    for (dense, sparse, memory), score in choice.scores.items():
+        out[f"cv_macro_f1[c_dense={dense:g},c_sparse={sparse:g},c_memory={memory:g}]"] = score
+    return out
 
 
 def _threshold_point(evaluation: FieldEvaluation, kind: str) -> ThresholdPoint:
@@ -414,18 +430,23 @@ def train(
     labels = {  # per field, each training row's label index (-1: no label, or a class left out)
         name: _label_index(data[name].iloc[train_rows].to_numpy(), names) for name, (names, _) in plan.items()
     }
+    timings = {"preparation": time.perf_counter() - started}
+    clock = time.perf_counter()
     if config.fine_tune:
         fine_tune_encoder(classifier, train_texts, labels, config)
         embeddings = classifier.embed(data[TEXT].tolist(), batch_tokens=config.batch_tokens)
     else:
         embeddings = _embed(classifier, encoder, data, config)
+    timings["embedding"], clock = time.perf_counter() - clock, time.perf_counter()
     chosen = _fit_heads(classifier, train_texts, embeddings[train_rows], labels, config)
+    timings["heads"], clock = time.perf_counter() - clock, time.perf_counter()
     with one_thread():
         test_texts = data[TEXT].iloc[test_rows].tolist()
         proba = classifier.proba_from_features(embeddings[test_rows], classifier.sparse_features(test_texts))
 
     holdout = data.iloc[test_rows].reset_index(drop=True)
     outcomes, slices = _evaluate(data, train_rows, holdout, proba, plan, chosen, config, slice_column)
+    timings["evaluation"] = time.perf_counter() - clock
     return TrainingResult(
         model=classifier,
         config=config,
@@ -440,6 +461,7 @@ def train(
         slice_column=slice_column,
         slices=slices,
         seconds=time.perf_counter() - started,
+        timings=timings,
     )
 
 
@@ -491,28 +513,31 @@ def _fit_heads(
     embeddings: np.ndarray,
     labels: dict[str, np.ndarray],
     config: TrainConfig,
-) -> dict[str, Strengths]:
-    """Fit features, memory and every head on the training rows; returns each head's L2 strengths."""
+) -> dict[str, HeadChoice]:
+    """Fit features, memory and every head on the training rows; returns each head's choice."""
     memory_rows = _memory_rows(len(texts), config)
     classifier.fit_features(texts, embeddings, labels, memory_rows)
     sparse = classifier.sparse_features(texts)
     self_index = np.full(len(texts), -1)
     self_index[memory_rows] = np.arange(len(memory_rows))
     neighbours = classifier.neighbour_features(embeddings, self_index=self_index)
-    chosen = {}
-    with one_thread():
-        for name, y in labels.items():
-            rows = np.flatnonzero(y >= 0)  # the training rows this head learns from
-            chosen[name] = fit_field(
-                classifier,
-                name,
-                embeddings[rows],
-                sparse[rows] if sparse is not None else None,
-                neighbours[name][rows] if neighbours else None,
-                y[rows],
-                config,
-            )
-    return chosen
+
+    def fit(name: str, y: np.ndarray) -> HeadChoice:
+        rows = np.flatnonzero(y >= 0)  # the training rows this head learns from
+        log.info("fitting the head of %s on %d rows", name, len(rows))
+        return fit_field(
+            classifier.head(name),
+            classifier.standardise(torch.from_numpy(embeddings[rows]).to(classifier.device)),
+            sparse[rows] if sparse is not None else None,
+            neighbours[name][rows] if neighbours else None,
+            y[rows],
+            config,
+        )
+
+    # Each field's head is independent: fit them side by side, one torch thread each.
+    with one_thread() as threads, ThreadPoolExecutor(max(1, min(threads, len(labels)))) as pool:
+        futures = {name: pool.submit(fit, name, y) for name, y in labels.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _seed_everything(seed: int) -> None:
@@ -597,7 +622,7 @@ def _evaluate(
     holdout: pd.DataFrame,
     proba: dict[str, np.ndarray],
     plan: dict[str, tuple[list[str], dict[str, int]]],
-    chosen: dict[str, Strengths],
+    chosen: dict[str, HeadChoice],
     config: TrainConfig,
     slice_column: str | None,
 ) -> tuple[dict[str, FieldOutcome], dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]]]:
@@ -622,7 +647,7 @@ def _evaluate(
             excluded_classes=excluded,
             n_train=len(fit_part),
             n_test=int(labelled.sum()),
-            regularization=chosen[name],
+            choice=chosen[name],
             evaluation=evaluate_field(name, truth, model_proba, labels, **targets),
             baseline=evaluate_field(name, truth, base_proba, list(baseline.classes_), **targets),
         )

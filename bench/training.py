@@ -1,0 +1,111 @@
+"""Training time on CPU: embedding vs head fitting vs evaluation, at a few history sizes.
+
+    .venv/bin/python bench/training.py [--tickets 600 1500 3500] [--encoder minilm] [--threads 2]
+
+The data are the demo's: resolved tickets (status 4 or 5) of a generated account
+(``Simulator(SimulatorConfig(tickets=n / 0.9, ...))``), fields group, priority and type, as
+``triage demo`` trains on them (max length 128, at least 10 examples per class). Each size trains
+once with ``models.training.train`` and no embedding cache, so the embedding is timed in full; the
+stages are :attr:`TrainingResult.timings`. "heads" is what a nightly retrain costs beyond
+embedding new tickets (hashed TF-IDF, neighbour memory, cross-validated choice of each head and its
+final fit); "evaluation" includes fitting the TF-IDF baseline on the same rows.
+
+Results go to ``bench/results/training.json``; the reading is in ``bench/results/training.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.simulator import SimulatorConfig  # noqa: E402
+from adapters.simulator.simulator import Simulator  # noqa: E402
+from models.training import TrainConfig, train  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "training.json"
+PRIORITY = {1: "Low", 2: "Medium", 3: "High", 4: "Urgent"}
+
+
+def demo_history(n: int, seed: int = 42) -> pd.DataFrame:
+    """About ``n`` resolved tickets of a generated account with their final group, priority and type."""
+    simulator = Simulator(SimulatorConfig(tickets=int(n / 0.9), open_tickets=0, seed=seed))
+    groups = simulator.store.account.groups
+    rows = []
+    for ticket_id in sorted(simulator.store.tickets):
+        ticket = simulator.ticket(ticket_id)
+        if ticket["status"] not in (4, 5):
+            continue
+        rows.append(
+            {
+                "subject": ticket["subject"],
+                "description": ticket["description_text"],
+                "group": groups.get(ticket["group_id"]),
+                "priority": PRIORITY.get(ticket["priority"]),
+                "type": ticket["type"],
+            }
+        )
+    return pd.DataFrame(rows[:n])
+
+
+def run(n: int, encoder: str, store: Path) -> dict:
+    frame = demo_history(n)
+    config = TrainConfig(base_encoder=encoder, max_length=128, min_examples_per_class=10, store_root=store)
+    result = train(frame, config)
+    return {
+        "rows": len(frame),
+        "train_rows": result.n_train,
+        "encoder": result.encoder.name,
+        "seconds": {stage: round(s, 1) for stage, s in result.timings.items()},
+        "fields": {
+            name: {
+                "head": outcome.choice.summary(),
+                "macro_f1": round(outcome.evaluation.macro_f1, 4),
+                "baseline_macro_f1": round(outcome.baseline.macro_f1, 4),
+            }
+            for name, outcome in result.fields.items()
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, nargs="+", default=[600, 1500, 3500])
+    parser.add_argument("--encoder", default="minilm")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runs = []
+    with tempfile.TemporaryDirectory() as store:
+        for n in args.tickets:
+            runs.append(run(n, args.encoder, Path(store)))
+            print(json.dumps(runs[-1]), flush=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "command": "python bench/training.py " + " ".join(sys.argv[1:]),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "torch_threads": args.threads,
+                    "python": platform.python_version(),
+                },
+                "runs": runs,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

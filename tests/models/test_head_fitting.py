@@ -1,0 +1,145 @@
+"""Head fitting: the TF-IDF-only candidate is the baseline, and richer heads are chosen on evidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_tickets import labelled_tickets
+
+from models.baseline import TfidfBaseline
+from models.features import HashedTfidf
+from models.head_fitting import (
+    CHOICE_MARGIN,
+    OFF,
+    HeadChoice,
+    candidates,
+    choose,
+    class_weights,
+    fit_field,
+    fit_head,
+)
+from models.heads import FieldHead, SparseRows
+from models.text import ticket_text
+from models.training import TrainConfig
+
+DIM = 8
+
+
+def _noisy_tickets(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Ticket texts with their group, 15% of the labels swapped: not separable, like real data."""
+    frame = labelled_tickets(n, seed=seed)
+    texts = [ticket_text(s, d) for s, d in zip(frame["subject"], frame["description"], strict=True)]
+    rng = np.random.default_rng(seed)
+    labels = frame["group"].to_numpy(dtype=object)
+    flip = rng.random(n) < 0.15
+    labels[flip] = rng.choice(sorted(set(labels)), size=int(flip.sum()))
+    return texts, labels.tolist()
+
+
+def _field_inputs(texts, labels, embeddings):
+    """(head, standardised embeddings, TF-IDF rows, label indices, class names) for one field."""
+    features = HashedTfidf().fit(texts)
+    names = sorted(set(labels))
+    y = np.array([names.index(label) for label in labels])
+    emb = torch.from_numpy(((embeddings - embeddings.mean(0)) / embeddings.std(0)).astype(np.float32))
+    head = FieldHead(emb.shape[1], features.n_features, len(names))
+    return head, features, emb, y, names
+
+
+def test_tfidf_only_candidate_reproduces_the_baseline():
+    texts, labels = _noisy_tickets(150, seed=0)
+    test_texts, _ = _noisy_tickets(60, seed=1)
+    noise = np.random.default_rng(0).normal(size=(len(texts), DIM))
+    head, features, emb, y, names = _field_inputs(texts, labels, noise)
+    weights = torch.from_numpy(class_weights(y, len(names), "balanced")[y])
+    rows = SparseRows.from_csr(features.transform(texts), for_training=True)
+    fit_head(head, (emb, rows, None), torch.from_numpy(y), weights, (OFF, 10.0, OFF), max_iter=1000)
+
+    assert not head.dense.weight.any()  # the embedding block stayed off
+    test_emb = torch.from_numpy(
+        np.random.default_rng(1).normal(size=(len(test_texts), DIM)).astype(np.float32)
+    )
+    with torch.inference_mode():
+        logits = head(test_emb, SparseRows.from_csr(features.transform(test_texts)))
+    ours = torch.softmax(logits, dim=1).numpy()
+    baseline = TfidfBaseline(C=10.0).fit(texts, labels)
+    assert baseline.classes_ == names
+    theirs = baseline.predict_proba(test_texts)
+    np.testing.assert_allclose(ours, theirs, atol=0.01)
+    assert (ours.argmax(1) == theirs.argmax(1)).all()
+
+
+def test_an_off_block_stays_zero_even_from_a_warm_start():
+    texts, labels = _noisy_tickets(90, seed=2)
+    head, features, emb, y, _ = _field_inputs(texts, labels, np.random.default_rng(2).normal(size=(90, DIM)))
+    inputs = (emb, SparseRows.from_csr(features.transform(texts), for_training=True), None)
+    weights = torch.ones(len(y))
+    fit_head(head, inputs, torch.from_numpy(y), weights, (1.0, 10.0, OFF), max_iter=50)
+    assert head.dense.weight.any()
+    fit_head(head, inputs, torch.from_numpy(y), weights, (OFF, 10.0, OFF), max_iter=50, warm_start=True)
+    assert not head.dense.weight.any()
+    assert head.dense.weight.requires_grad  # switched off for the fit only
+
+
+def test_candidates_start_with_the_baseline_and_a_configured_strength_replaces_the_grid():
+    grid = candidates(TrainConfig(), sparse=True, memory=True)
+    assert grid[0] == (OFF, 10.0, OFF)
+    assert all(dense > 0 and memory == 100.0 for dense, _, memory in grid[1:])
+    assert candidates(TrainConfig(c_dense=1.0, c_sparse=1.0), sparse=True, memory=False) == [(1.0, 1.0, OFF)]
+    assert all(sparse == OFF for _, sparse, _ in candidates(TrainConfig(), sparse=False, memory=True))
+
+
+def test_a_richer_candidate_must_win_by_more_than_the_margin():
+    simple, rich, richer = (OFF, 10.0, OFF), (0.01, 10.0, 100.0), (0.1, 10.0, 100.0)
+    assert choose({simple: 0.70, rich: 0.70 + CHOICE_MARGIN, richer: 0.69}) == simple
+    assert choose({simple: 0.70, rich: 0.72, richer: 0.72 + CHOICE_MARGIN / 2}) == rich
+    assert choose({simple: 0.70, rich: 0.72, richer: 0.74}) == richer
+
+
+def _choice(texts, labels, embeddings, seed=42) -> tuple[HeadChoice, FieldHead]:
+    head, features, emb, y, _ = _field_inputs(texts, labels, embeddings)
+    config = TrainConfig(seed=seed, neighbours=0)
+    return fit_field(head, emb, features.transform(texts), None, y, config), head
+
+
+def test_text_that_carries_the_label_keeps_the_baseline_head():
+    texts, labels = _noisy_tickets(120, seed=3)
+    noise = np.random.default_rng(3).normal(size=(len(texts), DIM))
+    choice, head = _choice(texts, labels, noise)
+    assert choice.strengths == (OFF, 10.0, OFF)
+    assert choice.folds == 3 and len(choice.scores) == 4
+    assert not head.dense.weight.any()  # the final head is the baseline's too
+    assert "TF-IDF (C=10)" in choice.summary() and "3-fold" in choice.summary()
+
+
+def test_an_embedding_that_carries_the_label_is_chosen_on_evidence():
+    texts, _ = _noisy_tickets(120, seed=4)
+    rng = np.random.default_rng(4)
+    labels = rng.choice(["a", "b", "c"], size=len(texts)).tolist()  # unrelated to the words
+    centres = rng.normal(size=(3, DIM)) * 2
+    embeddings = centres[[["a", "b", "c"].index(label) for label in labels]] + rng.normal(
+        size=(len(texts), DIM)
+    )
+    choice, head = _choice(texts, labels, embeddings)
+    assert choice.strengths[0] != OFF
+    best_dense = max(score for c, score in choice.scores.items() if c[0] != OFF)
+    assert best_dense > choice.scores[(OFF, 10.0, OFF)] + 0.2
+    assert head.dense.weight.any()
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_choice_is_deterministic_for_a_seed(seed):
+    texts, labels = _noisy_tickets(90, seed=5)
+    embeddings = np.random.default_rng(5).normal(size=(len(texts), DIM))
+    first, _ = _choice(texts, labels, embeddings, seed=seed)
+    second, _ = _choice(texts, labels, embeddings, seed=seed)
+    assert first == second
+
+
+def test_too_few_rows_per_class_fit_the_simplest_candidate_without_cross_validation():
+    texts, labels = _noisy_tickets(30, seed=6)
+    texts, labels = [*texts, "a lone ticket about the canteen"], [*labels, "Facilities"]
+    choice, _ = _choice(texts, labels, np.random.default_rng(6).normal(size=(len(texts), DIM)))
+    assert choice.strengths == (OFF, 10.0, OFF) and not choice.scores
+    assert "too few rows per class" in choice.summary()
