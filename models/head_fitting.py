@@ -11,7 +11,6 @@ unless the data show the embedding helps.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,15 +27,16 @@ from models.heads import FieldHead, SparseRows
 if TYPE_CHECKING:
     from models.training import TrainConfig
 
-log = logging.getLogger(__name__)
 
 C_DENSE_GRID = (0.001, 0.01, 0.1)
-C_SPARSE_GRID = (10.0,)
-"""Candidate inverse L2 strengths (scikit-learn's ``C``) of the embedding and the TF-IDF weights,
-tried per field when none is configured. 10 for TF-IDF is the baseline's own setting."""
+"""Inverse L2 strengths (scikit-learn's ``C``) of the embedding weights tried per field."""
+C_SPARSE = 10.0
+"""Inverse L2 strength of the TF-IDF weights unless configured: the baseline's own ``C``."""
 CV_FOLDS = 3
 CHOICE_MARGIN = 0.005
-"""Cross-validated macro-F1 a candidate must gain over a simpler one to be chosen instead."""
+"""Least mean cross-validated macro-F1 a candidate must gain over a simpler one to be chosen."""
+CHOICE_ERRORS = 2.0
+"""... and the gain must be this many standard errors (of the per-fold gains) above zero."""
 
 OFF = 0.0
 """A block's strength that switches it off: its weights stay zero."""
@@ -159,20 +159,18 @@ def _preconditioner(
 
 
 def candidates(config: TrainConfig, *, sparse: bool, memory: bool) -> list[Strengths]:
-    """Strength triples to try, simplest first; a configured ``c_dense``/``c_sparse`` replaces its grid.
+    """Strength triples to try, simplest first (``sparse``/``memory``: the head has those blocks).
 
-    With TF-IDF features (``sparse``) and no configured ``c_dense``, the first candidate is the
-    baseline's own model: TF-IDF only at the baseline's ``C``, embedding and memory off.
+    Unless ``c_dense`` is configured (then it is the only candidate): the baseline's own model
+    (TF-IDF only, at its ``C``), then the embedding at each :data:`C_DENSE_GRID` strength beside
+    the TF-IDF, first without and then with the neighbour memory.
     """
-    c_memory = config.c_memory if memory else OFF
-    dense = [config.c_dense] if config.c_dense else list(C_DENSE_GRID)
-    sparse_grid = [config.c_sparse] if config.c_sparse else list(C_SPARSE_GRID)
-    if not sparse:
-        return [(d, OFF, c_memory) for d in dense]
-    options = [(d, s, c_memory) for d in dense for s in sparse_grid]
-    if not config.c_dense:
-        options = [(OFF, s, OFF) for s in sparse_grid] + options
-    return options
+    c_sparse = (config.c_sparse or C_SPARSE) if sparse else OFF
+    if config.c_dense:
+        return [(config.c_dense, c_sparse, config.c_memory if memory else OFF)]
+    memories = [OFF, config.c_memory] if memory else [OFF]
+    baseline = [(OFF, c_sparse, OFF)] if sparse else []
+    return baseline + [(d, c_sparse, m) for m in memories for d in C_DENSE_GRID]
 
 
 def describe(c: Strengths) -> str:
@@ -187,34 +185,46 @@ class HeadChoice:
     """The strengths a field's head was fitted with, and the evidence they were chosen on."""
 
     strengths: Strengths
-    scores: dict[Strengths, float] = field(default_factory=dict)
-    """Mean cross-validated macro-F1 per candidate (empty: one candidate, nothing to choose)."""
-    folds: int = 0
+    fold_scores: dict[Strengths, tuple[float, ...]] = field(default_factory=dict)
+    """Macro-F1 per candidate on each cross-validation fold (empty: nothing was chosen)."""
     note: str = ""
-    """Why nothing was chosen, when ``scores`` is empty."""
+    """Why nothing was chosen, when ``fold_scores`` is empty."""
+
+    @property
+    def scores(self) -> dict[Strengths, float]:
+        """Mean cross-validated macro-F1 per candidate."""
+        return {c: float(np.mean(s)) for c, s in self.fold_scores.items()}
+
+    @property
+    def folds(self) -> int:
+        return len(next(iter(self.fold_scores.values()), ()))
 
     def summary(self) -> str:
         """One sentence for reports: the blocks used and why."""
         text = f"Head: {describe(self.strengths)}"
-        if not self.scores:
+        if not self.fold_scores:
             return f"{text} ({self.note})."
         tried = "; ".join(f"{describe(c)}: {score:.3f}" for c, score in self.scores.items())
         return (
-            f"{text}, chosen by {self.folds}-fold cross-validated macro-F1 on the training rows "
-            f"(a richer candidate must win by more than {CHOICE_MARGIN}): {tried}."
+            f"{text}, chosen by {self.folds}-fold cross-validated macro-F1 on the training rows (a "
+            f"richer candidate must gain more than {CHOICE_MARGIN} and more than {CHOICE_ERRORS:g} "
+            f"standard errors of its gain across the folds): {tried}."
         )
 
 
-def choose(scores: dict[Strengths, float]) -> Strengths:
-    """The simplest candidate within :data:`CHOICE_MARGIN` of the best score.
+def choose(fold_scores: dict[Strengths, tuple[float, ...]]) -> Strengths:
+    """The candidate the evidence supports, preferring the simpler ones.
 
-    Candidates are ordered simplest (most regularised) first; a later one replaces the current
-    choice only when it scores more than ``CHOICE_MARGIN`` above it.
+    Candidates are ordered simplest first. A later one replaces the current choice only when its
+    mean gain over it across the folds is above :data:`CHOICE_MARGIN` and :data:`CHOICE_ERRORS`
+    standard errors of that gain (so a gain that one lucky fold makes is not enough).
     """
-    options = list(scores)
+    options = list(fold_scores)
     best = options[0]
     for c in options[1:]:
-        if scores[c] > scores[best] + CHOICE_MARGIN:
+        gains = np.subtract(fold_scores[c], fold_scores[best])
+        error = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else 0.0
+        if gains.mean() > max(CHOICE_MARGIN, CHOICE_ERRORS * error):
             best = c
     return best
 
@@ -261,10 +271,9 @@ def fit_field(
     folds = _folds(y, config.seed) if len(options) > 1 else []
     if not folds:
         note = "too few rows per class to cross-validate" if len(options) > 1 else "the one configured"
-        log.info("%s: %s", describe(options[0]), note)
         fit(np.arange(len(y)), options[0])
         return HeadChoice(options[0], note=note)
-    totals = dict.fromkeys(options, 0.0)
+    fold_scores: dict[Strengths, list[float]] = {c: [] for c in options}
     last: dict[Strengths, dict[str, torch.Tensor]] = {}
     for fit_rows, val_rows in folds:
         held_out = part(val_rows, False)
@@ -273,12 +282,11 @@ def fit_field(
             last[c] = state()
             with torch.inference_mode():
                 predicted = head(*held_out).argmax(dim=1).cpu().numpy()
-            totals[c] += f1_score(y[val_rows], predicted, average="macro", zero_division=0)
-    scores = {c: float(total / len(folds)) for c, total in totals.items()}
+            fold_scores[c].append(float(f1_score(y[val_rows], predicted, average="macro", zero_division=0)))
+    scores = {c: tuple(s) for c, s in fold_scores.items()}
     best = choose(scores)
-    log.info("chose %s; cross-validated macro-F1 %s", describe(best), scores)
     fit(np.arange(len(y)), best, last[best])
-    return HeadChoice(best, scores, len(folds))
+    return HeadChoice(best, scores)
 
 
 def _folds(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -103,10 +103,13 @@ class TrainConfig(BaseModel):
     c_dense: float | None = Field(
         default=None,
         gt=0.0,
-        description="Inverse L2 strength of the embedding weights; None: chosen per field.",
+        description="Inverse L2 strength of the embedding weights; None: the head's blocks and this "
+        "strength are chosen per field by cross-validation (models.head_fitting).",
     )
     c_sparse: float | None = Field(
-        default=None, gt=0.0, description="Inverse L2 strength of the TF-IDF weights; None: chosen per field."
+        default=None,
+        gt=0.0,
+        description="Inverse L2 strength of the TF-IDF weights; None: the baseline's 10.",
     )
     c_memory: float = Field(default=100.0, gt=0.0, description="Inverse L2 strength of the memory weights.")
     neighbours: int = Field(default=10, ge=0, description="Neighbours the memory consults; 0: no memory.")
@@ -524,8 +527,7 @@ def _fit_heads(
 
     def fit(name: str, y: np.ndarray) -> HeadChoice:
         rows = np.flatnonzero(y >= 0)  # the training rows this head learns from
-        log.info("fitting the head of %s on %d rows", name, len(rows))
-        return fit_field(
+        choice = fit_field(
             classifier.head(name),
             classifier.standardise(torch.from_numpy(embeddings[rows]).to(classifier.device)),
             sparse[rows] if sparse is not None else None,
@@ -533,6 +535,8 @@ def _fit_heads(
             y[rows],
             config,
         )
+        log.info("field %s (%d rows): %s", name, len(rows), choice.summary())
+        return choice
 
     # Each field's head is independent: fit them side by side, one torch thread each.
     with one_thread() as threads, ThreadPoolExecutor(max(1, min(threads, len(labels)))) as pool:

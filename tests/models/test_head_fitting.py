@@ -85,16 +85,24 @@ def test_an_off_block_stays_zero_even_from_a_warm_start():
 def test_candidates_start_with_the_baseline_and_a_configured_strength_replaces_the_grid():
     grid = candidates(TrainConfig(), sparse=True, memory=True)
     assert grid[0] == (OFF, 10.0, OFF)
-    assert all(dense > 0 and memory == 100.0 for dense, _, memory in grid[1:])
+    assert len(grid) == 7 and len(set(grid)) == 7
+    assert all(dense > 0 and sparse == 10.0 for dense, sparse, _ in grid[1:])
+    assert [memory for *_, memory in grid[1:]] == [OFF] * 3 + [100.0] * 3  # without the memory first
     assert candidates(TrainConfig(c_dense=1.0, c_sparse=1.0), sparse=True, memory=False) == [(1.0, 1.0, OFF)]
-    assert all(sparse == OFF for _, sparse, _ in candidates(TrainConfig(), sparse=False, memory=True))
+    linear = candidates(TrainConfig(), sparse=False, memory=True)
+    assert linear and all(sparse == OFF and dense > 0 for dense, sparse, _ in linear)
 
 
-def test_a_richer_candidate_must_win_by_more_than_the_margin():
+def test_a_richer_candidate_must_win_by_more_than_the_margin_and_two_standard_errors():
     simple, rich, richer = (OFF, 10.0, OFF), (0.01, 10.0, 100.0), (0.1, 10.0, 100.0)
-    assert choose({simple: 0.70, rich: 0.70 + CHOICE_MARGIN, richer: 0.69}) == simple
-    assert choose({simple: 0.70, rich: 0.72, richer: 0.72 + CHOICE_MARGIN / 2}) == rich
-    assert choose({simple: 0.70, rich: 0.72, richer: 0.74}) == richer
+    tiny = CHOICE_MARGIN / 2
+    assert choose({simple: (0.70, 0.70, 0.70), rich: (0.70 + tiny,) * 3, richer: (0.69,) * 3}) == simple
+    assert choose({simple: (0.70,) * 3, rich: (0.72, 0.73, 0.72), richer: (0.72 + tiny,) * 3}) == rich
+    # gains +0.023, -0.006, +0.019 (mean 0.012, standard error 0.009): not two standard errors
+    assert choose({simple: (0.645, 0.601, 0.608), rich: (0.668, 0.595, 0.627)}) == simple
+    assert choose({simple: (0.70,) * 3, rich: (0.72,) * 3, richer: (0.74, 0.75, 0.74)}) == richer
+    # +0.02 on average, but all of it from one fold: not evidence enough
+    assert choose({simple: (0.70, 0.70, 0.70), rich: (0.66, 0.70, 0.80)}) == simple
 
 
 def _choice(texts, labels, embeddings, seed=42) -> tuple[HeadChoice, FieldHead]:
@@ -108,7 +116,7 @@ def test_text_that_carries_the_label_keeps_the_baseline_head():
     noise = np.random.default_rng(3).normal(size=(len(texts), DIM))
     choice, head = _choice(texts, labels, noise)
     assert choice.strengths == (OFF, 10.0, OFF)
-    assert choice.folds == 3 and len(choice.scores) == 4
+    assert choice.folds == 3 and len(choice.scores) == 4  # no memory: TF-IDF only, then 3 with the embedding
     assert not head.dense.weight.any()  # the final head is the baseline's too
     assert "TF-IDF (C=10)" in choice.summary() and "3-fold" in choice.summary()
 

@@ -35,6 +35,7 @@ def report():
                 "model": _evaluation("group", 0.9, 1),
                 "baseline": _evaluation("group", 0.6, 2),
                 "excluded_classes": {"Legal": 4},
+                "head": "Head: TF-IDF (C=10), chosen by 3-fold cross-validated macro-F1.",
             },
             "priority": {
                 "model": _evaluation("priority", 0.4, 3),
@@ -88,6 +89,8 @@ def test_json_has_model_and_baseline(report, written):
     assert group["model"]["macro_f1"] == pytest.approx(report.fields["group"]["model"].macro_f1)
     assert group["baseline"]["macro_f1"] == pytest.approx(report.fields["group"]["baseline"].macro_f1)
     assert group["excluded_classes"] == {"Legal": 4}
+    assert group["head"] == report.fields["group"]["head"]
+    assert data["fields"]["priority"]["head"] is None
     assert group["macro_f1_difference"]["significant"] is True
     assert group["macro_f1_difference"]["low"] > 0
     assert data["underperforming_fields"] == ["priority"]
@@ -103,6 +106,7 @@ def test_markdown_puts_baseline_beside_model(report, written):
     assert f"| macro-F1 | {model.macro_f1:.3f} | {baseline.macro_f1:.3f} |" in text
     assert "**The model does not beat the baseline on: priority**" in text
     assert "Legal (4)" in text
+    assert report.fields["group"]["head"] in text
     for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
         assert (out / image).is_file()
 

@@ -39,6 +39,11 @@ def test_the_manifest_records_labels_thresholds_exclusions_and_provenance(traine
     assert group.excluded_classes == trained.fields["group"].excluded_classes
     assert group.apply.target == 0.9 and group.suggest.target == 0.75
     assert group.metrics["macro_f1"] == trained.fields["group"].evaluation.macro_f1
+    choice = trained.fields["group"].choice  # the head's blocks and the evidence they were chosen on
+    assert group.metrics["c_sparse"] == choice.strengths[1] == 10.0
+    assert group.metrics["c_dense"] == (choice.strengths[0] or None)
+    scores = {k: v for k, v in group.metrics.items() if k.startswith("cv_macro_f1")}
+    assert sorted(scores.values()) == sorted(choice.scores.values()) and len(scores) == 7
     assert manifest.training.data_hash == trained.data_hash and manifest.training.seed == 42
     assert manifest.classifier.max_length == 32 and manifest.classifier.memory == {
         "k": 10,
