@@ -534,12 +534,15 @@ def _fit_heads(
             neighbours[name][rows] if neighbours else None,
             y[rows],
             config,
+            workers=workers,
         )
         log.info("field %s (%d rows): %s", name, len(rows), choice.summary())
         return choice
 
-    # Each field's head is independent: fit them side by side, one torch thread each.
-    with one_thread() as threads, ThreadPoolExecutor(max(1, min(threads, len(labels)))) as pool:
+    # Heads and candidates are independent: fit them side by side, one torch thread each.
+    threads = torch.get_num_threads()
+    workers = max(1, threads // len(labels))
+    with one_thread(), ThreadPoolExecutor(max(1, min(threads, len(labels)))) as pool:
         futures = {name: pool.submit(fit, name, y) for name, y in labels.items()}
         return {name: future.result() for name, future in futures.items()}
 
