@@ -48,14 +48,13 @@ Strengths = tuple[float, float, float]
 
 
 @contextmanager
-def one_thread() -> Iterator[int]:
+def one_thread() -> Iterator[None]:
     """Run torch on one thread: head fits are many small operations, which extra threads only slow
-    down (by 10x on a busy machine, where threads wait for each other). Yields the thread count
-    set before, the budget for running independent fits side by side instead."""
+    down (by 10x on a busy machine, where threads wait for each other)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield before
+        yield
     finally:
         torch.set_num_threads(before)
 
