@@ -32,12 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.simulator import SimulatorConfig  # noqa: E402
+from adapters.simulator.account import PRIORITIES  # noqa: E402
 from adapters.simulator.simulator import Simulator  # noqa: E402
 from models.report import write_report  # noqa: E402
 from models.training import TrainConfig, train  # noqa: E402
+from triage.settings import PipelineSettings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "training.json"
-PRIORITY = {1: "Low", 2: "Medium", 3: "High", 4: "Urgent"}
+PRIORITY = {number: name for name, number in PRIORITIES.items()}
+HISTORY_STATUSES = PipelineSettings().history_statuses
 
 
 def demo_history(tickets: int, seed: int = 42) -> pd.DataFrame:
@@ -49,7 +52,7 @@ def demo_history(tickets: int, seed: int = 42) -> pd.DataFrame:
     rows = []
     for ticket_id in sorted(simulator.store.tickets):
         ticket = simulator.ticket(ticket_id)
-        if ticket["status"] not in (4, 5):
+        if ticket["status"] not in HISTORY_STATUSES:
             continue
         rows.append(
             {
