@@ -7,6 +7,7 @@ resumable backfills, the nightly comparison, artifacts.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -74,20 +75,20 @@ def test_triage_flow_applies_what_is_safe_and_reruns_write_nothing(world):
     assert following.window_start == first.window_end - timedelta(seconds=120)  # watermark minus overlap
 
 
-def test_the_run_leaves_artifacts(world):
+def artifacts_of(run_id: str) -> str:
+    """The Prefect API's JSON answer listing the artifacts of flow run ``run_id``."""
     from prefect import get_client
 
+    query = {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200, "offset": 0, "sort": "CREATED_DESC"}
+    with get_client(sync_client=True) as client:
+        return client.request("POST", "/artifacts/filter", json=query).text
+
+
+def test_the_run_leaves_artifacts(world):
     from flows.triage import TriageParams, triage_flow
 
     summary = triage_flow(TriageParams(config=str(world["config"]), mode="shadow"))
-    query = {
-        "flow_runs": {"id": {"any_": [summary.run_id]}},
-        "limit": 200,
-        "offset": 0,
-        "sort": "CREATED_DESC",
-    }
-    with get_client(sync_client=True) as client:
-        artifacts = client.request("POST", "/artifacts/filter", json=query).json()
+    artifacts = json.loads(artifacts_of(summary.run_id))
     kinds = {a["type"] for a in artifacts}
     assert {"table", "markdown", "progress"} <= kinds  # Prefect stores link artifacts as Markdown links
     texts = [a["data"] for a in artifacts if a["type"] == "markdown"]
@@ -178,7 +179,6 @@ def test_nightly_compares_predictions_with_the_values_agents_finally_set(world):
 
 
 def test_the_api_key_is_nowhere_in_the_lake_the_artifacts_or_the_persisted_results(world, caplog):
-    from prefect import get_client
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
 
     from flows.triage import TriageParams, triage_flow
@@ -189,14 +189,7 @@ def test_the_api_key_is_nowhere_in_the_lake_the_artifacts_or_the_persisted_resul
     lake = Lake(world["lake"])
     for table in ("tickets", "predictions", "decisions", "audit", "runs", "quarantine"):
         assert key not in str(lake.scan(table).to_pylist()), table
-    query = {
-        "flow_runs": {"id": {"any_": [summary.run_id]}},
-        "limit": 200,
-        "offset": 0,
-        "sort": "CREATED_DESC",
-    }
-    with get_client(sync_client=True) as client:
-        assert key not in client.request("POST", "/artifacts/filter", json=query).text
+    assert key not in artifacts_of(summary.run_id)
     results = Path(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value())
     assert all(key.encode() not in path.read_bytes() for path in results.rglob("*") if path.is_file())
     assert all(key.encode() not in path.read_bytes() for path in world["tmp"].rglob("*") if path.is_file())
