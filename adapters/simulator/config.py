@@ -35,9 +35,10 @@ class FaultRule:
     """One injected fault. Exactly one trigger applies: the ``next`` K matching requests, ``every``
     Nth matching request, or a fraction ``rate`` of them (seeded); with none, every matching request.
 
-    Kinds: ``error`` answers ``status`` (5xx) with Freshdesk's 500 body; ``drop`` closes the
-    connection without a response (``after=True``: the request is processed first, so a write takes
-    effect and its answer is lost); ``malformed`` processes the request and sends truncated JSON;
+    Kinds: ``error`` answers ``status`` (5xx) with Freshdesk's 500 body (``after=True``: once the
+    request has been processed, as a gateway timing out on a write that took effect); ``drop``
+    closes the connection without a response (``after=True``: the request is processed first, so a
+    write takes effect and its answer is lost); ``malformed`` processes the request and sends truncated JSON;
     ``storm`` answers 429 with ``Retry-After: retry_after``; ``latency`` delays by ``seconds``.
     ``method`` and ``path`` (a substring of the path after ``/api/v2``) narrow what matches.
     """

@@ -23,6 +23,7 @@ class FaultPlan:
     delay: float = 0.0
     storm_retry_after: int | None = None
     error_status: int | None = None
+    error_after: bool = False  # the request is processed first, then answered with ``error_status``
     drop_before: bool = False
     drop_after: bool = False
     malformed: bool = False
@@ -89,6 +90,7 @@ def _apply(plan: FaultPlan, rule: FaultRule) -> None:
         plan.storm_retry_after = rule.retry_after
     elif rule.kind == "error":
         plan.error_status = rule.status
+        plan.error_after = rule.after
     elif rule.kind == "drop":
         plan.drop_after = plan.drop_after or rule.after
         plan.drop_before = plan.drop_before or not rule.after

@@ -102,7 +102,7 @@ class Simulator:
             return json_response(429, {"message": RATE_LIMITED}, {"Retry-After": str(plan.storm_retry_after)})
         if plan.drop_before:
             return ApiResponse(0, drop=True)
-        if plan.error_status is not None:
+        if plan.error_status is not None and not plan.error_after:
             return server_error(plan.error_status)
         route = routed[0] if routed else None
         cost = credits_for(req, route) if route else 1
@@ -111,6 +111,8 @@ class Simulator:
         if not verdict.allowed:
             return json_response(429, {"message": RATE_LIMITED}, {"Retry-After": str(verdict.retry_after)})
         response = self._authorised(req, routed)
+        if plan.error_status is not None:  # a gateway error after the account acted on the request
+            response = server_error(plan.error_status)
         response.headers["X-RateLimit-Total"] = str(verdict.total)
         response.headers["X-RateLimit-Remaining"] = str(verdict.remaining)
         response.headers["X-RateLimit-Used-CurrentRequest"] = str(verdict.cost)

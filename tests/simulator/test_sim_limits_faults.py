@@ -118,6 +118,21 @@ def test_dropped_connection_after_processing_applies_the_write(sim, client):
     assert sim.writes[-1].dropped and sim.writes[-1].status == 200
 
 
+def test_error_after_processing_applies_the_write_then_answers_5xx(sim, client):
+    """A gateway's 502/504 after Freshdesk acted: the write took effect, its answer is an error."""
+    tid = min(sim.truth())
+    sim.faults.inject("error", next=1, status=504, after=True, method="PUT")
+    assert client.put(f"/tickets/{tid}", json={"priority": 4}).status_code == 504
+    assert sim.ticket(tid)["priority"] == 4
+    assert sim.writes[-1].status == 504
+    sim.faults.inject("error", next=1, status=502, after=True, path="/bulk_update")
+    other = sorted(sim.truth())[1]
+    posted = client.post(
+        "/tickets/bulk_update", json={"bulk_action": {"ids": [other], "properties": {"priority": 3}}}
+    )
+    assert posted.status_code == 502 and len(sim.store.jobs) == 1  # the job exists all the same
+
+
 def test_malformed_body_is_truncated_json(sim, client):
     sim.faults.inject("malformed", next=1)
     broken = client.get("/tickets")
