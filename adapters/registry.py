@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 from pydantic import BaseModel, ValidationError
 
 from adapters.base import TicketSystemAdapter
-from triage.settings import ConfigError, TicketSystemSettings, is_secret_key
+from triage.settings import ConfigError, TicketSystemSettings, is_secret_key, shown_input
 
 GROUP = "triage.adapters"
 
@@ -44,7 +44,7 @@ def adapter_config(settings: TicketSystemSettings) -> BaseModel:
             detail = detail.removeprefix("Value error, ")
             # Never echo a secret, nor the whole section (a model-level error has no key).
             quiet = not key or is_secret_key(key) or err["type"] == "extra_forbidden"
-            shown = "" if quiet else f" (got {err.get('input')!r})"
+            shown = "" if quiet else shown_input(err.get("input"))
             lines.append(
                 f"  {'.'.join(['ticket_system', key] if key else ['ticket_system'])}: {detail}{shown}"
             )

@@ -11,6 +11,7 @@ the adapter's own config model when the adapter is built (see :mod:`adapters.reg
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from triage.redaction import redact
 
 CONFIG_ENV = "TRIAGE_CONFIG"
 ENV_PREFIX = "TRIAGE_"
@@ -40,6 +43,14 @@ def is_secret_key(name: str) -> bool:
     """Whether a config key holds a credential (its value is never shown)."""
     lowered = name.lower()
     return any(word in lowered for word in ("key", "secret", "token", "password"))
+
+
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+
+
+def shown_input(value: Any) -> str:
+    """`` (got VALUE)`` for an error message, with a URL's user:password and known secrets masked."""
+    return redact(_URL_USERINFO.sub(r"\1***@", f" (got {value!r})"))
 
 
 class ConfigError(ValueError):
@@ -210,13 +221,34 @@ class Settings(_Section):
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file (is it the right file?)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML{_yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     return data
+
+
+_QUOTED = re.compile(r"'([^'<][^']{2,})'")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, without PyYAML's snippet of the line (it may be the API key's line).
+
+    Names PyYAML quotes (an alias, an anchor, a tag) are masked too: they come from the file.
+    """
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = _QUOTED.sub("'...'", exc.problem or "syntax error")
+        return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f": {exc.reason} at byte {exc.position}"
+    return ""
 
 
 def _describe(exc: ValidationError, source: str) -> str:
@@ -227,7 +259,7 @@ def _describe(exc: ValidationError, source: str) -> str:
             lines.append(f"  {key}: unknown key")
             continue
         # Never echo the input of a secret-bearing key.
-        shown = "" if is_secret_key(key) else f" (got {err.get('input')!r})"
+        shown = "" if is_secret_key(key) else shown_input(err.get("input"))
         lines.append(f"  {key}: {err['msg'].removeprefix('Value error, ')}{shown}")
     return "\n".join(lines)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -42,6 +43,15 @@ _MISSING_KEY = (
 )
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class FreshdeskConfig(BaseModel):
     """Settings of :class:`~adapters.freshdesk.FreshdeskAdapter`.
 
@@ -50,7 +60,7 @@ class FreshdeskConfig(BaseModel):
     ``FRESHDESK_API_KEY``; it is held as a secret and never rendered.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     freshdesk_domain: str | None = Field(
         default=None, description="Helpdesk subdomain: 'acme' or 'acme.freshdesk.com'."
@@ -134,6 +144,11 @@ class FreshdeskConfig(BaseModel):
             raise ValueError("expected an http(s) URL such as https://acme.freshdesk.com/api/v2")
         if parts.username or parts.password:
             raise ValueError("must not carry credentials; the API key comes from FRESHDESK_API_KEY")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError(
+                "must use https:// (the API key travels in every request); "
+                "http:// is allowed only on loopback (127.0.0.1, ::1, localhost) for a local simulator"
+            )
         if parts.query or parts.fragment:
             raise ValueError("must not carry a query string or fragment")
         return value.strip().rstrip("/")

@@ -70,3 +70,41 @@ def test_a_secret_block_defers_the_key_check_to_the_flow(tmp_path, monkeypatch):
     monkeypatch.setenv("FRESHDESK_API_KEY_SECRET_BLOCK", "freshdesk-api-key")
     path = write(tmp_path, "ticket_system:\n  freshdesk_domain: acme\n")
     assert validated_config(path) == str(path)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://me:{SECRET}@acme.freshdesk.com/api/v2",
+        f"https://{SECRET}:X@acme.freshdesk.com/api/v2",
+        f"https://{SECRET}@acme.freshdesk.com/api/v2?x=1",
+    ],
+)
+def test_a_base_url_with_credentials_is_refused_without_echoing_them(tmp_path, monkeypatch, url):
+    monkeypatch.setenv("FRESHDESK_API_KEY", "sk-env-0123456789abcdef")
+    result = CliRunner().invoke(
+        app, ["config", "--config", str(write(tmp_path, f"ticket_system:\n  base_url: '{url}'\n"))]
+    )
+    assert result.exit_code == 2, result.output
+    assert "ticket_system.base_url" in result.output and "credentials" in result.output
+    assert SECRET not in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("http://acme.freshdesk.com/api/v2", True),
+        ("http://10.0.0.5:8765/api/v2", True),
+        ("http://127.0.0.1:8765/api/v2", False),
+        ("http://localhost:8765/api/v2", False),
+        ("http://[::1]:8765/api/v2", False),
+        ("https://helpdesk.example.com/api/v2", False),
+    ],
+)
+def test_plain_http_is_refused_except_on_loopback(tmp_path, monkeypatch, url, refused):
+    monkeypatch.setenv("FRESHDESK_API_KEY", SECRET)
+    result = CliRunner().invoke(
+        app, ["config", "--config", str(write(tmp_path, f"ticket_system:\n  base_url: '{url}'\n"))]
+    )
+    assert result.exit_code == (2 if refused else 0), result.output
+    assert ("https://" in result.output and "loopback" in result.output) == refused

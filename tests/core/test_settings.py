@@ -67,3 +67,27 @@ def test_api_key_from_environment_is_never_rendered(tmp_path, monkeypatch):
 def test_a_triaged_tag_freshdesk_would_refuse_fails_at_start(tmp_path, tag):
     with pytest.raises(ConfigError, match=r"pipeline\.triaged_tag"):
         load_settings(write(tmp_path, f"pipeline:\n  triaged_tag: '{tag}'\n"))
+
+
+def test_a_yaml_error_on_the_key_line_does_not_echo_the_key(tmp_path):
+    path = write(tmp_path, f"ticket_system:\n  freshdesk_domain: acme\n  freshdesk_api_key: {SECRET}: x\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert "not valid YAML" in message and "line 3" in message
+    assert SECRET not in message and SECRET[:8] not in message
+
+
+def test_a_yaml_error_naming_an_alias_does_not_echo_it(tmp_path):
+    path = write(tmp_path, f"ticket_system:\n  freshdesk_api_key: *{SECRET}\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_settings(path)
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", b"pipeline:\n  mode: \x00\n"])
+def test_a_binary_config_file_is_a_config_error(tmp_path, content):
+    path = tmp_path / "config.yml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"config\.yml"):
+        load_settings(path)
