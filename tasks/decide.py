@@ -51,6 +51,7 @@ def decide(
                 rules=settings.fields,
                 specs=specs,
                 thresholds=predictions.thresholds,
+                touched=snapshot["updated_at"] > snapshot["created_at"],
             )
             rows.extend(
                 {

@@ -11,7 +11,10 @@ reason code:
 4. ``unknown_label`` / ``not_allowed`` - the value is not one of the ticket system's choices, or not
    in the field's allow-list: never sent.
 5. ``already_set`` (the ticket already has this value) / ``has_value`` (it has another value the
-   overwrite rule protects).
+   overwrite rule protects). A field's default (priority Low) counts as unset only on a ticket
+   nobody changed since it was created: once anything changed it (``updated_at`` past
+   ``created_at``: an agent's edit, a reply, a note), the default may be an agent's deliberate
+   choice, and Freshdesk keeps no record that tells the two apart.
 6. Consistency (``FieldRule.requires``): ``requires_unmet`` when a required field is neither written
    in this decision nor already set on the ticket; ``requires_suggested`` downgrades an apply to a
    suggestion when the required field is only suggested.
@@ -83,21 +86,29 @@ def decide_ticket(
     rules: Mapping[str, FieldRule],
     specs: Mapping[str, FieldSpec],
     thresholds: Thresholds,
+    touched: bool = False,
 ) -> dict[str, Decision]:
     """Decisions for every enabled field of one ticket.
 
     ``current`` maps field name -> the ticket's native value (group id, priority int, type, cf value);
     ``thresholds`` maps field -> the model's own (apply, suggest) thresholds, which a rule's explicit
-    thresholds override.
+    thresholds override; ``touched`` says the ticket changed since it was created, so its default
+    values may have been chosen (they are then protected like any other value).
     """
     decisions = {
         name: _decide_field(
-            name, current.get(name), predictions.get(name), rule, specs.get(name), thresholds.get(name)
+            name,
+            current.get(name),
+            predictions.get(name),
+            rule,
+            specs.get(name),
+            thresholds.get(name),
+            touched=touched,
         )
         for name, rule in rules.items()
         if rule.enabled
     }
-    return _apply_requirements(decisions, current, rules, specs)
+    return _apply_requirements(decisions, current, rules, specs, touched=touched)
 
 
 def _decide_field(
@@ -107,6 +118,8 @@ def _decide_field(
     rule: FieldRule,
     spec: FieldSpec | None,
     model_thresholds: tuple[float | None, float | None] | None,
+    *,
+    touched: bool,
 ) -> Decision:
     model_apply, model_suggest = model_thresholds or (None, None)
     apply_t = rule.apply_threshold if rule.apply_threshold is not None else model_apply
@@ -158,7 +171,7 @@ def _decide_field(
         return skip("not_allowed", f"{value!r} is not in fields.{name}.allowed")
     if current_label is not None and current_label == value:
         return skip("already_set", f"the ticket already has {name} {value!r}")
-    if not _may_overwrite(rule, spec, native):
+    if not _may_overwrite(rule, spec, native, touched=touched):
         return skip(
             "has_value", f"the ticket has {name} {current_label or native!r} (overwrite: {rule.overwrite})"
         )
@@ -170,6 +183,8 @@ def _apply_requirements(
     current: Mapping[str, Any],
     rules: Mapping[str, FieldRule],
     specs: Mapping[str, FieldSpec],
+    *,
+    touched: bool,
 ) -> dict[str, Decision]:
     """Downgrade writes whose required fields are not satisfied, until nothing changes (chains)."""
     changed = True
@@ -179,7 +194,7 @@ def _apply_requirements(
             if decision.action == "skip":
                 continue
             for other in rules[name].requires:
-                state = _requirement_state(other, decisions, current, specs)
+                state = _requirement_state(other, decisions, current, specs, touched=touched)
                 if state == "met":
                     continue
                 if state == "suggested" and decision.action == "apply":
@@ -206,26 +221,31 @@ def _apply_requirements(
 
 
 def _requirement_state(
-    other: str, decisions: Mapping[str, Decision], current: Mapping[str, Any], specs: Mapping[str, FieldSpec]
+    other: str,
+    decisions: Mapping[str, Decision],
+    current: Mapping[str, Any],
+    specs: Mapping[str, FieldSpec],
+    *,
+    touched: bool,
 ) -> Literal["met", "suggested", "unmet"]:
     decision = decisions.get(other)
     if decision is not None and (decision.action == "apply" or decision.reason_code == "already_set"):
         return "met"
     spec = specs.get(other)
     value = current.get(other)
-    if value is not None and value != "" and (spec is None or not spec.is_empty_or_default(value)):
+    if value is not None and value != "" and (touched or spec is None or not spec.is_empty_or_default(value)):
         return "met"  # already set on the ticket, by an agent or earlier
     if decision is not None and decision.action == "suggest":
         return "suggested"
     return "unmet"
 
 
-def _may_overwrite(rule: FieldRule, spec: FieldSpec, native: Any) -> bool:
+def _may_overwrite(rule: FieldRule, spec: FieldSpec, native: Any, *, touched: bool) -> bool:
     if rule.overwrite == "always":
         return True
     if native is None or native == "":
         return True
-    return rule.overwrite == "empty_or_default" and spec.is_empty_or_default(native)
+    return rule.overwrite == "empty_or_default" and not touched and spec.is_empty_or_default(native)
 
 
 def _label_of(spec: FieldSpec | None, native: Any) -> str | None:

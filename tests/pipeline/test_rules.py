@@ -22,10 +22,15 @@ def rules(**changes):
     return {name: (FieldRule(**changes[name]) if name in changes else rule) for name, rule in base.items()}
 
 
-def decide(preds, current=EMPTY, field_rules=None, thresholds=MODEL_THRESHOLDS):
+def decide(preds, current=EMPTY, field_rules=None, thresholds=MODEL_THRESHOLDS, touched=False):
     predictions = {field: Prediction(label, p) for field, (label, p) in preds.items()}
     return decide_ticket(
-        current, predictions, rules=field_rules or rules(), specs=SPECS, thresholds=thresholds
+        current,
+        predictions,
+        rules=field_rules or rules(),
+        specs=SPECS,
+        thresholds=thresholds,
+        touched=touched,
     )
 
 
@@ -99,6 +104,17 @@ def test_default_priority_counts_as_empty_but_never_only_writes_truly_empty_fiel
     assert never["priority"].reason_code == "has_value"
     urgent = decide({"group": ("Billing", 0.9), "priority": ("High", 0.9)}, current={**EMPTY, "priority": 4})
     assert urgent["priority"].reason_code == "has_value" and urgent["priority"].current_label == "Urgent"
+
+
+def test_a_default_on_a_ticket_changed_since_creation_counts_as_someones_choice():
+    """Low on a ticket nobody touched is Freshdesk's default; after any change it may be an agent's."""
+    preds = {"group": ("Billing", 0.9), "priority": ("High", 0.9)}
+    assert decide(preds)["priority"].action == "apply"
+    chosen = decide(preds, touched=True)["priority"]
+    assert (chosen.action, chosen.reason_code, chosen.current_label) == ("skip", "has_value", "Low")
+    assert decide(preds, touched=True)["group"].action == "apply"  # an empty field is still empty
+    always = decide(preds, touched=True, field_rules=rules(priority={"overwrite": "always"}))
+    assert always["priority"].action == "apply"
 
 
 def test_fallback_is_written_when_the_model_is_unsure_and_must_be_a_known_choice():

@@ -146,6 +146,26 @@ async def test_an_agents_edit_between_extract_and_push_is_not_overwritten(make_c
     assert any(a["field"] == "priority" and a["status"] == "ok" for a in audit)
 
 
+async def test_a_low_priority_an_agent_chose_is_never_overwritten(make_ctx, adapter_for, sim):
+    """The agent lowers a ticket to Low; an untouched ticket's Low is still Freshdesk's default."""
+    chosen, untouched = sorted(sim.truth())[:2]
+    sim.agent_edit(chosen, priority="Medium")
+    sim.agent_edit(chosen, priority="Low")
+    ctx = make_ctx()
+
+    def high(ticket_id, field):
+        return ("High", 0.95) if field == "priority" else (sim.truth()[ticket_id][field], 0.95)
+
+    async with adapter_for(ctx) as adapter:
+        extracted = await extract(ctx, adapter)
+        predicted = fake_predictions(ctx, extracted, high)
+        decided = decide(ctx, extracted, predicted, await adapter.get_fields())
+        await push(ctx, decided, extracted, adapter)
+    assert sim.ticket(chosen)["priority"] == 1
+    assert "priority" not in written_fields(sim).get(chosen, {})  # from the simulator's change log
+    assert written_fields(sim)[untouched]["priority"] == 3
+
+
 @pytest.mark.parametrize("bulk", [False, True])
 async def test_an_agents_edit_while_push_is_writing_is_not_overwritten(
     make_ctx, adapter_for, sim, config, monkeypatch, bulk
