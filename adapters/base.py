@@ -153,7 +153,8 @@ class TicketSystemAdapter(ABC):
         on_malformed: OnMalformed | None = None,
     ) -> AsyncIterator[Ticket]:
         """Every non-spam, non-deleted ticket with ``since <= updated_at`` (``< until`` when given),
-        in ascending ``updated_at`` order, each exactly once.
+        in ascending ``updated_at`` order, each version ``(id, updated_at)`` exactly once. None is
+        lost to edits made while it reads; a ticket edited then may come twice (both versions).
 
         A ticket that cannot be parsed is passed to ``on_malformed`` and skipped; without a
         callback it raises :class:`~adapters.errors.MalformedTicketError`.
@@ -183,6 +184,10 @@ class TicketSystemAdapter(ABC):
     @abstractmethod
     async def add_note(self, ticket_id: int, body: str, *, private: bool = True) -> None:
         """Add a (by default private) note to a ticket."""
+
+    async def has_note(self, ticket_id: int, text: str) -> bool | None:
+        """Whether a note on the ticket contains ``text``; ``None`` when the system cannot tell."""
+        return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""

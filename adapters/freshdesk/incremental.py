@@ -1,23 +1,29 @@
-"""Read every ticket updated in a window, through Freshdesk's 300-page cap, each version once.
+"""Read every ticket updated in a window, each version once, none lost while agents edit tickets.
 
 ``GET /tickets`` is read with ``updated_since`` always set (without it Freshdesk silently
 returns only tickets created in the last 30 days), ascending by ``updated_at``, 100 per page
-with descriptions. Pages are followed while a ``Link`` header says more. Page 300 is the last
-one Freshdesk serves: the read then restarts at page 1 from the last row's ``updated_at``.
-``updated_since`` is inclusive, so rows of that second come back; they are skipped by
-``(id, updated_at)``. If a whole 30,000-row slice shares one second, restarting there would
-loop, so the cursor moves one second on and a warning says rows may be missed.
+with descriptions (reference §6.3).
 
-Known limit (Freshdesk's, shared by every client): a ticket updated *during* the scan moves to
-the end of the order, which can shift one unread row onto an already-read page. The pipeline's
-overlap on the next run re-reads recent rows; an old ticket shifted that way is read when it
-next changes.
+Offset pages are not safe in a busy helpdesk: a ticket edited during the scan moves to the end
+of the order, every row after its old place moves one up, and an unread row slides onto a page
+already read. So each request starts again at page 1 from the last row's ``updated_at``
+(a cursor): what comes before the cursor no longer matters. ``updated_since`` is inclusive, so the
+rows of the cursor's second come back; versions already yielded are skipped by
+``(id, updated_at)``.
+
+Only when one second holds more rows than a page (a mass update) does the read page deeper at
+the same cursor. Rows leaving that second can shift the rest, so once past it the second is read
+again from page 1 until a pass finds nothing new, and only then does the cursor move one second
+on. Versions are yielded in ascending ``updated_at`` order. Page 300 is the last Freshdesk serves:
+a second with more than 30,000 rows cannot be read whole, so the cursor moves one second on and a
+warning says rows may be missed.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from adapters.base import OnMalformed, Ticket
@@ -34,6 +40,7 @@ MAX_PAGE = 300
 LIST_CREDITS = 3
 #: Sporadic 403s on long list scans are retried this many times (reference §13.3).
 LIST_FORBIDDEN_RETRIES = 2
+SECOND = timedelta(seconds=1)
 
 
 def list_params(cursor: datetime, page: int) -> dict[str, str | int]:
@@ -48,6 +55,33 @@ def list_params(cursor: datetime, page: int) -> dict[str, str | int]:
     }
 
 
+@dataclass
+class _Page:
+    """One list page: its readable tickets in order, and whether Freshdesk has more rows after it."""
+
+    tickets: list[Ticket]
+    has_next: bool
+    capped: bool = False  # the page number was past what the server serves
+
+
+@dataclass
+class _Versions:
+    """``(id, updated_at)`` already yielded, kept only from the cursor on (older ones never return)."""
+
+    by_second: dict[datetime, set[int]] = field(default_factory=dict)
+
+    def add(self, ticket: Ticket) -> bool:
+        """Record ``ticket``'s version; ``False`` if it was yielded before."""
+        ids = self.by_second.setdefault(ticket.updated_at, set())
+        if ticket.id in ids:
+            return False
+        ids.add(ticket.id)
+        return True
+
+    def forget_before(self, cursor: datetime) -> None:
+        self.by_second = {second: ids for second, ids in self.by_second.items() if second >= cursor}
+
+
 async def iter_updated_tickets(
     client: FreshdeskClient,
     since: datetime,
@@ -57,89 +91,121 @@ async def iter_updated_tickets(
     """Tickets with ``since <= updated_at < until`` in ascending order; see the module docstring."""
     since, until = _utc(since), _utc(until) if until is not None else None
     cursor = since.replace(microsecond=0)
-    boundary: datetime | None = None  # the newest updated_at yielded so far
-    boundary_ids: set[int] = set()  # ids yielded at that second
+    versions = _Versions()
     reported: set[tuple[object, object]] = set()  # malformed rows already handed over
     while True:
-        first: datetime | None = None
-        last: datetime | None = None
-        page = 1
-        while True:
-            try:
-                response = await client.request(
-                    "GET",
-                    "/tickets",
-                    params=list_params(cursor, page),
-                    credits=LIST_CREDITS,
-                    bucket=TICKETS_LIST,
-                    forbidden_retries=LIST_FORBIDDEN_RETRIES,
-                )
-            except ValidationError as exc:
-                if page > 1 and "page" in exc.fields:  # the cap, announced by error instead of Link
-                    break
-                raise
-            rows = response.body
-            if not isinstance(rows, list):
-                raise MalformedResponseError(
-                    "expected a JSON array of tickets from GET /tickets",
-                    status_code=response.status_code,
-                    request_id=response.request_id,
-                    method="GET",
-                    path="/tickets",
-                )
-            for raw in rows:
-                try:
-                    ticket = parse_ticket(raw)
-                except MalformedTicketError as exc:
-                    key = (exc.ticket_id, raw.get("updated_at") if isinstance(raw, dict) else repr(raw))
-                    if key not in reported:
-                        reported.add(key)
-                        if on_malformed is None:
-                            raise
-                        on_malformed(exc)
-                    continue
-                stamp = ticket.updated_at
-                first = first or stamp
-                last = stamp
-                if until is not None and stamp >= until:
-                    return
-                if stamp < since or (stamp == boundary and ticket.id in boundary_ids):
-                    continue
-                if boundary is None or stamp > boundary:
-                    boundary, boundary_ids = stamp, {ticket.id}
-                else:
-                    boundary_ids.add(ticket.id)
-                if not (ticket.spam or ticket.deleted):
-                    yield ticket
-            if not rows or not response.has_next:
+        page = await _fetch(client, cursor, 1, reported, on_malformed)
+        for ticket in page.tickets:
+            if until is not None and ticket.updated_at >= until:
                 return
-            if page >= MAX_PAGE:
-                break
-            page += 1
-        cursor = _next_cursor(cursor, first, last)
+            if ticket.updated_at >= since and versions.add(ticket) and not (ticket.spam or ticket.deleted):
+                yield ticket
+        stamps = [ticket.updated_at for ticket in page.tickets]
+        if not page.has_next:
+            return
+        if stamps and stamps[-1] > cursor:
+            cursor = stamps[-1]
+            versions.forget_before(cursor)
+            continue
+        # A page-full of rows in the cursor's second: page through it, then check it again.
+        crowded = _CrowdedSecond(client, cursor, since, versions, reported, on_malformed)
+        async for ticket in crowded.read():
+            yield ticket
+        if crowded.list_ended:
+            return
+        cursor += SECOND
+        versions.forget_before(cursor)
 
 
-def _next_cursor(cursor: datetime, first: datetime | None, last: datetime | None) -> datetime:
-    """Where the slice after a capped one starts: the last row's second, or one past it if stuck."""
-    if last is None:
+@dataclass
+class _CrowdedSecond:
+    """Every row of one second that fills whole pages, read until a full pass finds nothing new."""
+
+    client: FreshdeskClient
+    second: datetime
+    since: datetime
+    versions: _Versions
+    reported: set[tuple[object, object]]
+    on_malformed: OnMalformed | None
+    list_ended: bool = False  # no row after the second was seen: the list ends there
+
+    async def read(self) -> AsyncIterator[Ticket]:
+        page_number, found_new = 2, True  # page 1 was read by the caller
+        while True:
+            page = await _fetch(self.client, self.second, page_number, self.reported, self.on_malformed)
+            for ticket in page.tickets:
+                if (
+                    ticket.updated_at == self.second
+                    and ticket.updated_at >= self.since
+                    and self.versions.add(ticket)
+                ):
+                    found_new = True
+                    if not (ticket.spam or ticket.deleted):
+                        yield ticket
+            beyond = any(ticket.updated_at > self.second for ticket in page.tickets)
+            if beyond or not page.has_next:
+                if not found_new:
+                    self.list_ended = not beyond
+                    return
+                page_number, found_new = 1, False  # rows that left may have shifted others: again
+                continue
+            if page.capped or page_number >= MAX_PAGE:
+                _warn_stuck(self.second)
+                return
+            page_number += 1
+
+
+async def _fetch(
+    client: FreshdeskClient,
+    cursor: datetime,
+    page: int,
+    reported: set[tuple[object, object]],
+    on_malformed: OnMalformed | None,
+) -> _Page:
+    """One list page, parsed; malformed rows go to ``on_malformed`` once each (or raise)."""
+    try:
+        response = await client.request(
+            "GET",
+            "/tickets",
+            params=list_params(cursor, page),
+            credits=LIST_CREDITS,
+            bucket=TICKETS_LIST,
+            forbidden_retries=LIST_FORBIDDEN_RETRIES,
+        )
+    except ValidationError as exc:
+        if page > 1 and "page" in exc.fields:  # the cap, announced by error instead of Link
+            return _Page([], has_next=True, capped=True)
+        raise
+    rows = response.body
+    if not isinstance(rows, list):
         raise MalformedResponseError(
-            f"300 pages after updated_since={format_timestamp(cursor)} held no readable ticket; "
-            "cannot tell where to continue"
+            "expected a JSON array of tickets from GET /tickets",
+            status_code=response.status_code,
+            request_id=response.request_id,
+            method="GET",
+            path="/tickets",
         )
-    if first == last:
-        logger.warning(
-            "more than %d tickets share updated_at=%s; continuing one second later, so some "
-            "tickets of that second may be missed",
-            PER_PAGE * MAX_PAGE,
-            format_timestamp(last),
-        )
-        return last + timedelta(seconds=1)
-    logger.info(
-        "Freshdesk's %d-page cap reached; continuing from updated_since=%s",
-        MAX_PAGE,
-        format_timestamp(last),
+    tickets = []
+    for raw in rows:
+        try:
+            tickets.append(parse_ticket(raw))
+        except MalformedTicketError as exc:
+            key = (exc.ticket_id, raw.get("updated_at") if isinstance(raw, dict) else repr(raw))
+            if key not in reported:
+                reported.add(key)
+                if on_malformed is None:
+                    raise
+                on_malformed(exc)
+    return _Page(tickets, has_next=bool(rows) and response.has_next)
+
+
+def _warn_stuck(second: datetime) -> None:
+    logger.warning(
+        "more than %d tickets share updated_at=%s; continuing one second later, so some "
+        "tickets of that second may be missed",
+        PER_PAGE * MAX_PAGE,
+        format_timestamp(second),
     )
-    return last
 
 
 def _utc(moment: datetime) -> datetime:

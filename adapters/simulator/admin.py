@@ -1,5 +1,6 @@
 """The admin API under ``/_simulator/`` (not Freshdesk's): read the write log and hidden labels,
-change faults and rate limits, add tickets, edit as an agent, reset. Basic auth with the API key;
+change faults and rate limits, add tickets, edit as an agent, set agents to work, shift the clock,
+reset. Basic auth with the API key;
 never rate-limited, never faulted."""
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def build_admin_app(simulator: Simulator) -> Starlette:
                     "faults",
                     "rate_limits",
                     "tickets",
+                    "agents",
                     "clock",
                     "reset",
                 )
@@ -125,9 +127,29 @@ def build_admin_app(simulator: Simulator) -> Starlette:
         diff = simulator.agent_edit(int(request.path_params["ticket_id"]), **await body_of(request))
         return {"changes": {k: {"old": old, "new": new} for k, (old, new) in diff.items()}}
 
+    async def agents(request: Request) -> Any:
+        if request.method == "PUT":
+            rate = (await body_of(request)).get("edits_per_minute")
+            if not _is_number(rate):
+                raise _BadRequest("edits_per_minute must be a number (0 stops the agents)")
+            simulator.agents.start(rate)
+        return simulator.agents_status()
+
+    async def agents_edit(request: Request) -> Any:
+        count = (await body_of(request)).get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10_000:
+            raise _BadRequest("count must be an integer within 1..10000")
+        made = (simulator.random_agent_edit() for _ in range(count))
+        return [record.to_json() for record in made if record is not None]
+
     async def clock(request: Request) -> Any:
-        seconds = (await body_of(request)).get("advance", 0)
-        if not isinstance(seconds, int | float) or seconds < 0:
+        data = await body_of(request)
+        if "offset" in data:
+            if not _is_number(data["offset"]):
+                raise _BadRequest("offset must be a number of seconds (negative: behind this machine)")
+            simulator.set_clock_offset(data["offset"])
+        seconds = data.get("advance", 0)
+        if not _is_number(seconds) or seconds < 0:
             raise _BadRequest("advance must be a number of seconds >= 0")
         simulator.advance_clock(seconds)
         return {"offset_seconds": simulator.clock.offset}
@@ -148,10 +170,16 @@ def build_admin_app(simulator: Simulator) -> Starlette:
         Route(f"{PREFIX}/tickets", endpoint(add_tickets), methods=["POST"]),
         Route(f"{PREFIX}/tickets/{{ticket_id:int}}", endpoint(ticket)),
         Route(f"{PREFIX}/tickets/{{ticket_id:int}}/agent_edit", endpoint(agent_edit), methods=["POST"]),
+        Route(f"{PREFIX}/agents", endpoint(agents), methods=["GET", "PUT"]),
+        Route(f"{PREFIX}/agents/edit", endpoint(agents_edit), methods=["POST"]),
         Route(f"{PREFIX}/clock", endpoint(clock), methods=["POST"]),
         Route(f"{PREFIX}/reset", endpoint(reset), methods=["POST"]),
     ]
     return Starlette(routes=routes)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _limits(simulator: Simulator) -> dict[str, Any] | None:

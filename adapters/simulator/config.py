@@ -9,6 +9,8 @@ from typing import Literal, get_args
 
 Plan = Literal["growth", "pro", "enterprise", "trial", "custom", "unlimited"]
 FaultKind = Literal["error", "drop", "malformed", "storm", "latency"]
+#: The busiest agents the simulator keeps up with (1,000 edits a second).
+MAX_EDITS_PER_MINUTE = 60_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,12 @@ class SimulatorConfig:
     (mostly resolved/closed with the agents' values set), some in progress, some spam or deleted.
     With ``data`` (a CSV or Parquet of labelled tickets) the texts and labels come from that file
     (``tickets=None`` takes every row); otherwise from the seeded generator.
+
+    A busy helpdesk: ``open_preset_fraction`` of the open tickets arrive with values already set
+    by their requester (priority, type) or an agent (group, type, tags, a deliberate Low), logged in
+    :attr:`~adapters.simulator.Simulator.changes`; ``agent_edits_per_minute`` agents edit
+    unresolved tickets while the server runs; ``clock_offset_seconds`` puts the simulator's clock
+    ahead of this machine's (negative: behind).
     """
 
     api_key: str = field(default_factory=lambda: "sim-" + secrets.token_hex(12))
@@ -105,6 +113,9 @@ class SimulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0
     domain: str = "simulator"
+    open_preset_fraction: float = 0.0
+    agent_edits_per_minute: float = 0.0
+    clock_offset_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.tickets is not None and self.tickets < 1:
@@ -119,6 +130,10 @@ class SimulatorConfig:
             raise ValueError("window_seconds must be > 0")
         if not self.api_key:
             raise ValueError("api_key must not be empty")
+        if not 0.0 <= self.open_preset_fraction <= 1.0:
+            raise ValueError("open_preset_fraction must be within 0..1")
+        if not 0 <= self.agent_edits_per_minute <= MAX_EDITS_PER_MINUTE:
+            raise ValueError(f"agent_edits_per_minute must be within 0..{MAX_EDITS_PER_MINUTE}")
         for name in (*self.required_for_agents, *self.required_for_closure):
             if name not in ("group", "type", "cf_product", "cf_order_number"):
                 raise ValueError(f"unknown field {name!r} (group, type, cf_product or cf_order_number)")

@@ -9,12 +9,14 @@ returned separately and never rendered by the API. Display ids follow creation t
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapters.simulator.account import PRIORITIES, Account, build_account
 from adapters.simulator.config import SimulatorConfig
 from adapters.simulator.dataset import load_labelled
 from adapters.simulator.generator import GROUPS, PRODUCTS, TYPES, LabelledText, generate_tickets
+from adapters.simulator.presets import preset_open_ticket
+from adapters.simulator.store import ChangeRecord
 from adapters.simulator.tickets import StoredTicket
 
 _SOURCES = (1, 2, 3, 7)
@@ -27,6 +29,8 @@ class Seed:
     account: Account
     tickets: list[StoredTicket]
     truth: dict[int, dict[str, str]]
+    #: What requesters and agents set on open tickets before triage (``open_preset_fraction``).
+    changes: list[ChangeRecord] = field(default_factory=list)
 
 
 def labelled_texts(config: SimulatorConfig) -> tuple[list[LabelledText], list[LabelledText]]:
@@ -90,6 +94,8 @@ def build_seed(config: SimulatorConfig, now: int, texts: list[LabelledText] | No
 
     tickets: list[StoredTicket] = []
     truth: dict[int, dict[str, str]] = {}
+    changes: list[ChangeRecord] = []
+    preset_rng = random.Random(config.seed + 5)  # its own stream: the rest of the seed stays as it was
     contact_ids = list(account.contacts)
     agents_by_group: dict[int, list[int]] = {}
     for agent in account.agents.values():
@@ -108,10 +114,13 @@ def build_seed(config: SimulatorConfig, now: int, texts: list[LabelledText] | No
         )
         if kind == "open":
             truth[display_id] = true_labels(text)
+            if preset_rng.random() < config.open_preset_fraction:
+                changes += preset_open_ticket(ticket, text, account, preset_rng, now)
         else:
             _fill_history(ticket, text, group_id, priority, rng, agents_by_group, now, config)
         tickets.append(ticket)
-    return Seed(account=account, tickets=tickets, truth=truth)
+    changes.sort(key=lambda record: record.time)
+    return Seed(account=account, tickets=tickets, truth=truth, changes=changes)
 
 
 def untriaged_ticket(

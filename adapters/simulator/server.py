@@ -127,8 +127,10 @@ class BackgroundServer:
             self._thread.join(0.01)
             waited += 0.01
         self.simulator.base_url = f"http://{self.host}:{self.port}{API_PREFIX}"
+        self.simulator.agents.start(self.simulator.config.agent_edits_per_minute)
 
     def stop(self) -> None:
+        self.simulator.agents.stop()
         self._server.should_exit = True
         self._thread.join(10)
         self._socket.close()
@@ -178,7 +180,9 @@ def serve_forever(simulator: Simulator, host: str, port: int, on_ready: Any = No
     simulator.base_url = f"http://{bound_host}:{bound_port}{API_PREFIX}"
     if on_ready is not None:
         on_ready(simulator)
+    simulator.agents.start(simulator.config.agent_edits_per_minute)
     try:
         _uvicorn_server(simulator, "info").run(sockets=[sock])
     finally:
+        simulator.agents.stop()
         sock.close()

@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from adapters.simulator.account import PRIORITIES, STATUSES
+from adapters.simulator.agents import AgentLoop, pick_unresolved, random_edit
 from adapters.simulator.api import ApiRequest, FreshdeskApi, Route, credits_for, match_route
 from adapters.simulator.bulk import job_json
 from adapters.simulator.config import SimulatorConfig
@@ -57,18 +58,22 @@ class Simulator:
         self.config = config or SimulatorConfig()
         self.base_url: str | None = None
         self._lock = threading.RLock()
-        self.clock = Clock()
+        self.clock = Clock(self.config.clock_offset_seconds)
         self.faults = FaultInjector(self.config.faults, seed=self.config.seed)
         self.limiter = RateLimiter(self.config.rate_limits(), self.config.window_seconds)
+        #: Agents editing unresolved tickets on a thread; the server starts them at the configured rate.
+        self.agents = AgentLoop(self.random_agent_edit)
         self._load()
 
     def _load(self) -> None:
         texts, self._spare_texts = labelled_texts(self.config)
         seed: Seed = build_seed(self.config, self.clock.now(), texts)
         self.store = TicketStore(seed.account, seed.tickets, self.clock)
+        self.store.changes.extend(seed.changes)
         self._truth = seed.truth
         self.api = FreshdeskApi(self.store, self.config.bulk_delay_seconds)
         self._text_rng = random.Random(self.config.seed + 7)
+        self._agent_rng = random.Random(self.config.seed + 11)
         self._by_status: Counter[str] = Counter()
         self._by_route: Counter[str] = Counter()
 
@@ -174,7 +179,8 @@ class Simulator:
 
     @property
     def changes(self) -> list[ChangeRecord]:
-        """Every effective ticket change, with its source: ``api``, ``bulk``, ``agent`` or ``note``."""
+        """Every effective ticket change, oldest first, with its source (``api``, ``bulk``, ``agent``,
+        ``requester`` or ``note``) and, for an agent's or requester's, their id (``actor``)."""
         with self._lock:
             self._settle()
             return list(self.store.changes)
@@ -209,19 +215,35 @@ class Simulator:
                 out[name] = list(spec.choices)
         return out
 
-    def agent_edit(self, ticket_id: int, **changes: Any) -> dict[str, tuple[Any, Any]]:
+    def agent_edit(
+        self, ticket_id: int, *, agent_id: int | None = None, **changes: Any
+    ) -> dict[str, tuple[Any, Any]]:
         """Change a ticket as an agent in the UI would (not through the API); bumps ``updated_at``.
 
         Keys: ``group`` (name) or ``group_id``, ``priority`` (label or 1-4), ``type``, ``status``,
         ``responder_id``, ``subject``, ``tags`` (replace), ``spam``, ``deleted``, and custom fields by
-        name (``cf_product="Mobile App"``). Returns ``{field: (old, new)}``; ValueError on bad input.
+        name (``cf_product="Mobile App"``); ``agent_id`` names the agent in the change log. Returns
+        ``{field: (old, new)}``; ValueError on bad input.
         """
         with self._lock:
             ticket = self.store.tickets.get(ticket_id)
             if ticket is None:
                 raise KeyError(f"no ticket {ticket_id}")
+            if agent_id is not None and agent_id not in self.store.account.agents:
+                raise ValueError(f"agent_id {agent_id!r} is not an agent of the account")
             values = self._native_values(changes)
-            return self.store.apply(ticket, values, source="agent")
+            return self.store.apply(ticket, values, source="agent", actor=agent_id)
+
+    def random_agent_edit(self) -> ChangeRecord | None:
+        """One agent's edit of a random unresolved ticket (see :mod:`adapters.simulator.agents`);
+        ``None`` when no ticket is unresolved."""
+        with self._lock:
+            ticket = pick_unresolved(self.store, self._agent_rng)
+            if ticket is None:
+                return None
+            values, agent_id = random_edit(ticket, self.store.account, self._agent_rng)
+            changed = self.store.apply(ticket, values, source="agent", actor=agent_id)
+            return self.store.changes[-1] if changed else None
 
     def _native_values(self, changes: dict[str, Any]) -> dict[str, Any]:
         account = self.store.account
@@ -297,16 +319,27 @@ class Simulator:
             self.config = replace(self.config, **changes)
             self.limiter.configure(self.config.rate_limits(), self.config.window_seconds)
 
+    def agents_status(self) -> dict[str, Any]:
+        """The agents' rate (0: not at work) and the edits agents have made so far."""
+        with self._lock:
+            edits = sum(change.source == "agent" for change in self.store.changes)
+        return {"edits_per_minute": self.agents.per_minute, "running": self.agents.running, "edits": edits}
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Put the simulator's clock ``seconds`` ahead of this machine's (negative: behind)."""
+        with self._lock:
+            self.clock.offset = float(seconds)
+
     def advance_clock(self, seconds: float) -> None:
         """Move the simulator's wall clock forward (ticket timestamps, bulk job delays)."""
         with self._lock:
             self.clock.advance(seconds)
 
     def reset(self) -> None:
-        """Reseed from the configuration: clears logs, counters, jobs, the clock offset, the rate
-        window, and faults back to the configured ones."""
+        """Reseed from the configuration: clears logs, counters, jobs, the rate window; the clock
+        offset and faults go back to the configured ones (agents at work keep working)."""
         with self._lock:
-            self.clock.offset = 0.0
+            self.clock.offset = self.config.clock_offset_seconds
             self.faults.clear()
             for rule in self.config.faults:
                 self.faults.add(rule)
@@ -332,6 +365,7 @@ class Simulator:
                 },
                 "jobs": dict(Counter(j.status for j in self.store.jobs.values())),
                 "faults": self.faults.rules(),
+                "agents": self.agents_status(),
             }
 
 

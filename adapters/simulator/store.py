@@ -15,15 +15,15 @@ from adapters.simulator.account import Account
 from adapters.simulator.tickets import StoredTicket
 from adapters.simulator.timeutil import format_ts
 
-ChangeSource = Literal["api", "bulk", "agent", "note"]
+ChangeSource = Literal["api", "bulk", "agent", "requester", "note"]
 _TAG = re.compile(r"<[^>]+>")
 
 
 class Clock:
-    """Wall-clock epoch seconds, shiftable forward for tests (``advance``)."""
+    """Wall-clock epoch seconds, ``offset`` seconds ahead of this machine (negative: behind)."""
 
-    def __init__(self) -> None:
-        self.offset = 0.0
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
 
     def time(self) -> float:
         return time.time() + self.offset
@@ -54,7 +54,8 @@ class WriteRecord:
 
 @dataclass(frozen=True)
 class ChangeRecord:
-    """One effective change to a ticket: who made it (``source``) and each field's old and new value."""
+    """One effective change to a ticket: who made it (``source``; ``actor``: the agent's or the
+    requester's id where a person did) and each field's old and new value."""
 
     time: str
     ticket_id: int
@@ -62,6 +63,7 @@ class ChangeRecord:
     changes: dict[str, tuple[Any, Any]]
     request_id: str | None = None
     job_id: str | None = None
+    actor: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = dict(vars(self))
@@ -163,6 +165,7 @@ class TicketStore:
         request_id: str | None = None,
         job_id: str | None = None,
         append_tags: bool = False,
+        actor: int | None = None,
     ) -> dict[str, tuple[Any, Any]]:
         """Set ``values`` (native names; ``custom_fields`` merged; ``tags`` replaced or appended).
 
@@ -204,7 +207,9 @@ class TicketStore:
                 elif ticket.status == 5:
                     ticket.closed_at = now
             self.touch(ticket, now)
-            self.changes.append(ChangeRecord(format_ts(now), ticket.id, source, diff, request_id, job_id))
+            self.changes.append(
+                ChangeRecord(format_ts(now), ticket.id, source, diff, request_id, job_id, actor)
+            )
         return diff
 
     def touch(self, ticket: StoredTicket, at: int) -> None:

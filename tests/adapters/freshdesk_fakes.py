@@ -101,6 +101,13 @@ class FakeFreshdesk:
         self.max_page = max_page
         self.list_params: list[dict[str, str]] = []
 
+    def edit(self, ticket_id: int, updated_at: datetime) -> None:
+        """An agent's edit: the ticket moves to ``updated_at`` in the order."""
+        (row,) = [t for t in self.tickets if t["id"] == ticket_id]
+        self.tickets.remove(row)
+        moved = ticket_json(ticket_id, updated_at, created_at=row["created_at"])
+        self.tickets = sorted([*self.tickets, moved], key=lambda t: (t["updated_at"], t["id"]))
+
     def __call__(self, request: httpx.Request) -> httpx.Response:
         params = dict(request.url.params)
         self.list_params.append(params)

@@ -1,9 +1,11 @@
-"""The incremental read: exact list parameters, Link paging, the 300-page restart and its de-duplication."""
+"""The incremental read: exact list parameters, restarts from the last row's second, de-duplication,
+crowded seconds, the 300-page cap, and edits made while it reads."""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -58,42 +60,79 @@ async def test_naive_since_is_utc_and_offsets_are_converted(adapter, httpx_mock)
     assert [p["updated_since"] for p in fake.list_params] == ["2024-05-01T00:00:00Z", "2024-04-30T22:00:00Z"]
 
 
-async def test_pages_are_followed_while_link_says_more(adapter, httpx_mock, small_pages, monkeypatch):
-    monkeypatch.setattr(incremental, "MAX_PAGE", 300)  # no cap in reach: pages of 2, 2, 1
+def requested(fake: FakeFreshdesk) -> list[tuple[str, str]]:
+    """``(updated_since's time, page)`` of each list request."""
+    return [(p["updated_since"][11:19], p["page"]) for p in fake.list_params]
+
+
+def editing(fake: FakeFreshdesk, after_request: int, edit: Callable[[], None]):
+    """Serve ``fake``, calling ``edit`` once ``after_request`` list requests have been answered."""
+
+    def serve_and_edit(request):
+        if len(fake.list_params) == after_request:
+            edit()
+        return fake(request)
+
+    return serve_and_edit
+
+
+async def test_each_page_starts_from_the_last_rows_updated_at(adapter, httpx_mock, small_pages):
     fake = FakeFreshdesk(spread(5))
     serve(httpx_mock, fake)
     tickets = await read_all(adapter)
-    assert [t.id for t in tickets] == [1, 2, 3, 4, 5]
-    assert [p["page"] for p in fake.list_params] == ["1", "2", "3"]
+    assert [t.id for t in tickets] == [1, 2, 3, 4, 5]  # the row of each restart's second read once
+    assert requested(fake) == [("00:00:00", "1"), ("00:00:01", "1"), ("00:00:02", "1"), ("00:00:03", "1")]
 
 
-async def test_cap_restarts_from_the_last_updated_at_without_loss_or_repeat(adapter, httpx_mock, small_pages):
-    # 13 tickets; tickets 6 and 7 share the second at which the first slice ends.
-    tickets = spread(13, step=lambda i: i if i < 6 else i - 1)
-    fake = FakeFreshdesk(tickets)
+async def test_an_edit_during_the_read_shifts_no_row_out_of_reach(adapter, httpx_mock, small_pages):
+    """Ticket 1 (read) is edited after the first page: with offset pages, 3 would slide onto page 1."""
+    fake = FakeFreshdesk(spread(6))
+    later = T0 + timedelta(seconds=100)
+    httpx_mock.add_callback(
+        editing(fake, 1, lambda: fake.edit(1, later)), method="GET", url=LIST_URL, is_reusable=True
+    )
+    read = [(t.id, t.updated_at) async for t in adapter.iter_updated_tickets(T0)]
+    assert [tid for tid, _ in read] == [1, 2, 3, 4, 5, 6, 1]
+    assert read[-1] == (1, later)  # the edited version too, once
+
+
+async def test_a_second_fuller_than_a_page_is_paged_then_rechecked(
+    adapter, httpx_mock, small_pages, monkeypatch
+):
+    monkeypatch.setattr(incremental, "MAX_PAGE", 300)
+    same = [ticket_json(i, T0) for i in range(1, 6)]
+    later = [ticket_json(20, T0 + timedelta(seconds=1)), ticket_json(21, T0 + timedelta(seconds=2))]
+    fake = FakeFreshdesk(same + later)
     serve(httpx_mock, fake)
-
     read = await read_all(adapter)
-
-    assert [t.id for t in read] == list(range(1, 14))
-    restarts = [p["updated_since"] for p in fake.list_params if p["page"] == "1"]
-    assert restarts[0] == "2024-05-01T00:00:00Z"
-    assert restarts[1] == "2024-05-01T00:00:05Z"  # the 6th row's updated_at (page 3, last row)
-    assert all(int(p["page"]) <= 3 for p in fake.list_params)
-
-
-async def test_cap_signalled_by_the_page_error_also_restarts(adapter, httpx_mock, small_pages, monkeypatch):
-    """A server that links to page 4 past the cap and answers it with the 400 page error."""
-    monkeypatch.setattr(incremental, "MAX_PAGE", 10)  # the client follows Link into the error
-    fake = FakeFreshdesk(spread(9), max_page=3)
-    serve(httpx_mock, fake)
-    read = await read_all(adapter)
-    assert [t.id for t in read] == list(range(1, 10))
-    assert any(p["page"] == "4" for p in fake.list_params)
+    assert [t.id for t in read] == [1, 2, 3, 4, 5, 20, 21]
+    assert requested(fake) == [
+        *[("00:00:00", page) for page in "123"],  # pages deeper while the second fills them
+        *[("00:00:00", page) for page in "123"],  # the second again: nothing new, so it is complete
+        ("00:00:01", "1"),
+    ]
 
 
-async def test_a_whole_slice_in_one_second_moves_on_and_warns(adapter, httpx_mock, small_pages, caplog):
-    same = [ticket_json(i, T0) for i in range(1, 9)]  # 8 tickets in one second: more than a slice (6)
+async def test_an_edit_while_paging_a_crowded_second_loses_nothing(
+    adapter, httpx_mock, small_pages, monkeypatch
+):
+    """Ticket 1 leaves the second after pages 1-2 were read: 5 slides onto page 2, found by the recheck."""
+    monkeypatch.setattr(incremental, "MAX_PAGE", 300)
+    same = [ticket_json(i, T0) for i in range(1, 9)]
+    later = [ticket_json(20, T0 + timedelta(seconds=1)), ticket_json(21, T0 + timedelta(seconds=2))]
+    fake = FakeFreshdesk(same + later)
+    edited = T0 + timedelta(seconds=30)
+    httpx_mock.add_callback(
+        editing(fake, 2, lambda: fake.edit(1, edited)), method="GET", url=LIST_URL, is_reusable=True
+    )
+    read = [(t.id, t.updated_at) async for t in adapter.iter_updated_tickets(T0)]
+    assert sorted({tid for tid, _ in read}) == [1, 2, 3, 4, 5, 6, 7, 8, 20, 21]
+    assert len(read) == len(set(read)) == 11  # ticket 1 twice: before and after the edit
+    assert [stamp for _, stamp in read] == sorted(stamp for _, stamp in read)
+
+
+async def test_a_whole_cap_in_one_second_moves_on_and_warns(adapter, httpx_mock, small_pages, caplog):
+    same = [ticket_json(i, T0) for i in range(1, 9)]  # 8 tickets in one second: more than 3 pages of 2
     later = [ticket_json(20, T0 + timedelta(seconds=1)), ticket_json(21, T0 + timedelta(seconds=2))]
     fake = FakeFreshdesk(same + later)
     serve(httpx_mock, fake)
@@ -104,12 +143,23 @@ async def test_a_whole_slice_in_one_second_moves_on_and_warns(adapter, httpx_moc
     assert "may be missed" in caplog.text
 
 
+async def test_cap_signalled_by_the_page_error_also_moves_on(adapter, httpx_mock, small_pages, monkeypatch):
+    """A server that links to page 4 past the cap and answers it with the 400 page error."""
+    monkeypatch.setattr(incremental, "MAX_PAGE", 10)  # the client follows Link into the error
+    same = [ticket_json(i, T0) for i in range(1, 9)]
+    fake = FakeFreshdesk([*same, ticket_json(20, T0 + timedelta(seconds=1))], max_page=3)
+    serve(httpx_mock, fake)
+    read = await read_all(adapter)
+    assert [t.id for t in read] == [1, 2, 3, 4, 5, 6, 20]
+    assert ("00:00:00", "4") in requested(fake)
+
+
 async def test_until_is_exclusive_and_stops_reading_early(adapter, httpx_mock, small_pages):
     fake = FakeFreshdesk(spread(10))
     serve(httpx_mock, fake)
     read = await read_all(adapter, until=T0 + timedelta(seconds=3))
     assert [t.id for t in read] == [1, 2, 3]
-    assert len(fake.list_params) == 2  # page 2 held the first row at/after until
+    assert len(fake.list_params) == 3  # the third page held the first row at/after until
 
 
 async def test_malformed_rows_go_to_the_callback_and_the_rest_is_read(adapter, httpx_mock):

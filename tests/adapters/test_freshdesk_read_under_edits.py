@@ -1,0 +1,86 @@
+"""The incremental read while the simulator's agents edit tickets, judged by the simulator's own state.
+
+An edit moves a ticket to the end of the ``updated_at`` order. Offset pages then shift, and a row
+not yet read can slide onto a page already read; the reader must lose no ticket to that.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from adapters.base import Ticket
+from adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig, incremental
+from adapters.simulator import Simulator, SimulatorConfig, run_simulator
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+UNLIMITED = {"plan": "custom", "rate_limit_total": 10**6, "rate_limit_tickets_list": 10**6}
+
+
+@pytest.fixture(autouse=True)
+def small_pages(monkeypatch):
+    """Pages of 20, so a read of a few thousand tickets takes 100+ pages and edits land in between."""
+    monkeypatch.setattr(incremental, "PER_PAGE", 20)
+
+
+def connect(sim: Simulator) -> FreshdeskAdapter:
+    return FreshdeskAdapter(
+        FreshdeskConfig(base_url=sim.base_url, freshdesk_api_key=sim.api_key, **UNLIMITED)
+    )
+
+
+def listed_now(sim: Simulator) -> set[int]:
+    """Ids of the tickets ``GET /tickets`` lists now (not spam, not deleted)."""
+    return {
+        tid for tid in sim.ticket_ids() if not (sim.ticket(tid)["spam"] or sim.ticket(tid).get("deleted"))
+    }
+
+
+def agent_edits(sim: Simulator) -> int:
+    return sum(change.source == "agent" for change in sim.changes)
+
+
+async def test_agents_editing_between_pages_lose_no_ticket():
+    """Two agent edits before every list page (deterministic): every ticket listed when the read
+    began is read, no version twice, in ascending ``updated_at`` order."""
+    with run_simulator(SimulatorConfig(tickets=3_000, open_tickets=300, seed=21)) as sim:
+        before = listed_now(sim)
+        async with connect(sim) as adapter:
+            request = adapter.client.request
+
+            async def editing(method, path, **kwargs):
+                if path == "/tickets":
+                    sim.random_agent_edit()
+                    sim.random_agent_edit()
+                return await request(method, path, **kwargs)
+
+            adapter.client.request = editing
+            read: list[Ticket] = [t async for t in adapter.iter_updated_tickets(EPOCH)]
+        edits = agent_edits(sim)
+
+    versions = [(t.id, t.updated_at) for t in read]
+    assert edits > 250  # two per page over ~150 pages
+    assert len(versions) == len(set(versions)), "a version was yielded twice"
+    lost = before - {t.id for t in read}
+    assert not lost, f"{len(lost)} tickets listed when the read began were never read"
+    stamps = [stamp for _, stamp in versions]
+    assert stamps == sorted(stamps)
+
+
+async def test_agents_at_work_on_the_server_thread_lose_no_ticket():
+    """Agents at 12,000 edits a minute on the simulator's own thread while the adapter reads."""
+    config = SimulatorConfig(tickets=3_000, open_tickets=300, seed=22, agent_edits_per_minute=12_000)
+    with run_simulator(config) as sim:
+        before = listed_now(sim)
+        edits_before = agent_edits(sim)
+        started = time.monotonic()
+        async with connect(sim) as adapter:
+            read = [t.id async for t in adapter.iter_updated_tickets(EPOCH)]
+        elapsed = time.monotonic() - started
+        edits_during = agent_edits(sim) - edits_before
+
+    assert edits_during >= min(50, int(elapsed * 100)), (edits_during, elapsed)
+    lost = before - set(read)
+    assert not lost, f"{len(lost)} of {len(before)} tickets never read while agents made {edits_during} edits"
