@@ -11,13 +11,13 @@ import uuid
 from datetime import datetime, timedelta
 
 from prefect import flow
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from pydantic import BaseModel, Field, model_validator
 
-from flows.common import current_run_id, publish, start_flow
-from flows.triage import config_path, run_stages, settings_overrides
+from flows.common import current_attempt, current_run_id, publish, start_flow
+from flows.incremental import config_path, run_stages, settings_overrides
 from tasks.context import StageContext
 from tasks.manifest import Manifest
+from tasks.prefect_tasks import progress
 from triage.lake import Lake
 from triage.lake.runs import UtcDatetime, completed_windows
 from triage.settings import Mode, load_settings
@@ -66,28 +66,29 @@ def backfill_flow(params: BackfillParams) -> BackfillSummary:
     lake = Lake(load_settings(params.config, **overrides).pipeline.lake)
     windows = batches(params.start, params.end, params.batch_hours)
     done = completed_windows(lake, flow="backfill")
-    progress = create_progress_artifact(progress=0.0, description="backfill: batches done")
     processed: list[str] = []
     manifests: list[Manifest] = []
     skipped = 0
-    for index, (start, end) in enumerate(windows, 1):
-        if (start, end) in done:
-            skipped += 1
-        else:
-            ctx = StageContext(
-                # Stable per backfill run and batch: a retried backfill reuses its cached stages.
-                run_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"triage-backfill:{parent}:{start}:{end}")),
-                flow="backfill",
-                window_start=start,
-                window_end=end,
-                window_source="explicit",
-                config_path=config_path(params.config),
-                overrides=overrides,
-                parent_run_id=parent,
-            )
-            manifests += run_stages(ctx)
-            processed.append(ctx.run_id)
-        update_progress_artifact(artifact_id=progress, progress=100.0 * index / len(windows))
+    with progress("backfill batches") as report:
+        for index, (start, end) in enumerate(windows, 1):
+            if (start, end) in done:
+                skipped += 1
+            else:
+                ctx = StageContext(
+                    # Stable per backfill run and batch: a retried backfill reuses its cached stages.
+                    run_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"triage-backfill:{parent}:{start}:{end}")),
+                    flow="backfill",
+                    window_start=start,
+                    window_end=end,
+                    window_source="explicit",
+                    config_path=config_path(params.config),
+                    overrides=overrides,
+                    parent_run_id=parent,
+                    attempt=current_attempt(),
+                )
+                manifests += run_stages(ctx)
+                processed.append(ctx.run_id)
+            report(index / len(windows))
     parent_ctx = StageContext(
         run_id=parent,
         flow="backfill",

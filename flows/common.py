@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -11,6 +12,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 
 from flows.report import counts_rows, markdown_report
@@ -27,16 +30,45 @@ def current_run_id() -> str:
     return str(flow_run.id or uuid.uuid4())
 
 
+def current_attempt() -> int:
+    """Which attempt of the flow run this is: 1, then 2 and up after a retry (UI, CLI or a crash's rerun)."""
+    return int(flow_run.run_count or 1)
+
+
 def scheduled_time() -> datetime:
     """The run's scheduled start (UTC, whole seconds): the same on every retry of the run."""
     when = flow_run.scheduled_start_time
     return datetime.fromtimestamp(when.timestamp(), UTC).replace(microsecond=0)
 
 
+#: The project's loggers whose warnings (429 waits, 5xx retries, ...) belong in the run's logs in the UI.
+PROJECT_LOGGERS = ("adapters", "tasks", "models")
+
+
+class _InRun(logging.Filter):
+    """Pass only records logged inside a Prefect flow or task run (the API handler needs one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def _send_project_logs_to_run() -> None:
+    """Send the project's log records (warnings and up, as configured) to the run's logs, not only to
+    the worker's stdout: Prefect forwards its own loggers only."""
+    for name in PROJECT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+            handler = APILogHandler()
+            handler.addFilter(_InRun())
+            logger.addHandler(handler)
+
+
 def start_flow() -> None:
-    """Keep secrets out of every log handler (Prefect's included); fetch the API key from a Secret
-    block when ``FRESHDESK_API_KEY_SECRET_BLOCK`` names one and ``FRESHDESK_API_KEY`` is not set."""
-    install_redaction("", "prefect")
+    """Send the project's warnings to the run's logs and keep secrets out of every log handler
+    (Prefect's included); fetch the API key from a Secret block when
+    ``FRESHDESK_API_KEY_SECRET_BLOCK`` names one and ``FRESHDESK_API_KEY`` is not set."""
+    _send_project_logs_to_run()
+    install_redaction("", "prefect", *PROJECT_LOGGERS)
     block = os.environ.get(SECRET_BLOCK_ENV)
     if block and not os.environ.get(API_KEY_ENV):
         from prefect.blocks.system import Secret

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
+from flows.incremental import RunSummary, TriageParams, triage_flow
 from flows.train import TrainParams, train_flow
-from flows.triage import RunSummary, TriageParams, triage_flow
 from tasks.train import TrainManifest
 from triage.lake import Lake
 

@@ -11,12 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from flows.common import current_run_id, publish, recorded_run, scheduled_time, start_flow
+from flows.common import (
+    current_attempt,
+    current_run_id,
+    publish,
+    recorded_run,
+    scheduled_time,
+    start_flow,
+)
 from tasks.context import StageContext
 from tasks.manifest import Counts, ExtractManifest, Manifest, PushManifest
-from tasks.prefect_tasks import decide_task, extract_task, predict_task, push_task
+from tasks.prefect_tasks import decide_task, extract_task, for_run, predict_task, push_task
+from tasks.runlog import whole_run
 from triage.lake import Lake, next_window
 from triage.lake.runs import UtcDatetime
 from triage.settings import Mode, load_settings
@@ -37,6 +45,12 @@ class TriageParams(BaseModel):
     until: UtcDatetime | None = Field(
         default=None, description="Explicit window end (UTC). Default: the run's scheduled start time."
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TriageParams:
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise ValueError("until must be after since")
+        return self
 
 
 class RunSummary(BaseModel):
@@ -84,16 +98,21 @@ def triage_context(params: TriageParams, *, run_id: str, end: datetime) -> Stage
         window_source=source,
         config_path=config_path(params.config),
         overrides=overrides,
+        attempt=current_attempt(),
     )
 
 
 def run_stages(ctx: StageContext) -> list[Manifest]:
-    """The four stages of one window and the run's own record; returns the stage manifests."""
+    """The four stages of one window and the run's own record; returns the stage manifests.
+
+    After a retry, extract and predict come back ``Cached`` and push resumes; the push manifest and
+    the run's record then describe the writes of every attempt, not only the last one's.
+    """
     with recorded_run(ctx, mode=ctx.settings().pipeline.mode) as record:
-        extracted = extract_task(ctx)
-        predicted = predict_task(ctx, extracted)
-        decided = decide_task(ctx, extracted, predicted)
-        pushed = push_task(ctx, decided, extracted)
+        extracted = for_run(extract_task, ctx)(ctx)
+        predicted = for_run(predict_task, ctx)(ctx, extracted)
+        decided = for_run(decide_task, ctx)(ctx, extracted, predicted)
+        pushed = whole_run(ctx, ctx.lake(), for_run(push_task, ctx)(ctx, decided, extracted))
         manifests = [extracted, predicted, decided, pushed]
         record.high_water_mark = extracted.high_water_mark
         record.model_version = predicted.model_version

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from flows.common import current_run_id, publish, recorded_run, scheduled_time, start_flow
 from flows.train import history_context, train_notes, train_stages
 from tasks.outcomes import OutcomesManifest
-from tasks.prefect_tasks import extract_task, outcomes_task
+from tasks.prefect_tasks import extract_task, for_run, outcomes_task
 
 
 class NightlyParams(BaseModel):
@@ -57,9 +57,9 @@ def nightly_flow(params: NightlyParams | None = None) -> OutcomesManifest:
             notes += train_notes(trained)
             record.model_version = trained.model_version
         else:
-            history = extract_task(ctx, purpose="history")
+            history = for_run(extract_task, ctx)(ctx, purpose="history")
             manifests = [history]
-        outcomes = outcomes_task(ctx, history, params.days)
+        outcomes = for_run(outcomes_task, ctx)(ctx, history, params.days)
         manifests.append(outcomes)
         record.rows_out = outcomes.rows
     publish(ctx, manifests, title="Nightly run", notes=[*notes, *outcome_notes(outcomes)])

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from flows.common import current_run_id, publish, recorded_run, scheduled_time, start_flow
-from flows.triage import config_path
+from flows.common import current_attempt, current_run_id, publish, recorded_run, scheduled_time, start_flow
+from flows.incremental import config_path
 from tasks.context import StageContext
-from tasks.prefect_tasks import extract_task, train_task
+from tasks.prefect_tasks import extract_task, for_run, train_task
 from tasks.train import TrainManifest
 from triage.settings import load_settings
 
@@ -42,13 +42,14 @@ def history_context(
         window_end=end,
         window_source="explicit",
         config_path=config_path(config),
+        attempt=current_attempt(),
     )
 
 
 def train_stages(ctx: StageContext, *, promote: bool) -> tuple[list, TrainManifest]:
     """History extract then training; returns the manifests and the training manifest."""
-    history = extract_task(ctx, purpose="history")
-    trained = train_task(ctx, history, promote=promote)
+    history = for_run(extract_task, ctx)(ctx, purpose="history")
+    trained = for_run(train_task, ctx)(ctx, history, promote=promote)
     return [history, trained], trained
 
 

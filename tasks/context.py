@@ -34,10 +34,17 @@ class StageContext(BaseModel):
     config_path: str | None = None
     overrides: dict[str, Any] = {}
     parent_run_id: str | None = None
+    #: Which attempt of the flow run this is (Prefect's run count: 2 and up after a retry).
+    attempt: int = 1
 
     @property
     def window(self) -> Window:
         return Window(start=self.window_start, end=self.window_end, source=self.window_source)
+
+    @property
+    def window_label(self) -> str:
+        """The window for people, e.g. ``[2026-01-01 00:00, 2026-01-02 00:00)`` (names task runs)."""
+        return f"[{self.window_start:%Y-%m-%d %H:%M}, {self.window_end:%Y-%m-%d %H:%M})"
 
     @property
     def partition(self) -> datetime:

@@ -5,26 +5,35 @@ import nothing of Prefect. Here:
 
 - retries with exponential backoff and jitter, only for transient ticket-system failures
   (:func:`adapters.errors.is_transient`);
-- extract and predict persist their manifests under a cache key made of the run id (the flow-run
-  id) and the window, so a retried flow run gets them back as ``Cached`` and reuses the lake
-  partitions they point to; decide is cheap and re-runs; push is never cached (the audit trail is
-  its idempotency record);
-- a progress artifact per long stage.
+- extract and predict persist their manifests (as JSON) under a cache key made of the run id (the
+  flow-run id) and the window, in storage every worker reaches (:func:`result_storage`), so a retried
+  flow run gets them back as ``Cached`` on any worker and reuses the lake partitions they point to;
+  decide is cheap and re-runs; push is never cached (the audit trail is its idempotency record);
+- one progress artifact per long stage and flow run, reused by retries (no stale bars).
+
+Flows call a task through :func:`for_run`, which adds the run's result storage and a task-run name
+saying which window (backfill batch) it works on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
 
-from prefect import get_run_logger, task
+from prefect import Task, get_client, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 from prefect.context import TaskRunContext
+from prefect.filesystems import RemoteFileSystem
+from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
 from adapters.base import TicketSystemAdapter
@@ -37,8 +46,35 @@ from tasks.outcomes import OutcomesManifest
 from tasks.train import TrainManifest
 
 T = TypeVar("T")
+P = ParamSpec("P")
 M = TypeVar("M", bound=Manifest)
 CACHE_EXPIRATION = timedelta(days=7)
+#: Cached manifests are stored as JSON: readable, and nothing is unpickled from shared storage.
+RESULT_SERIALIZER = "json"
+
+
+def result_storage(ctx: StageContext) -> Path | str:
+    """Where cached stage results live: ``pipeline.results``, else ``_prefect_results`` in the lake.
+
+    Every worker that reaches the lake reaches them, so a retry picked up by another worker still
+    gets extract and predict back as ``Cached``. A local folder is given to Prefect as a path; a URL
+    (``s3://...``, through fsspec) as a saved ``RemoteFileSystem`` block, which Prefect requires for
+    anything but a path (the block holds the URL only: credentials come from the worker's environment).
+    """
+    pipeline = ctx.settings().pipeline
+    location = pipeline.results or f"{pipeline.lake.rstrip('/')}/_prefect_results"
+    if "://" not in location:
+        return Path(location).expanduser().resolve()
+    name = "triage-results-" + hashlib.sha256(location.encode()).hexdigest()[:12]
+    RemoteFileSystem(basepath=location).save(name, overwrite=True)
+    return f"remote-file-system/{name}"
+
+
+def for_run(stage: Task[P, T], ctx: StageContext) -> Task[P, T]:
+    """``stage`` with the run's result storage, named for the window it works on."""
+    return stage.with_options(
+        result_storage=result_storage(ctx), task_run_name=f"{stage.name} {ctx.window_label}"
+    )
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -100,10 +136,29 @@ def logged(manifest: M) -> M:
     return manifest
 
 
+def _progress_artifact(description: str) -> UUID:
+    """This flow run's progress artifact called ``description``, created once: an earlier attempt's
+    bar is reused (from 0) instead of staying behind, stale, beside a new one."""
+    run_id = flow_run.id
+    if run_id:
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(run_id)]),
+                    type=ArtifactFilterType(any_=["progress"]),
+                )
+            )
+        for artifact in found:
+            if artifact.description == description:
+                update_progress_artifact(artifact_id=artifact.id, progress=0.0)
+                return artifact.id
+    return create_progress_artifact(progress=0.0, description=description)
+
+
 @contextmanager
 def progress(stage: str) -> Iterator[Callable[[float], None]]:
-    """A progress artifact for ``stage``; yields a callback taking a fraction 0..1."""
-    artifact_id = create_progress_artifact(progress=0.0, description=f"{stage}: progress")
+    """The progress artifact of ``stage``; yields a callback taking a fraction 0..1."""
+    artifact_id = _progress_artifact(f"{stage}: progress")
     last = [0.0]
 
     def report(fraction: float) -> None:
@@ -119,6 +174,7 @@ def progress(stage: str) -> Iterator[Callable[[float], None]]:
 @task(
     name="extract",
     persist_result=True,
+    result_serializer=RESULT_SERIALIZER,
     cache_key_fn=_stage_key("extract"),
     cache_expiration=CACHE_EXPIRATION,
     **_RETRIES,
@@ -136,7 +192,11 @@ def extract_task(ctx: StageContext, purpose: extract.Purpose = "triage") -> Extr
 
 
 @task(
-    name="predict", persist_result=True, cache_key_fn=_stage_key("predict"), cache_expiration=CACHE_EXPIRATION
+    name="predict",
+    persist_result=True,
+    result_serializer=RESULT_SERIALIZER,
+    cache_key_fn=_stage_key("predict"),
+    cache_expiration=CACHE_EXPIRATION,
 )
 def predict_task(ctx: StageContext, tickets: ExtractManifest) -> PredictManifest:
     """The current model over the eligible tickets -> ``predictions``."""
@@ -167,7 +227,13 @@ def push_task(ctx: StageContext, decisions: DecideManifest, tickets: ExtractMani
         )
 
 
-@task(name="train", persist_result=True, cache_key_fn=_stage_key("train"), cache_expiration=CACHE_EXPIRATION)
+@task(
+    name="train",
+    persist_result=True,
+    result_serializer=RESULT_SERIALIZER,
+    cache_key_fn=_stage_key("train"),
+    cache_expiration=CACHE_EXPIRATION,
+)
 def train_task(ctx: StageContext, history: ExtractManifest, promote: bool = True) -> TrainManifest:
     """Train on the resolved history, evaluate, register (promote if not worse)."""
 

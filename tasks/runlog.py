@@ -1,4 +1,5 @@
-"""Record each stage attempt in ``runs``: ``ok`` with its counts, or ``failed`` with the error."""
+"""Record each stage attempt in ``runs`` (``ok`` with its counts, or ``failed`` with the error), and
+describe a run's writes over all its attempts."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tasks.context import StageContext
-from tasks.manifest import Counts
+from tasks.manifest import Counts, PushManifest, add_count
 from triage.lake import Lake, record_stage
 from triage.lake.runs import utcnow
 from triage.redaction import redact
+
+#: Reason codes of results that resolved a write cut off by a crash (see ``tasks.audit.AUDIT_REASONS``).
+RECOVERY_REASONS = ("confirmed_on_reread", "not_found_on_reread", "note_unverifiable")
 
 
 @dataclass
@@ -59,4 +63,27 @@ def _write(
         counts=record.counts,
         message=message,
         parent_run_id=ctx.parent_run_id,
+        attempt=ctx.attempt,
+    )
+
+
+def whole_run(ctx: StageContext, lake: Lake, pushed: PushManifest) -> PushManifest:
+    """``pushed`` (one attempt's push) widened to every attempt of the run, from its audit partition.
+
+    Per ticket and field the latest result counts, so a write that failed in the first attempt and
+    succeeded in the retry counts once, as ``ok``; ``*`` counts requests sent and cut-off writes
+    resolved over all attempts.
+    """
+    audit = lake.read_partition("audit", date=ctx.partition, run_id=ctx.run_id).to_pylist()
+    latest: dict[tuple[int, str], dict] = {}
+    for row in sorted((r for r in audit if r["phase"] == "result"), key=lambda r: r["completed_at"]):
+        latest[(row["ticket_id"], row["field"])] = row
+    counts: Counts = {}
+    for row in latest.values():
+        add_count(counts, row["field"], row["status"])
+    add_count(counts, "*", "requests", len({r["write_id"] for r in audit if r["phase"] == "intent"}))
+    add_count(counts, "*", "recovered", sum(r["reason_code"] in RECOVERY_REASONS for r in audit))
+    stars = counts["*"]
+    return pushed.model_copy(
+        update={"rows": len(audit), "counts": counts, "sent": stars["requests"], "recovered": stars["recovered"]}
     )

@@ -150,6 +150,11 @@ class ModelSettings(_Section):
 class PipelineSettings(_Section):
     mode: Mode = "shadow"
     lake: str = Field(default="data/lake", description="Local folder or a pyarrow filesystem URI (s3://...).")
+    results: str | None = Field(
+        default=None,
+        description="Where Prefect keeps cached stage results (a folder or fsspec URL every worker reaches, "
+        "so a retry on another worker reuses extract and predict); default `_prefect_results` in the lake.",
+    )
     overlap_seconds: int = Field(
         default=120, ge=0, description="Re-read this much before the last watermark."
     )

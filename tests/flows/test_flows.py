@@ -41,7 +41,7 @@ def test_train_flow_learns_from_the_resolved_history_and_promotes(trained):
 
 
 def test_triage_flow_applies_what_is_safe_and_reruns_write_nothing(world):
-    from flows.triage import TriageParams, triage_flow
+    from flows.incremental import TriageParams, triage_flow
 
     sim, lake = world["sim"], Lake(world["lake"])
     first = triage_flow(TriageParams(config=str(world["config"])))
@@ -85,7 +85,7 @@ def artifacts_of(run_id: str) -> str:
 
 
 def test_the_run_leaves_artifacts(world):
-    from flows.triage import TriageParams, triage_flow
+    from flows.incremental import TriageParams, triage_flow
 
     summary = triage_flow(TriageParams(config=str(world["config"]), mode="shadow"))
     artifacts = json.loads(artifacts_of(summary.run_id))
@@ -99,7 +99,7 @@ def test_the_run_leaves_artifacts(world):
 
 def test_a_failed_run_retried_reuses_extract_and_predict(world, monkeypatch):
     import tasks.push
-    from flows.triage import TriageParams, triage_flow
+    from flows.incremental import TriageParams, triage_flow
 
     real, calls = tasks.push.push, []
 
@@ -153,7 +153,7 @@ def test_backfill_resumes_after_a_failed_batch(world, monkeypatch):
 
 def test_nightly_compares_predictions_with_the_values_agents_finally_set(world):
     from flows.nightly import NightlyParams, nightly_flow
-    from flows.triage import TriageParams, triage_flow
+    from flows.incremental import TriageParams, triage_flow
 
     sim, lake = world["sim"], Lake(world["lake"])
     run = triage_flow(TriageParams(config=str(world["config"])))
@@ -181,7 +181,7 @@ def test_nightly_compares_predictions_with_the_values_agents_finally_set(world):
 def test_the_api_key_is_nowhere_in_the_lake_the_artifacts_or_the_persisted_results(world, caplog):
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
 
-    from flows.triage import TriageParams, triage_flow
+    from flows.incremental import TriageParams, triage_flow
 
     key = world["sim"].api_key
     with caplog.at_level("DEBUG"):
@@ -199,7 +199,7 @@ def test_the_api_key_is_nowhere_in_the_lake_the_artifacts_or_the_persisted_resul
 def test_the_api_key_can_come_from_a_prefect_secret_block(world, monkeypatch):
     from prefect.blocks.system import Secret
 
-    from flows.triage import TriageParams, triage_flow
+    from flows.incremental import TriageParams, triage_flow
 
     Secret(value=world["sim"].api_key).save("freshdesk-api-key-test", overwrite=True)
     monkeypatch.delenv("FRESHDESK_API_KEY")

@@ -16,7 +16,7 @@ NAIVE_START, NAIVE_END = datetime(2026, 1, 1), datetime(2026, 1, 2)
 
 def test_parameters_without_a_timezone_mean_utc():
     from flows.backfill import BackfillParams
-    from flows.triage import TriageParams
+    from flows.incremental import TriageParams
 
     params = TriageParams(since=NAIVE_START, until=NAIVE_END)
     assert (params.since, params.until) == (NAIVE_START.replace(tzinfo=UTC), NAIVE_END.replace(tzinfo=UTC))

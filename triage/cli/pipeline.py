@@ -62,7 +62,7 @@ def run_command(
 ) -> None:
     """One incremental triage run: extract, predict, decide, push."""
     path = validated_config(config)
-    from flows.triage import TriageParams, triage_flow
+    from flows.incremental import TriageParams, triage_flow
 
     summary = _run_flow(lambda: triage_flow(TriageParams(config=path, mode=mode, since=since, until=until)))
     typer.echo(summary.report)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pyarrow.compute as pc
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from triage.lake.io import Lake, WrittenPart
 
@@ -41,8 +41,12 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+#: ISO 8601 date or date-time. In a parameter's JSON schema Prefect's server checks a ``pattern`` before
+#: it creates a run (it does not check ``format: date-time``), so a bad date is refused at once.
+ISO_8601 = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+
 #: A datetime field that is always timezone-aware UTC (naive input is read as UTC).
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc), Field(json_schema_extra={"pattern": ISO_8601})]
 
 
 def record_stage(
@@ -64,6 +68,7 @@ def record_stage(
     counts: Mapping[str, Any] | None = None,
     message: str | None = None,
     parent_run_id: str | None = None,
+    attempt: int = 1,
 ) -> WrittenPart | None:
     """Append one row to ``runs`` (one file per stage attempt, so failed attempts stay visible)."""
     finished = finished_at or utcnow()
@@ -83,6 +88,7 @@ def record_stage(
         "counts": json.dumps(counts, sort_keys=True, default=str) if counts is not None else None,
         "message": message,
         "parent_run_id": parent_run_id,
+        "attempt": attempt,
         "started_at": started_at,
         "finished_at": finished,
     }

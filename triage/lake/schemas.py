@@ -181,6 +181,12 @@ RUNS = pa.schema(
         _f("counts", pa.string(), "Counts by outcome (JSON), e.g. decisions per field and action."),
         _f("message", pa.string(), "Error message of a failed stage, or a note."),
         _f("parent_run_id", pa.string(), "The backfill run a batch belongs to."),
+        _f(
+            "attempt",
+            pa.int32(),
+            "Attempt of the flow run that wrote the row: 1, then 2 and up after a retry (from the Prefect "
+            "UI, or a crash's rerun). A stage reused as `Cached` writes no row in later attempts.",
+        ),
         _f("started_at", TS, "Stage start (UTC).", nullable=False),
         _f("finished_at", TS, "Stage end (UTC).", nullable=False),
     ]
