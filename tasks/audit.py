@@ -3,8 +3,10 @@
 Push writes ``intent`` rows before sending a request and ``result`` rows after. From those:
 
 - :func:`done_changes`: changes with an ``ok`` (or ``unknown``) result are never sent again;
-- :func:`dangling_intents`: intents without a result were cut off by a crash and must be resolved
-  by re-reading the ticket before anything else is sent;
+- :func:`dangling_intents`: intents without a result were cut off (a crash, or an answer lost)
+  and must be resolved by re-reading the ticket before anything else is sent;
+- :func:`owed_results`: changes whose latest result is ``not_applied`` (cut off or never sent,
+  and absent on re-read) are sent by the next push in their mode, whichever run decided them;
 - :func:`own_writes`: which ``updated_at`` values our own writes produced, so the next extract does
   not re-triage tickets only because we changed them.
 """
@@ -37,9 +39,11 @@ AUDIT_REASONS: dict[str, str] = {
     "requires_unmet": "skipped: a field this one requires is no longer written or set",
     "unresolved_write": "skipped: an earlier bulk write to the ticket may still be running",
     "unreadable": "skipped: the re-read before writing could not parse the ticket (see quarantine)",
-    "confirmed_on_reread": "ok: a crash cut the request off; a re-read shows the value was written",
-    "not_found_on_reread": "not_applied: a crash cut the request off; a re-read shows no such change",
-    "note_unverifiable": "unknown: a crash cut a note off; notes cannot be re-read, so it is not resent",
+    "superseded": "skipped: an owed write dropped because a newer decision on the ticket replaces it",
+    "confirmed_on_reread": "ok: the answer was lost (or a crash cut the request off); a re-read shows it",
+    "not_found_on_reread": "not_applied: cut off, and a re-read shows no such change: sent again",
+    "not_sent": "not_applied: push stopped before sending this request: sent by the retry or next run",
+    "note_unverifiable": "unknown: a cut-off note on a ticket system whose notes cannot be listed",
     "bulk_failed": "failed: the bulk job reported this ticket as failed (see error)",
     "ValidationError": "failed: the ticket system rejected the values (400; error lists each field)",
     "GoneError": "failed: the ticket is spam or deleted (405)",
@@ -87,6 +91,30 @@ def dangling_intents(lake: Lake) -> list[dict[str, Any]]:
     ).to_pylist()
     resolved = {(r["write_id"], r["ticket_id"], r["field"]) for r in results}
     return [i for i in intents if (i["write_id"], i["ticket_id"], i["field"]) not in resolved]
+
+
+def owed_results(lake: Lake, kind: str) -> list[dict[str, Any]]:
+    """The latest result rows of ``kind`` changes (``write`` or ``note``) still owed.
+
+    A change is owed while its latest result is ``not_applied``; an ``unresolved_write`` skip does
+    not settle it (the earlier intent is still open), every other result does.
+    """
+    owed = lake.scan(
+        "audit",
+        filter=(pc.field("phase") == "result") & (pc.field("status") == "not_applied"),
+        columns=["ticket_id"],
+    ).column("ticket_id")
+    if not len(owed):
+        return []
+    rows = lake.scan(
+        "audit",
+        filter=(pc.field("phase") == "result") & pc.field("ticket_id").isin(pc.unique(owed)),
+    ).to_pylist()
+    latest: dict[ChangeKey, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: r["completed_at"]):
+        if row["reason_code"] != "unresolved_write":
+            latest[change_key(row["ticket_id"], row["field"], row["label"], row["method"])] = row
+    return [row for key, row in latest.items() if row["status"] == "not_applied" and key[3] == kind]
 
 
 @dataclass

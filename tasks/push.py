@@ -2,21 +2,26 @@
 
 Order of work, each step safe to repeat:
 
-1. Re-read the tickets changed since the snapshot (one incremental read, not one call per ticket).
-2. Resolve intents a crash left without a result, from that re-read: a ticket carrying the value
-   was written (``ok``), one without it was not (``not_applied``: sent again below). A bulk write
-   younger than ``pipeline.bulk_settle_seconds`` may still be running: its ticket waits.
+1. Re-read the tickets changed since the extract (one incremental read, not one call per ticket).
+2. Resolve intents left without a result (a crash, or an answer lost) from that re-read: a ticket
+   carrying the value was written (``ok``), one without it was not (``not_applied``); a note is
+   looked up in the ticket's conversations. A bulk write younger than
+   ``pipeline.bulk_settle_seconds`` may still be running: its ticket waits.
 3. Shadow mode stops here: nothing is sent.
-4. Re-check the decided changes (:func:`tasks.push_plan.recheck`) and plan requests.
-5. Per batch: re-read what changed since the last read when ``pipeline.push_reread_seconds`` have
-   passed, and re-check the batch (a long push takes minutes at Freshdesk's limits: an agent may
-   act meanwhile); write ``intent`` rows, send, write ``result`` rows. A transient or authentication failure stops the stage after recording what is
-   known; a rerun resumes from the audit trail.
+4. The changes to make: this run's decisions plus those earlier pushes still owe (latest result
+   ``not_applied``), re-checked (:func:`tasks.push_plan.recheck`) and planned as requests.
+5. Per batch: ``intent`` rows; then each request re-reads its tickets right before it is sent (a
+   single update reads its ticket; a bulk update the tickets changed since the last read), is
+   re-checked against them, sent, and gets ``result`` rows. A transient or authentication failure
+   stops the stage after recording what is known: a bulk request whose answer was lost is re-read,
+   the batch's unsent requests are ``not_applied`` (``not_sent``); the retry or the next run sends
+   what is owed. Suggestion notes re-read between batches every ``pipeline.push_reread_seconds``.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,12 +29,21 @@ from typing import Any
 
 from adapters.base import FieldSpec, Ticket, TicketSystemAdapter
 from adapters.errors import AuthenticationError, MalformedTicketError, TicketSystemError, is_transient
-from tasks.audit import ChangeKey, dangling_intents, done_changes, write_audit
+from tasks.audit import KIND, change_key, dangling_intents, done_changes, owed_results, write_audit
 from tasks.context import StageContext
 from tasks.manifest import DecideManifest, ExtractManifest, PushManifest, add_count
-from tasks.push_plan import Change, Method, Request, Skip, plan_notes, plan_writes, recheck
+from tasks.push_plan import (
+    Change,
+    Method,
+    Request,
+    Skip,
+    note_reference,
+    plan_notes,
+    plan_writes,
+    recheck,
+)
 from tasks.runlog import recorded
-from tasks.snapshots import latest_snapshots, quarantine_row, row_ticket
+from tasks.snapshots import latest_snapshots, quarantine_row, row_ticket, snapshots_at
 from triage.lake import Lake
 from triage.lake.runs import utcnow
 from triage.redaction import redact
@@ -38,6 +52,8 @@ from triage.settings import Settings
 #: Single updates and notes are recorded in batches of this many requests (one intent and one
 #: result part each); a bulk update is its own batch.
 SINGLE_BATCH = 25
+
+Rows = list[dict[str, Any]]
 
 
 @dataclass
@@ -54,13 +70,18 @@ class _Push:
     method: Method = "update"
     rows: int = 0
     sent: int = 0
-    #: The tickets as last seen: the snapshot, or the latest re-read where they changed since.
+    #: The tickets as decided on: this run's snapshots, and those of the writes it still owes.
     snapshots: dict[int, Ticket] = field(default_factory=dict)
+    #: The tickets as last seen: the snapshot, or the latest re-read where they changed since.
     current: dict[int, Ticket] = field(default_factory=dict)
-    #: When the last re-read started (the next one reads changes since then, minus the overlap).
+    #: When the last incremental re-read started (the next one reads changes since then).
     read_at: datetime | None = None
 
-    def record(self, rows: list[dict[str, Any]]) -> None:
+    @property
+    def slack(self) -> timedelta:
+        return timedelta(seconds=self.settings.pipeline.own_write_tolerance_seconds)
+
+    def record(self, rows: Rows) -> None:
         part = write_audit(self.lake, rows, run_id=self.ctx.run_id, partition=self.ctx.partition)
         if part:
             self.paths.append(part.path)
@@ -68,6 +89,33 @@ class _Push:
         for row in rows:
             if row["phase"] == "result":
                 add_count(self.counts, row["field"], row["status"])
+
+    def check(
+        self, changes: list[Change], unreadable: set[int] = frozenset()
+    ) -> tuple[list[Change], list[Skip]]:
+        """``changes`` re-checked against the tickets as last seen."""
+        return recheck(
+            changes,
+            method=self.method,
+            done=set(),
+            pending=set(),
+            unreadable=unreadable,
+            snapshots=self.snapshots,
+            fresh=self.current,
+            specs=self.specs,
+            rules=self.settings.fields,
+        )
+
+    def requests(self, changes: list[Change], *, bulk: bool | None = None) -> list[Request]:
+        if self.method == "note":
+            return plan_notes(changes, specs=self.specs)
+        pipeline = self.settings.pipeline
+        return plan_writes(
+            changes,
+            tag=pipeline.triaged_tag,
+            bulk=pipeline.bulk_update if bulk is None else bulk,
+            bulk_min_tickets=pipeline.bulk_min_tickets,
+        )
 
 
 async def push(
@@ -85,13 +133,17 @@ async def push(
     with recorded(ctx, lake, "push", mode=mode) as record:
         method: Method = "note" if mode == "suggest" else "update"
         state = _Push(ctx, settings, lake, adapter, {}, [], {}, method=method)
-        wanted = {"shadow": (), "suggest": ("apply", "suggest"), "apply": ("apply",)}[mode]
-        changes = _load_changes(lake, decisions, wanted=wanted) if wanted else []
+        sends = mode != "shadow"
+        changes = _load_changes(
+            lake, decisions, wanted=("apply", "suggest") if mode == "suggest" else ("apply",)
+        )
+        changes = changes if sends else []
         dangling = dangling_intents(lake)
+        owed = owed_results(lake, KIND[method]) if sends else []
         recovered = 0
-        if changes or dangling:
+        if changes or dangling or owed:
             state.specs = await adapter.get_fields()
-            requests, recovered = await _plan(state, changes, tickets, dangling)
+            requests, recovered = await _plan(state, changes, tickets, dangling, owed, sends=sends)
             await _send_all(state, requests, on_progress)
         add_count(state.counts, "*", "requests", state.sent)
         add_count(state.counts, "*", "recovered", recovered)
@@ -108,79 +160,78 @@ async def push(
 
 
 async def _plan(
-    state: _Push, changes: list[Change], tickets: ExtractManifest, dangling: list[dict[str, Any]]
+    state: _Push,
+    changes: list[Change],
+    tickets: ExtractManifest,
+    dangling: Rows,
+    owed: Rows,
+    *,
+    sends: bool,
 ) -> tuple[list[Request], int]:
-    """Re-read, resolve cut-off writes, re-check the changes; the requests and how many were resolved."""
+    """Re-read, resolve cut-off writes, add owed ones, re-check; the requests and how many were resolved."""
     settings, lake = state.settings, state.lake
     state.snapshots = {
         t: row_ticket(r) for t, r in latest_snapshots(lake.read_paths("tickets", tickets.paths)).items()
     }
-    since = min([tickets.started_at, *(i["sent_at"] for i in dangling if i["sent_at"])])
+    since = min([tickets.started_at, *(r["sent_at"] for r in [*dangling, *owed] if r["sent_at"])])
     state.read_at = utcnow()
     fresh, unreadable = await _changed_since(
         state, since - timedelta(seconds=settings.pipeline.overlap_seconds)
     )
+    pending, recovered = await _resolve(state, dangling, fresh)
+    if sends and recovered:
+        owed = owed_results(lake, KIND[state.method])  # now with what the re-read found missing
+    changes = [*changes, *_owed(state, changes, owed)]
     state.current = {**state.snapshots, **fresh}
-    pending, recovered = _resolve(state, dangling, fresh)
-    kept = _recheck(
-        state,
-        changes,
-        done=done_changes(lake, {c.ticket_id for c in changes}),
-        pending=pending,
-        unreadable=unreadable,
-    )
-    return _requests(state, kept), recovered
-
-
-def _recheck(
-    state: _Push,
-    changes: list[Change],
-    *,
-    done: set[ChangeKey] = frozenset(),
-    pending: set[int] = frozenset(),
-    unreadable: set[int] = frozenset(),
-) -> list[Change]:
-    """The changes still to send against the tickets as last seen; audits the skipped ones."""
     kept, skipped = recheck(
         changes,
         method=state.method,
-        done=done,
+        done=done_changes(lake, {c.ticket_id for c in changes}),
         pending=pending,
         unreadable=unreadable,
         snapshots=state.snapshots,
         fresh=state.current,
         specs=state.specs,
-        rules=state.settings.fields,
+        rules=settings.fields,
     )
     if skipped:
         state.record([_skip_row(state.ctx, s, state.method) for s in skipped])
-    return kept
+    return state.requests(kept), recovered
 
 
-def _requests(state: _Push, changes: list[Change]) -> list[Request]:
-    if state.method == "note":
-        return plan_notes(changes, specs=state.specs)
-    pipeline = state.settings.pipeline
-    return plan_writes(
-        changes,
-        tag=pipeline.triaged_tag,
-        bulk=pipeline.bulk_update,
-        bulk_min_tickets=pipeline.bulk_min_tickets,
-    )
-
-
-async def _reread(state: _Push, batch: list[Request]) -> list[Request]:
-    """``batch`` re-checked against what changed since the last read (re-planned if anything did)."""
-    started = utcnow()
-    assert state.read_at is not None
-    slack = timedelta(seconds=state.settings.pipeline.own_write_tolerance_seconds)
-    fresh, unreadable = await _changed_since(state, state.read_at - slack)
-    state.read_at = started
-    state.current.update(fresh)
-    ids = {t for r in batch for t in r.ticket_ids}
-    changes = [c for r in batch for c in r.changes]
-    kept = _recheck(state, changes, unreadable=unreadable & ids)
-    return batch if len(kept) == len(changes) else _requests(state, kept)
+def _owed(state: _Push, changes: list[Change], owed: Rows) -> list[Change]:
+    """Changes earlier pushes still owe, with their snapshots; those a newer decision replaces are
+    audited ``superseded``."""
+    decided = {c.ticket_id for c in changes}
+    keys = {change_key(c.ticket_id, c.field, c.label, state.method) for c in changes}
+    carried: list[Change] = []
+    superseded: list[Skip] = []
+    for row in owed:
+        change = Change(
+            ticket_id=row["ticket_id"],
+            field=row["field"],
+            label=row["label"],
+            probability=None,
+            decision_run_id=row["decision_run_id"],
+            model_version=row["model_version"],
+            snapshot_updated_at=row["snapshot_updated_at"],
+        )
+        if change_key(change.ticket_id, change.field, change.label, state.method) in keys:
+            continue  # this run decided the same change
+        if change.ticket_id in decided:
+            superseded.append(Skip(change, "superseded", "a newer decision on this ticket replaces it"))
+        else:
+            carried.append(change)
+    found = snapshots_at(state.lake, {(c.ticket_id, c.snapshot_updated_at) for c in carried})
+    for change in sorted(carried, key=lambda c: c.snapshot_updated_at):
+        snapshot = found.get((change.ticket_id, change.snapshot_updated_at))
+        if snapshot is None:
+            superseded.append(Skip(change, "unreadable", "the snapshot it was decided on is not in the lake"))
+        else:
+            state.snapshots[change.ticket_id] = snapshot
+    if superseded:
+        state.record([_skip_row(state.ctx, s, state.method) for s in superseded])
+    return [c for c in carried if c.ticket_id in state.snapshots]
 
 
 def _load_changes(lake: Lake, decisions: DecideManifest, *, wanted: tuple[str, ...]) -> list[Change]:
@@ -219,38 +270,61 @@ async def _changed_since(state: _Push, since: datetime) -> tuple[dict[int, Ticke
     return fresh, {exc.ticket_id for exc in malformed if exc.ticket_id is not None}
 
 
-def _resolve(
-    state: _Push, dangling: list[dict[str, Any]], fresh: Mapping[int, Ticket]
-) -> tuple[set[int], int]:
-    """Result rows for intents a crash cut off; returns the tickets still pending and how many resolved."""
+async def _resolve(state: _Push, dangling: Rows, fresh: Mapping[int, Ticket]) -> tuple[set[int], int]:
+    """Result rows for intents left open; returns the tickets still pending and how many resolved."""
     now = utcnow()
     settle = timedelta(seconds=state.settings.pipeline.bulk_settle_seconds)
     pending: set[int] = set()
-    rows: list[dict[str, Any]] = []
+    rows: Rows = []
+    notes: dict[str, Rows] = defaultdict(list)
     for intent in dangling:
-        ticket = fresh.get(intent["ticket_id"])
         base = {**intent, "run_id": state.ctx.run_id, "phase": "result", "completed_at": now}
         if intent["method"] == "note":
-            rows.append({**base, "status": "unknown", "reason_code": "note_unverifiable"})
+            notes[intent["write_id"]].append(base)
             continue
+        ticket = fresh.get(intent["ticket_id"])
         spec = state.specs.get(intent["field"])
         value = ticket.native(intent["field"]) if ticket else None
         if ticket is not None and (spec.to_label(value) if spec else value) == intent["label"]:
-            rows.append(
-                {
-                    **base,
-                    "status": "ok",
-                    "reason_code": "confirmed_on_reread",
-                    "ticket_updated_at": ticket.updated_at,
-                }
-            )
+            rows.append(_confirmed(base, ticket))
         elif intent["method"] == "bulk_update" and intent["sent_at"] and now - intent["sent_at"] < settle:
             pending.add(intent["ticket_id"])  # its job may still be running: decide next time
         else:
             rows.append({**base, "status": "not_applied", "reason_code": "not_found_on_reread"})
+    for note in notes.values():
+        reference = note_reference(_change(r) for r in note)
+        found = await state.adapter.has_note(note[0]["ticket_id"], reference)
+        outcome = {
+            True: {"status": "ok", "reason_code": "confirmed_on_reread"},
+            False: {"status": "not_applied", "reason_code": "not_found_on_reread"},
+            None: {"status": "unknown", "reason_code": "note_unverifiable"},
+        }[found]
+        rows.extend({**r, **outcome} for r in note)
     if rows:
         state.record(rows)
     return pending, len(rows)
+
+
+def _change(row: dict[str, Any]) -> Change:
+    """The change an audit row carries out."""
+    return Change(
+        ticket_id=row["ticket_id"],
+        field=row["field"],
+        label=row["label"],
+        probability=None,
+        decision_run_id=row["decision_run_id"],
+        model_version=row["model_version"],
+        snapshot_updated_at=row["snapshot_updated_at"],
+    )
+
+
+def _confirmed(base: dict[str, Any], ticket: Ticket) -> dict[str, Any]:
+    return {
+        **base,
+        "status": "ok",
+        "reason_code": "confirmed_on_reread",
+        "ticket_updated_at": ticket.updated_at,
+    }
 
 
 async def _send_all(
@@ -274,8 +348,8 @@ async def _send_all(
     done = 0
     for index, batch in enumerate(batches):
         size = sum(len(r.ticket_ids) for r in batch)
-        if index and state.read_at is not None and utcnow() - state.read_at >= every:
-            batch = await _reread(state, batch)
+        if index and state.method == "note" and utcnow() - state.read_at >= every:
+            batch = await _reread_notes(state, batch)
         await _send_batch(state, batch)
         done += size
         if on_progress:
@@ -284,10 +358,23 @@ async def _send_all(
         on_progress(1.0)
 
 
+async def _reread_notes(state: _Push, batch: list[Request]) -> list[Request]:
+    """A batch of notes re-checked against what changed since the last read."""
+    started = utcnow()
+    assert state.read_at is not None
+    fresh, unreadable = await _changed_since(state, state.read_at - state.slack)
+    state.read_at = started
+    state.current.update(fresh)
+    changes = [c for r in batch for c in r.changes]
+    kept, skipped = state.check(changes, unreadable)
+    if skipped:
+        state.record([_skip_row(state.ctx, s, state.method) for s in skipped])
+    return batch if len(kept) == len(changes) else state.requests(kept)
+
+
 async def _send_batch(state: _Push, batch: list[Request]) -> None:
-    """Intents, then the requests, then their results; on a stopping error the results so far first."""
-    if not batch:
-        return
+    """Intents, then each request (re-read right before it), then the results; on a stopping
+    error the results known so far, the lost request re-read, the unsent ones ``not_sent``."""
     write_ids = [uuid.uuid4().hex for _ in batch]
     sent_at = utcnow()
     state.record(
@@ -297,21 +384,58 @@ async def _send_batch(state: _Push, batch: list[Request]) -> None:
             for c in r.changes
         ]
     )
-    results: list[dict[str, Any]] = []
+    results: Rows = []
+    index = 0
     try:
-        for request, write_id in zip(batch, write_ids, strict=True):
-            results.extend(await _send(state, request, write_id))
-            state.sent += 1
+        while index < len(batch):
+            results.extend(await _send(state, batch[index], write_ids[index]))
+            index += 1
+    except TicketSystemError:
+        results.extend(await _after_lost(state, batch[index], write_ids[index], sent_at))
+        now = utcnow()
+        for request, write_id in zip(batch[index + 1 :], write_ids[index + 1 :], strict=True):
+            results.extend(
+                _row(state.ctx, request, c, write_id, "result", "not_applied", sent_at, completed_at=now)
+                | {"reason_code": "not_sent"}
+                for c in request.changes
+            )
+        raise
     finally:
         if results:
             state.record(results)
 
 
-async def _send(state: _Push, request: Request, write_id: str) -> list[dict[str, Any]]:
+async def _after_lost(state: _Push, request: Request, write_id: str, sent_at: datetime) -> Rows:
+    """Results for a bulk request whose answer was lost: what a re-read shows written is ``ok``; the
+    rest stays open (its job may still run). Single updates and notes were re-read by the adapter."""
+    if request.method != "bulk_update":
+        return []
+    try:
+        fresh, _ = await _changed_since(state, sent_at - state.slack)
+    except TicketSystemError:
+        return []  # the re-read fails too: the next push resolves the intents
+    now = utcnow()
+    rows = []
+    for change in request.changes:
+        ticket = fresh.get(change.ticket_id)
+        spec = state.specs.get(change.field)
+        if (
+            ticket is not None
+            and spec is not None
+            and spec.to_label(ticket.native(change.field)) == change.label
+        ):
+            base = _row(state.ctx, request, change, write_id, "result", "ok", sent_at, completed_at=now)
+            rows.append(_confirmed(base, ticket))
+    return rows
+
+
+async def _send(state: _Push, request: Request, write_id: str) -> Rows:
+    """Re-read, re-check and send one request; its result rows. Refusals are ``failed`` rows;
+    transient and authentication errors are raised (the stage stops)."""
     ctx, adapter = state.ctx, state.adapter
     sent_at = utcnow()
 
-    def rows(status: str, changes, **extra) -> list[dict[str, Any]]:
+    def rows(status: str, changes, **extra) -> Rows:
         return [
             _row(ctx, request, c, write_id, "result", status, sent_at, completed_at=utcnow(), **extra)
             for c in changes
@@ -319,25 +443,21 @@ async def _send(state: _Push, request: Request, write_id: str) -> list[dict[str,
 
     try:
         if request.method == "bulk_update":
-            result = await adapter.bulk_update(request.ticket_ids, request.data)
-            meta = {
-                "http_status": result.status_code,
-                "request_id": result.request_id,
-                "job_id": result.job_id,
-            }
-            ok = set(result.succeeded)
-            out = rows("ok", [c for c in request.changes if c.ticket_id in ok], **meta)
-            for c in request.changes:
-                if c.ticket_id not in ok:
-                    reason = result.failed.get(c.ticket_id, "no result for this ticket")
-                    out += rows("failed", [c], reason_code="bulk_failed", error=redact(reason), **meta)
-            return out
+            return await _send_bulk(state, request, write_id)
         ticket_id = request.ticket_ids[0]
         if request.method == "note":
             await adapter.add_note(ticket_id, request.data["body"], private=True)
+            state.sent += 1
             return rows("ok", request.changes, **_last_response(adapter))
-        updated = await adapter.update_ticket(ticket_id, request.data, current=state.current.get(ticket_id))
-        return rows("ok", request.changes, ticket_updated_at=updated.updated_at, **_last_response(adapter))
+        state.current[ticket_id] = fresh = await adapter.get_ticket(ticket_id)  # right before the write
+        kept, skipped = state.check(list(request.changes))
+        out = [_skip_row(ctx, s, request.method, write_id) for s in skipped]
+        if not kept:
+            return out
+        data = request.data if not skipped else state.requests(kept, bulk=False)[0].data
+        updated = await adapter.update_ticket(ticket_id, data, current=fresh)
+        state.sent += 1
+        return out + rows("ok", kept, ticket_updated_at=updated.updated_at, **_last_response(adapter))
     except TicketSystemError as exc:
         if is_transient(exc) or isinstance(exc, AuthenticationError):
             raise  # the stage stops; this request's intent stays open and is resolved on rerun
@@ -349,6 +469,46 @@ async def _send(state: _Push, request: Request, write_id: str) -> list[dict[str,
             request_id=exc.request_id,
             error=redact(str(exc)),
         )
+
+
+async def _send_bulk(state: _Push, request: Request, write_id: str) -> Rows:
+    """Re-read the tickets changed since the last read, re-check, and send the bulk update; tickets
+    whose changes no longer match it go out as single updates (each re-read again)."""
+    started = utcnow()
+    assert state.read_at is not None
+    fresh, unreadable = await _changed_since(state, state.read_at - state.slack)
+    state.read_at = started
+    state.current.update(fresh)
+    kept, skipped = state.check(list(request.changes), unreadable & set(request.ticket_ids))
+    out = [_skip_row(state.ctx, s, request.method, write_id) for s in skipped]
+    if skipped:
+        for single in state.requests(kept, bulk=False):
+            out += await _send(state, single, write_id)
+        return out
+    sent_at = utcnow()
+    result = await state.adapter.bulk_update(request.ticket_ids, request.data)
+    state.sent += 1
+    meta = {"http_status": result.status_code, "request_id": result.request_id, "job_id": result.job_id}
+    ok = set(result.succeeded)
+    for change in request.changes:
+        status, extra = ("ok", {}) if change.ticket_id in ok else ("failed", {"reason_code": "bulk_failed"})
+        if status == "failed":
+            extra["error"] = redact(result.failed.get(change.ticket_id, "no result for this ticket"))
+        out.append(
+            _row(
+                state.ctx,
+                request,
+                change,
+                write_id,
+                "result",
+                status,
+                sent_at,
+                completed_at=utcnow(),
+                **meta,
+                **extra,
+            )
+        )
+    return out
 
 
 def _last_response(adapter: TicketSystemAdapter) -> dict[str, Any]:
@@ -386,13 +546,14 @@ def _row(
     }
 
 
-def _skip_row(ctx: StageContext, skip: Skip, method: Method) -> dict[str, Any]:
+def _skip_row(ctx: StageContext, skip: Skip, method: Method, write_id: str | None = None) -> dict[str, Any]:
+    """A ``skipped`` result (for an intent already written: with that intent's ``write_id``)."""
     request = Request(method, (skip.change.ticket_id,), {}, (skip.change,))
     return _row(
         ctx,
         request,
         skip.change,
-        uuid.uuid4().hex,
+        write_id or uuid.uuid4().hex,
         "result",
         "skipped",
         utcnow(),

@@ -5,14 +5,16 @@
   writes whose required fields are no longer satisfied.
 - :func:`plan_writes` puts each ticket's fields in one request and groups tickets with identical
   changes into bulk updates (at most 100 ids each); the rest are single updates.
-- :func:`plan_notes` makes one private note per ticket listing its suggestions.
+- :func:`plan_notes` makes one private note per ticket listing its suggestions, with a reference
+  (:func:`note_reference`) that finds the note again in the ticket's conversations.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -198,5 +200,12 @@ def note_body(changes: list[Change], specs: Mapping[str, FieldSpec]) -> str:
     version = next((c.model_version for c in changes if c.model_version), "unknown")
     return (
         "<p>AI triage suggestions (nothing was changed):</p>"
-        f"<ul>{''.join(items)}</ul><p>Model version {html.escape(version)}.</p>"
+        f"<ul>{''.join(items)}</ul><p>Model version {html.escape(version)}. "
+        f"Reference {note_reference(changes)}.</p>"
     )
+
+
+def note_reference(changes: Iterable[Change]) -> str:
+    """A reference naming one suggestion note, computed from what the audit trail keeps of it."""
+    key = sorted(f"{c.ticket_id}:{c.decision_run_id}:{c.field}={c.label}" for c in changes)
+    return "triage-" + hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]

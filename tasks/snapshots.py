@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from adapters.base import FieldSpec, Ticket
 from adapters.errors import MalformedTicketError
+from triage.lake import Lake
 
 
 def ticket_row(
@@ -54,6 +56,19 @@ def row_ticket(row: dict[str, Any]) -> Ticket:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def snapshots_at(lake: Lake, versions: set[tuple[int, datetime]]) -> dict[tuple[int, datetime], Ticket]:
+    """The ticket snapshots the lake holds for these ``(ticket id, updated_at)`` versions."""
+    if not versions:
+        return {}
+    ids = sorted({ticket_id for ticket_id, _ in versions})
+    rows = lake.scan("tickets", filter=pc.field("ticket_id").isin(ids)).to_pylist()
+    return {
+        (r["ticket_id"], r["updated_at"]): row_ticket(r)
+        for r in rows
+        if (r["ticket_id"], r["updated_at"]) in versions
+    }
 
 
 def current_values(ticket: Ticket, fields: list[str]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from adapters.errors import (
     AuthenticationError,
     ForbiddenError,
     MalformedResponseError,
+    RateLimitedError,
     TicketSystemError,
     TransientError,
     ValidationError,
@@ -23,7 +24,7 @@ from adapters.freshdesk import incremental
 from adapters.freshdesk.client import FreshdeskClient, ResponseInfo, clear_last_response, last_response
 from adapters.freshdesk.config import TICKET_UPDATE, FreshdeskConfig
 from adapters.freshdesk.jobs import BULK_MAX_IDS, job_outcome
-from adapters.freshdesk.parsing import FieldMetadata, field_metadata, parse_ticket
+from adapters.freshdesk.parsing import FieldMetadata, field_metadata, html_to_text, parse_ticket
 from adapters.freshdesk.ratelimit import Clock, Sleep
 from adapters.freshdesk.search import (
     MAX_PAGES,
@@ -171,13 +172,18 @@ class FreshdeskAdapter(TicketSystemAdapter):
         Freshdesk rejects a value as not one of its choices, the metadata is re-read once and
         the update resent when that changes what would be sent. An update that would change
         nothing sends nothing and returns the ticket (``last_response`` is then ``None``).
+
+        A PUT whose answer is lost (5xx, timeout, dropped connection, broken body) is never resent
+        blindly: the ticket is re-read, and carrying every value sent means it was applied. Else
+        it is resent only while the ticket is unchanged since ``current`` (nothing anyone did
+        since can be overwritten); otherwise the error is raised for the caller to re-check.
         """
         properties = await self._update_body(ticket_id, data, current)
         if not properties:
             clear_last_response()
             return current if current is not None else await self.get_ticket(ticket_id)
         try:
-            return await self._put(ticket_id, properties)
+            return await self._put(ticket_id, properties, current)
         except ValidationError as exc:
             if not _stale_metadata(exc):
                 raise
@@ -186,17 +192,34 @@ class FreshdeskAdapter(TicketSystemAdapter):
             refreshed = await self._update_body(ticket_id, data, current)
             if refreshed == properties:
                 raise
-        return await self._put(ticket_id, refreshed)
+        return await self._put(ticket_id, refreshed, current)
 
-    async def _put(self, ticket_id: int, properties: Mapping[str, Any]) -> Ticket:
-        response = await self.client.request(
-            "PUT",
-            f"/tickets/{int(ticket_id)}",
-            params=None if self.config.enforce_mandatory else {"enforce_mandatory": "false"},
-            json_body=properties,
-            bucket=TICKET_UPDATE,
-        )
-        return parse_ticket(response.body)
+    async def _put(self, ticket_id: int, properties: Mapping[str, Any], base: Ticket | None) -> Ticket:
+        """PUT ``properties``; a lost answer is resolved by re-reading (see :meth:`update_ticket`)."""
+        failures = 0
+        while True:
+            try:
+                response = await self.client.request(
+                    "PUT",
+                    f"/tickets/{int(ticket_id)}",
+                    params=None if self.config.enforce_mandatory else {"enforce_mandatory": "false"},
+                    json_body=properties,
+                    bucket=TICKET_UPDATE,
+                    idempotent=False,
+                )
+                return parse_ticket(response.body)
+            except (TransientError, MalformedResponseError) as exc:
+                if _surely_not_applied(exc):
+                    raise
+                raw = (await self.client.request("GET", f"/tickets/{int(ticket_id)}")).body
+                now = parse_ticket(raw)
+                if _carries(raw, properties):
+                    return now  # applied; only the answer was lost
+                unchanged = base is not None and now.updated_at == base.updated_at
+                if not unchanged or failures >= self.config.max_retries:
+                    raise
+                failures += 1
+                await self.client.back_off(failures, f"PUT /tickets/{ticket_id} not applied ({exc.message})")
 
     async def _update_body(
         self, ticket_id: int, data: Mapping[str, Any], current: Ticket | None
@@ -213,9 +236,11 @@ class FreshdeskAdapter(TicketSystemAdapter):
         """Apply ``data`` to many tickets with ``POST /tickets/bulk_update`` and wait for the jobs.
 
         Ids go in chunks of 100, one job each. ``tags`` are *appended* by Freshdesk's bulk update,
-        so only the tags to add are sent. Unknown labels raise before any request; a chunk that
-        cannot be submitted or whose job fails lists its ids in ``failed`` with the reason.
-        Authentication and permission errors are raised.
+        so only the tags to add are sent. Unknown labels raise before any request; a chunk
+        Freshdesk refuses, or whose job reports failures, lists those ids in ``failed``.
+        Authentication and permission errors are raised, and so are transient ones whose outcome
+        is unknown (a lost answer to the POST, a job whose status cannot be read): the POST is
+        never resent blindly, since its job may exist; re-read the tickets to see what changed.
         """
         properties, tags = build_properties(data, await self._get_metadata())
         if tags:
@@ -239,6 +264,8 @@ class FreshdeskAdapter(TicketSystemAdapter):
             except (AuthenticationError, ForbiddenError):
                 raise
             except TicketSystemError as exc:
+                if exc.transient:
+                    raise
                 failed.update(dict.fromkeys(chunk, str(exc)))
                 continue
             succeeded.extend(done)
@@ -256,6 +283,7 @@ class FreshdeskAdapter(TicketSystemAdapter):
             "POST",
             "/tickets/bulk_update",
             json_body={"bulk_action": {"ids": ids, "properties": properties}},
+            idempotent=False,
         )
         body = response.body
         if not isinstance(body, dict) or not body.get("job_id"):
@@ -282,13 +310,77 @@ class FreshdeskAdapter(TicketSystemAdapter):
             await self._sleep(self.config.bulk_poll_interval_seconds)
 
     async def add_note(self, ticket_id: int, body: str, *, private: bool = True) -> None:
-        """Add a note (HTML; plain text works) to a ticket. Not resent when the outcome is unknown."""
-        await self.client.request(
-            "POST",
-            f"/tickets/{int(ticket_id)}/notes",
-            json_body={"body": body, "private": private},
-            idempotent=False,
-        )
+        """Add a note (HTML; plain text works) to a ticket.
+
+        A note whose answer is lost is looked up in the ticket's conversations and resent only
+        when it is not there.
+        """
+        failures = 0
+        while True:
+            try:
+                await self.client.request(
+                    "POST",
+                    f"/tickets/{int(ticket_id)}/notes",
+                    json_body={"body": body, "private": private},
+                    idempotent=False,
+                )
+                return
+            except (TransientError, MalformedResponseError) as exc:
+                if _surely_not_applied(exc):
+                    raise
+                if await self.has_note(ticket_id, html_to_text(body)):
+                    return  # created; only the answer was lost
+                if failures >= self.config.max_retries:
+                    raise
+                failures += 1
+                await self.client.back_off(
+                    failures, f"note on ticket {ticket_id} not created ({exc.message})"
+                )
+
+    async def has_note(self, ticket_id: int, text: str) -> bool:
+        """Whether a note or reply on the ticket contains ``text`` (whitespace ignored)."""
+        wanted = _squash(text)
+        page = 1
+        while True:
+            response = await self.client.request(
+                "GET", f"/tickets/{int(ticket_id)}/conversations", params={"per_page": 100, "page": page}
+            )
+            for item in response.body if isinstance(response.body, list) else []:
+                if not isinstance(item, dict):
+                    continue
+                shown = item.get("body_text")
+                shown = shown if isinstance(shown, str) else html_to_text(item.get("body"))
+                if wanted in _squash(shown):
+                    return True
+            if not response.has_next:
+                return False
+            page += 1
+
+
+def _surely_not_applied(exc: TicketSystemError) -> bool:
+    """Failures where Freshdesk did not act: 429, and 503 (the client resends both itself)."""
+    return isinstance(exc, RateLimitedError) or exc.status_code == 503
+
+
+def _carries(raw: Any, properties: Mapping[str, Any]) -> bool:
+    """Whether a ticket's JSON holds every property of an update (sent tags among its tags)."""
+    if not isinstance(raw, dict):
+        return False
+    for key, value in properties.items():
+        if key == "custom_fields":
+            custom = raw.get("custom_fields") or {}
+            if any(custom.get(name) != item for name, item in value.items()):
+                return False
+        elif key == "tags":
+            if not {t.lower() for t in value} <= {str(t).lower() for t in raw.get("tags") or ()}:
+                return False
+        elif raw.get(key) != value:
+            return False
+    return True
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
 
 
 def _stale_metadata(exc: ValidationError) -> bool:

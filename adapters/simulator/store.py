@@ -207,9 +207,8 @@ class TicketStore:
                 elif ticket.status == 5:
                     ticket.closed_at = now
             self.touch(ticket, now)
-            self.changes.append(
-                ChangeRecord(format_ts(now), ticket.id, source, diff, request_id, job_id, actor)
-            )
+            stamp = format_ts(ticket.updated_at) or ""
+            self.changes.append(ChangeRecord(stamp, ticket.id, source, diff, request_id, job_id, actor))
         return diff
 
     def touch(self, ticket: StoredTicket, at: int) -> None:

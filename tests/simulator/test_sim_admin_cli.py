@@ -81,11 +81,18 @@ def test_cli_rejects_bad_options_with_exit_code_2(tmp_path):
         app, ["simulator", "--required-field", "cf_colour", "--tickets", "10", "--open", "1"]
     )
     assert field.exit_code == 2 and "cf_colour" in field.output
+    busy = runner.invoke(
+        app, ["simulator", "--agent-edits-per-minute", "1e9", "--tickets", "10", "--open", "1"]
+    )
+    assert busy.exit_code == 2 and "agent_edits_per_minute" in busy.output
+    preset = runner.invoke(app, ["simulator", "--open-preset-fraction", "2"])
+    assert preset.exit_code == 2
 
 
 def test_cli_serves_until_interrupted():
     command = [sys.executable, "-c", "from triage.cli import main; main()", "simulator", "--port", "0"]
     command += ["--tickets", "50", "--open", "5", "--api-key", "cli-key-123", "--plan", "pro"]
+    command += ["--agent-edits-per-minute", "600", "--clock-offset", "-60"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy()
     )
@@ -105,6 +112,9 @@ def test_cli_serves_until_interrupted():
                 time.sleep(0.1)
         assert response.status_code == 200
         assert response.headers["x-ratelimit-total"] == "400"
+        assert any(line.startswith("agents:    600 edits a minute") for line in lines)
+        agents = httpx.get(base_url.removesuffix("/api/v2") + "/_simulator/agents", auth=("cli-key-123", "X"))
+        assert agents.json()["running"] is True
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=15)

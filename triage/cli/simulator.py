@@ -36,6 +36,19 @@ def simulator(
         list[str] | None, typer.Option(help="Make a field required for agents (repeatable), e.g. cf_product.")
     ] = None,
     bulk_delay: Annotated[float, typer.Option(help="Seconds before a bulk update is applied.", min=0)] = 0.5,
+    agent_edits_per_minute: Annotated[
+        float, typer.Option(help="Agents edit unresolved tickets at this rate while it serves.", min=0)
+    ] = 0.0,
+    open_preset_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of open tickets with values set by their requester or an agent.", min=0, max=1
+        ),
+    ] = 0.0,
+    clock_offset: Annotated[
+        float,
+        typer.Option(help="Seconds the simulator's clock runs ahead of this machine's (negative: behind)."),
+    ] = 0.0,
 ) -> None:
     """Serve a simulated Freshdesk (REST API v2 under /api/v2, admin API under /_simulator/)."""
     from adapters.simulator import DatasetError, Simulator, SimulatorConfig, serve_forever
@@ -53,6 +66,9 @@ def simulator(
         "seed": seed,
         "required_for_agents": tuple(required_field or ()),
         "bulk_delay_seconds": bulk_delay,
+        "agent_edits_per_minute": agent_edits_per_minute,
+        "open_preset_fraction": open_preset_fraction,
+        "clock_offset_seconds": clock_offset,
     }
     if api_key:
         options["api_key"] = api_key
@@ -71,6 +87,8 @@ def simulator(
         typer.echo(f"base URL:  {ready.base_url}")
         typer.echo(f"API key:   {ready.api_key}")
         typer.echo(f"admin API: {admin} (same key)")
+        if ready.config.agent_edits_per_minute:
+            typer.echo(f"agents:    {ready.config.agent_edits_per_minute:g} edits a minute")
         typer.echo(f"plan:      {ready.config.plan}, window {ready.config.window_seconds:g} s. Ctrl-C stops.")
 
     try:
