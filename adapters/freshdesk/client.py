@@ -168,7 +168,7 @@ class FreshdeskClient:
                 kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
                 if failures < self.config.max_retries and (idempotent or isinstance(exc, _NOT_SENT)):
                     failures += 1
-                    await self._back_off(failures, f"{method} {path} {kind} ({type(exc).__name__})")
+                    await self.back_off(failures, f"{method} {path} {kind} ({type(exc).__name__})")
                     continue
                 outcome = "" if isinstance(exc, _NOT_SENT) or idempotent else "; outcome unknown"
                 raise TransientError(
@@ -214,7 +214,7 @@ class FreshdeskClient:
                 retryable = True
             if retryable and failures < self.config.max_retries:
                 failures += 1
-                await self._back_off(failures, f"{method} {info.path} answered {status}")
+                await self.back_off(failures, f"{method} {info.path} answered {status}")
                 continue
             if status >= 400:
                 raise _error_for(response, info) from None
@@ -223,14 +223,14 @@ class FreshdeskClient:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 if idempotent and failures < self.config.max_retries:
                     failures += 1
-                    await self._back_off(failures, f"{method} {info.path} answered unparsable JSON")
+                    await self.back_off(failures, f"{method} {info.path} answered unparsable JSON")
                     continue
                 raise MalformedResponseError(
                     "Freshdesk answered with a body that is not JSON", **_context(info)
                 ) from None
             return ApiResponse(status, body, response.headers, info.request_id)
 
-    async def _back_off(self, failures: int, what: str) -> None:
+    async def back_off(self, failures: int, what: str) -> None:
         """Sleep ``base * 2**(failures-1)`` (capped), half of it jittered."""
         delay = min(self.config.backoff_max_seconds, self.config.backoff_base_seconds * 2 ** (failures - 1))
         delay = delay / 2 + self._rng.uniform(0, delay / 2)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
-from freshdesk_fakes import BASE, GROUPS, TICKET_FIELDS, headers, respond, ticket_json
+from freshdesk_fakes import BASE, GROUPS, T0, TICKET_FIELDS, headers, respond, ticket_json
 
-from adapters.errors import GoneError, UnknownLabelError, ValidationError
+from adapters.errors import GoneError, TransientError, UnknownLabelError, ValidationError
 from adapters.freshdesk.parsing import parse_ticket
 
 TICKET_URL = f"{BASE}/tickets/7"
@@ -276,11 +277,59 @@ async def test_bulk_update_with_an_unknown_label_sends_nothing(adapter, metadata
     assert httpx_mock.get_requests(method="POST") == []
 
 
-async def test_bulk_job_that_never_finishes_times_out(make_adapter, metadata_mock, httpx_mock):
+async def test_bulk_job_that_never_finishes_raises_as_unknown(make_adapter, metadata_mock, httpx_mock):
+    """The job may still apply: its tickets are neither failed nor succeeded, the caller re-reads them."""
     adapter = make_adapter(bulk_timeout_seconds=10, bulk_poll_interval_seconds=3)
     bulk_server(httpx_mock, [{"status": "IN PROGRESS"}] * 20)
-    result = await adapter.bulk_update([1], {"priority": 2})
-    assert result.succeeded == () and "still running" in result.failed[1]
+    with pytest.raises(TransientError, match="still running"):
+        await adapter.bulk_update([1], {"priority": 2})
+
+
+async def test_a_lost_bulk_answer_is_never_resent(adapter, metadata_mock, httpx_mock):
+    httpx_mock.add_response(method="POST", url=f"{BASE}/tickets/bulk_update", status_code=502, json={})
+    with pytest.raises(TransientError):
+        await adapter.bulk_update([1, 2], {"priority": 2})
+    assert len(httpx_mock.get_requests(method="POST")) == 1
+
+
+# -- lost answers to single updates --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("after", "puts"),
+    [
+        ({"priority": 3}, 1),  # the re-read shows the value: applied, only the answer was lost
+        ({}, 2),  # not applied and nobody touched the ticket: sent again
+        ({"group_id": 5, "updated_at": T0 + timedelta(seconds=9)}, 1),  # someone changed it: raised
+    ],
+    ids=["applied", "unchanged", "changed"],
+)
+async def test_a_put_whose_answer_is_lost_is_resolved_by_re_reading(
+    adapter, metadata_mock, httpx_mock, after, puts
+):
+    current = parse_ticket(ticket_json(7))
+    httpx_mock.add_response(method="PUT", url=TICKET_URL, status_code=504, json={})
+    httpx_mock.add_response(method="GET", url=TICKET_URL, json=ticket_json(7, **after))
+    if puts == 2:
+        httpx_mock.add_callback(echo_update, method="PUT", url=TICKET_URL)
+    if after.get("group_id"):
+        with pytest.raises(TransientError):
+            await adapter.update_ticket(7, {"priority": "High"}, current=current)
+    else:
+        ticket = await adapter.update_ticket(7, {"priority": "High"}, current=current)
+        assert ticket.priority == 3
+    assert len(httpx_mock.get_requests(method="PUT")) == puts
+
+
+async def test_a_note_whose_answer_is_lost_is_looked_up_before_resending(adapter, httpx_mock):
+    httpx_mock.add_response(method="POST", url=f"{TICKET_URL}/notes", status_code=502, json={})
+    httpx_mock.add_response(
+        method="GET",
+        url=f"{TICKET_URL}/conversations?per_page=100&page=1",
+        json=[{"id": 1, "private": True, "body": "<p>Suggested group: Billing</p>"}],
+    )
+    await adapter.add_note(7, "<p>Suggested  group:\nBilling</p>")
+    assert len(httpx_mock.get_requests(method="POST")) == 1
 
 
 # -- notes and gone tickets ----------------------------------------------------------------------
