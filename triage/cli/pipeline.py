@@ -37,6 +37,41 @@ def validated_config(config: Path | None) -> str | None:
     return str(config) if config else None
 
 
+def flow_parameters(build: Callable[[], T]) -> T:
+    """The flow's parameters from the command line; exit 2 naming each bad one before any flow starts."""
+    from pydantic import ValidationError
+
+    from triage.settings import shown_input
+
+    try:
+        return build()
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["loc"]:
+                option = "--" + str(err["loc"][0]).replace("_", "-")
+                msg = f"{option}: {msg}{shown_input(err['input'])}"
+            typer.echo(f"invalid parameters: {msg}", err=True)
+        raise typer.Exit(2) from None
+
+
+def check_window(since: datetime | None, until: datetime | None) -> None:
+    """Exit 2 when ``--since`` lies after ``--until`` (or after now, when no end is given)."""
+    from triage.lake.runs import as_utc, utcnow
+
+    if since is None:
+        return
+    end, named = (
+        (as_utc(until), f"--until ({as_utc(until):%Y-%m-%d %H:%M:%S} UTC)") if until else (utcnow(), "now")
+    )
+    if as_utc(since) > end:
+        typer.echo(
+            f"--since ({as_utc(since):%Y-%m-%d %H:%M:%S} UTC) is later than {named}: the window would be empty",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 def _run_flow(start: Callable[[], T]) -> T:
     """Run a flow locally; a failure prints its (redacted) message and exits 1, without a traceback."""
     import os
@@ -62,9 +97,11 @@ def run_command(
 ) -> None:
     """One incremental triage run: extract, predict, decide, push."""
     path = validated_config(config)
+    check_window(since, until)
     from flows.incremental import TriageParams, triage_flow
 
-    summary = _run_flow(lambda: triage_flow(TriageParams(config=path, mode=mode, since=since, until=until)))
+    params = flow_parameters(lambda: TriageParams(config=path, mode=mode, since=since, until=until))
+    summary = _run_flow(lambda: triage_flow(params))
     typer.echo(summary.report)
 
 
@@ -80,7 +117,9 @@ def backfill_command(
     path = validated_config(config)
     from flows.backfill import BackfillParams, backfill_flow
 
-    params = BackfillParams(start=start, end=end, batch_hours=batch_hours, mode=mode, config=path)
+    params = flow_parameters(
+        lambda: BackfillParams(start=start, end=end, batch_hours=batch_hours, mode=mode, config=path)
+    )
     summary = _run_flow(lambda: backfill_flow(params))
     typer.echo(
         f"backfill {summary.run_id}: {summary.batches} batches, {len(summary.processed)} processed, {summary.skipped} already done"
