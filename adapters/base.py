@@ -185,6 +185,9 @@ class TicketSystemAdapter(ABC):
     async def add_note(self, ticket_id: int, body: str, *, private: bool = True) -> None:
         """Add a (by default private) note to a ticket."""
 
+    async def wait_for_write_room(self, *, bulk: bool = False) -> None:  # noqa: B027 - optional hook
+        """Wait until a re-read and the write after it fit the rate limits back to back."""
+
     async def has_note(self, ticket_id: int, text: str) -> bool | None:
         """Whether a note on the ticket contains ``text``; ``None`` when the system cannot tell."""
         return None

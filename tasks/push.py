@@ -449,6 +449,7 @@ async def _send(state: _Push, request: Request, write_id: str) -> Rows:
             await adapter.add_note(ticket_id, request.data["body"], private=True)
             state.sent += 1
             return rows("ok", request.changes, **_last_response(adapter))
+        await adapter.wait_for_write_room()
         state.current[ticket_id] = fresh = await adapter.get_ticket(ticket_id)  # right before the write
         kept, skipped = state.check(list(request.changes))
         out = [_skip_row(ctx, s, request.method, write_id) for s in skipped]
@@ -474,6 +475,7 @@ async def _send(state: _Push, request: Request, write_id: str) -> Rows:
 async def _send_bulk(state: _Push, request: Request, write_id: str) -> Rows:
     """Re-read the tickets changed since the last read, re-check, and send the bulk update; tickets
     whose changes no longer match it go out as single updates (each re-read again)."""
+    await state.adapter.wait_for_write_room(bulk=True)
     started = utcnow()
     assert state.read_at is not None
     fresh, unreadable = await _changed_since(state, state.read_at - state.slack)

@@ -22,7 +22,7 @@ from adapters.errors import (
 )
 from adapters.freshdesk import incremental
 from adapters.freshdesk.client import FreshdeskClient, ResponseInfo, clear_last_response, last_response
-from adapters.freshdesk.config import TICKET_UPDATE, FreshdeskConfig
+from adapters.freshdesk.config import TICKET_UPDATE, TICKETS_LIST, FreshdeskConfig
 from adapters.freshdesk.jobs import BULK_MAX_IDS, job_outcome
 from adapters.freshdesk.parsing import FieldMetadata, field_metadata, html_to_text, parse_ticket
 from adapters.freshdesk.ratelimit import Clock, Sleep
@@ -231,6 +231,12 @@ class FreshdeskAdapter(TicketSystemAdapter):
             if len(merged) != len(current.tags):
                 properties["tags"] = merged
         return properties
+
+    async def wait_for_write_room(self, *, bulk: bool = False) -> None:
+        """Wait until a re-read and the write after it fit the rate budget back to back, so no
+        pacing wait falls between them (a bulk write re-reads a list page, a single one a GET)."""
+        read = (incremental.LIST_CREDITS, TICKETS_LIST) if bulk else (1, None)
+        await self.client.budget.wait_for_room([read, (1, None if bulk else TICKET_UPDATE)])
 
     async def bulk_update(self, ticket_ids: Sequence[int], data: Mapping[str, Any]) -> BulkUpdateResult:
         """Apply ``data`` to many tickets with ``POST /tickets/bulk_update`` and wait for the jobs.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from adapters.freshdesk.config import RateLimits
@@ -73,6 +73,16 @@ class RateBudget:
                     if self._server is not None:
                         self._server.spent_since += credits
                     return reservation
+            await self.sleep(wait)
+
+    async def wait_for_room(self, calls: Sequence[tuple[int, str | None]]) -> None:
+        """Wait until ``calls`` (``(credits, bucket)`` each) fit back to back; reserves nothing."""
+        while True:
+            with self._lock:
+                total = max(1, min(sum(credits for credits, _ in calls), self.limits.total))
+                wait = max(self.wait_time(total), *(self.wait_time(c, b) for c, b in calls if b))
+            if wait <= 0:
+                return
             await self.sleep(wait)
 
     def wait_time(self, credits: int, bucket: str | None = None) -> float:

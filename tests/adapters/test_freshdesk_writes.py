@@ -321,6 +321,20 @@ async def test_a_put_whose_answer_is_lost_is_resolved_by_re_reading(
     assert len(httpx_mock.get_requests(method="PUT")) == puts
 
 
+async def test_the_re_read_waits_for_room_so_no_pacing_wait_falls_before_the_put(
+    make_adapter, metadata_mock, httpx_mock, fake_time
+):
+    adapter = make_adapter(plan="custom", rate_limit_total=100, rate_limit_ticket_update=1)
+    httpx_mock.add_response(method="GET", url=TICKET_URL, json=ticket_json(7), is_reusable=True)
+    httpx_mock.add_callback(echo_update, method="PUT", url=TICKET_URL, is_reusable=True)
+    await adapter.update_ticket(7, {"priority": 2})  # the window's one update
+    await adapter.wait_for_write_room()
+    assert fake_time.sleeps  # waited for the update sub-limit before reading, not after
+    read_at = fake_time.now
+    await adapter.update_ticket(7, {"priority": 3}, current=await adapter.get_ticket(7))
+    assert fake_time.now == read_at
+
+
 async def test_a_note_whose_answer_is_lost_is_looked_up_before_resending(adapter, httpx_mock):
     httpx_mock.add_response(method="POST", url=f"{TICKET_URL}/notes", status_code=502, json={})
     httpx_mock.add_response(
