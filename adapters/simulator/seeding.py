@@ -2,8 +2,10 @@
 
 History tickets carry the agents' values (group, priority, type, product) and status 4 or 5;
 some tickets are in progress (3, 6, 7), some spam, some deleted. Open tickets to triage are the
-newest: status 2, no group, the default priority Low, no type, no product; their true labels are
-returned separately and never rendered by the API. Display ids follow creation time.
+newest: status 2, no group, the default priority Low, no type, no product (unless
+``open_preset_fraction`` gives some values set by their requester or an agent: :mod:`presets`);
+their true labels are returned separately and never rendered by the API. Display ids follow
+creation time.
 """
 
 from __future__ import annotations

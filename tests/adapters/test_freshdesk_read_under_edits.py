@@ -84,3 +84,31 @@ async def test_agents_at_work_on_the_server_thread_lose_no_ticket():
     assert edits_during >= min(50, int(elapsed * 100)), (edits_during, elapsed)
     lost = before - set(read)
     assert not lost, f"{len(lost)} of {len(before)} tickets never read while agents made {edits_during} edits"
+
+
+async def test_a_mass_update_read_while_agents_edit_it_loses_no_ticket():
+    """300 unresolved tickets edited in one go share a second or two (15+ pages of 20); agents keep
+    editing between pages, so rows leave that second while it is paged through."""
+    with run_simulator(SimulatorConfig(tickets=2_000, open_tickets=300, seed=23)) as sim:
+        mass = [tid for tid in sim.truth()][:300]
+        for tid in mass:
+            sim.agent_edit(tid, tags=["mass-update"])
+        before = listed_now(sim)
+        pages: list[int] = []
+        async with connect(sim) as adapter:
+            request = adapter.client.request
+
+            async def editing(method, path, **kwargs):
+                if path == "/tickets":
+                    pages.append(kwargs["params"]["page"])
+                    sim.random_agent_edit()
+                    sim.random_agent_edit()
+                return await request(method, path, **kwargs)
+
+            adapter.client.request = editing
+            read = [(t.id, t.updated_at) async for t in adapter.iter_updated_tickets(EPOCH)]
+
+    assert max(pages) >= 5, "the crowded second was not paged through"
+    assert len(read) == len(set(read))
+    lost = before - {tid for tid, _ in read}
+    assert not lost, f"{len(lost)} tickets never read"
