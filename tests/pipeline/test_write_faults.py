@@ -9,7 +9,7 @@ import time
 import pytest
 from pipeline_helpers import fake_predictions, ledger, truth_predictions, wanted_writes, write_config
 
-from adapters.errors import TransientError
+from adapters.errors import TicketSystemError, TransientError, is_transient
 from adapters.simulator import FaultRule
 from tasks.decide import decide
 from tasks.extract import extract
@@ -24,9 +24,10 @@ class Crash(BaseException):
     """The process dying: nothing after it runs."""
 
 
-async def decided_run(ctx, adapter, sim, fields=("group", "priority", "type")):
+async def decided_run(ctx, adapter, sim, fields=None):
     """Extract, predict every true label confidently, decide; returns the manifests and the writes wanted."""
     extracted = await extract(ctx, adapter)
+    fields = fields or ("group", "priority", "type")
     predicted = fake_predictions(ctx, extracted, truth_predictions(sim, lambda t: True), fields=fields)
     specs = await adapter.get_fields()
     decided = decide(ctx, extracted, predicted, specs)
@@ -247,3 +248,54 @@ async def test_a_cut_off_note_is_looked_up_in_the_conversations_and_the_rest_are
     notes = {t: len(sim.store.notes.get(t, [])) for t, _ in wanted}
     assert set(notes.values()) == {1}  # every suggestion note exactly once
     assert not [r for r in results(ctx) if r["status"] == "unknown"]
+
+
+PUT, BULK, NOTES, JOBS = {"method": "PUT"}, {"path": "/bulk_update"}, {"path": "/notes"}, {"path": "/jobs/"}
+MATRIX = {
+    "put-429": ("update", FaultRule("storm", next=1, retry_after=0, **PUT)),
+    "put-500": ("update", FaultRule("error", next=2, **PUT)),
+    "put-503-outage": ("update", FaultRule("error", status=503, next=12, **PUT)),
+    "put-dropped-before": ("update", FaultRule("drop", next=1, **PUT)),
+    "put-dropped-after": ("update", FaultRule("drop", next=1, after=True, **PUT)),
+    "bulk-429": ("bulk", FaultRule("storm", next=1, retry_after=0, **BULK)),
+    "bulk-503": ("bulk", FaultRule("error", status=503, next=2, **BULK)),
+    "bulk-dropped-before": ("bulk", FaultRule("drop", next=1, **BULK)),
+    "bulk-malformed": ("bulk", FaultRule("malformed", next=1, **BULK)),
+    "job-429": ("bulk", FaultRule("storm", next=1, retry_after=0, **JOBS)),
+    "job-502": ("bulk", FaultRule("error", status=502, next=2, **JOBS)),
+    "job-malformed": ("bulk", FaultRule("malformed", next=8, **JOBS)),
+    "note-429": ("note", FaultRule("storm", next=1, retry_after=0, **NOTES)),
+    "note-500": ("note", FaultRule("error", next=2, **NOTES)),
+    "note-dropped-before": ("note", FaultRule("drop", next=1, **NOTES)),
+    "note-504-after": ("note", FaultRule("error", status=504, next=1, after=True, **NOTES)),
+    "note-malformed": ("note", FaultRule("malformed", next=1, **NOTES)),
+}
+
+
+@pytest.mark.parametrize("case", list(MATRIX))
+async def test_faults_on_every_write_path_lose_double_and_overwrite_nothing(
+    make_ctx, adapter_for, sim, config, case
+):
+    """Each fault on its write path; push retried as its Prefect task would be, then the next run."""
+    kind, fault = MATRIX[case]
+    write_config(config, sim, config.parent, bulk_update=kind == "bulk", bulk_settle_seconds=300)
+    ctx = make_ctx(mode="suggest" if kind == "note" else None)
+    async with adapter_for(ctx) as adapter:
+        extracted, decided, wanted = await decided_run(
+            ctx, adapter, sim, ("group",) if kind == "bulk" else None
+        )
+    sim.faults.add(fault)
+    for attempt in range(3):
+        try:
+            async with adapter_for(ctx) as adapter:
+                await push(ctx, decided, extracted, adapter)
+            break
+        except TicketSystemError as exc:
+            assert is_transient(exc) and attempt < 2
+    sim.faults.clear()
+    write_config(config, sim, config.parent, bulk_update=kind == "bulk", bulk_settle_seconds=0)
+    await later_run(make_ctx, adapter_for)
+    if kind == "note":
+        assert {len(sim.store.notes.get(t, [])) for t, _ in wanted} == {1}
+    else:
+        assert ledger(sim, wanted) == CLEAN
