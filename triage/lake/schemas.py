@@ -128,9 +128,9 @@ AUDIT = pa.schema(
             "status",
             pa.string(),
             "`pending` (intent), `ok` (written), `failed` (the ticket system refused), `skipped` (not "
-            "sent, see reason_code), `not_applied` (a crash cut the request off and a re-read found the "
-            "value absent: it is sent again), `unknown` (a cut-off note, which cannot be re-read: counted "
-            "as sent, never repeated).",
+            "sent, see reason_code), `not_applied` (cut off and a re-read found the value absent, or "
+            "never sent because push stopped: owed, the next push sends it), `unknown` (a cut-off note "
+            "on a ticket system whose notes cannot be listed: counted as sent, never repeated).",
             nullable=False,
         ),
         _f(
