@@ -17,12 +17,14 @@ Nothing is pickled.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -31,7 +33,7 @@ from transformers.utils import logging as hf_logging
 from models.batching import pad_batch, token_budget_batches
 from models.features import HashedTfidf, HashingConfig
 from models.heads import FieldHead, SparseRows
-from models.manifest import ClassifierConfig
+from models.manifest import ClassifierConfig, ModelFolderError
 from models.memory import NeighbourMemory
 from triage.settings import ModelSettings
 
@@ -49,12 +51,25 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def refuse_pickles(folder: Path) -> None:
-    """Raise if ``folder`` holds any file format that could be unpickled: only safetensors and JSON load."""
-    found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
-    if found:
-        raise ValueError(
-            f"{folder} holds pickle-capable files ({', '.join(found)}); "
+def check_model_folder(folder: Path) -> None:
+    """Refuse ``folder`` if it holds pickle-capable files (only safetensors and JSON load) or
+    symlinks leading out of it (a version folder is self-contained)."""
+    root = folder.resolve()
+    pickles = []
+    for parent, dirs, files in os.walk(folder):  # symlinked folders are listed, not entered
+        for name in dirs + files:
+            path = Path(parent, name)
+            relative = path.relative_to(folder).as_posix()
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise ModelFolderError(
+                    f"{folder}: {relative} is a symlink to {path.resolve()}, outside the model folder; "
+                    "a model folder must hold its own files"
+                )
+            if path.suffix in PICKLE_SUFFIXES:
+                pickles.append(relative)
+    if pickles:
+        raise ModelFolderError(
+            f"{folder} holds pickle-capable files ({', '.join(sorted(pickles))}); "
             "model folders must contain only safetensors and JSON. Remove them or re-save with safetensors."
         )
 
@@ -268,11 +283,19 @@ class TriageClassifier(nn.Module):
     def load(
         cls, folder: Path, config: ClassifierConfig, *, device: torch.device | str = "cpu"
     ) -> TriageClassifier:
-        """Load a saved classifier; refuses folders holding pickle-capable files."""
-        refuse_pickles(folder)
+        """Load a saved classifier; :class:`ModelFolderError` names a refused, missing or corrupt file."""
+        check_model_folder(folder)
         device = torch.device(device)
-        encoder, tokenizer = load_encoder(folder / ENCODER_DIR, device)
-        tensors = load_file(str(folder / HEADS_FILE))
+        try:
+            encoder, tokenizer = load_encoder(folder / ENCODER_DIR, device)
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise ModelFolderError(f"{folder / ENCODER_DIR}: cannot load the encoder ({exc})") from None
+        try:
+            tensors = load_file(str(folder / HEADS_FILE))
+        except (OSError, SafetensorError) as exc:
+            raise ModelFolderError(
+                f"{folder / HEADS_FILE}: unreadable, truncated or corrupt ({exc})"
+            ) from None
 
         def group(prefix: str) -> dict[str, np.ndarray]:
             return {k.removeprefix(prefix): v.numpy() for k, v in tensors.items() if k.startswith(prefix)}

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MANIFEST_FILE = "model.json"
 
@@ -95,6 +95,10 @@ class Promotion(_Schema):
     at: datetime
 
 
+class ModelFolderError(ValueError):
+    """A model folder that must not or cannot be loaded; the message names the file."""
+
+
 class ModelManifest(_Schema):
     format: Literal[1] = 1
     name: str
@@ -111,7 +115,12 @@ class ModelManifest(_Schema):
         path = folder / MANIFEST_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{folder} is not a model version folder (no {MANIFEST_FILE})")
-        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise ModelFolderError(f"{path}: not a valid model manifest ({where}: {first['msg']})") from None
 
     def write(self, folder: Path) -> Path:
         return write_json_atomic(folder / MANIFEST_FILE, self.model_dump(mode="json"))

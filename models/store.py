@@ -220,13 +220,31 @@ class ModelStore:
         return True, f"not worse than current {current.version} (macro-F1: {summary})", comparison
 
     def _pointer(self) -> dict[str, Any]:
+        """``current.json``; :class:`StoreError` naming it when it is not a pointer."""
         path = self.root / CURRENT_FILE
         if not path.is_file():
             return {}
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            pointer = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pointer = None
+        if not (
+            isinstance(pointer, dict)
+            and isinstance(pointer.get("version"), str)
+            and isinstance(pointer.get("previous", []), list)
+            and all(isinstance(v, str) for v in pointer.get("previous", []))
+        ):
+            raise StoreError(
+                f"{path} is not a valid pointer ({{'version': ..., 'previous': [...]}}); "
+                "make a version current again with `triage models promote VERSION`"
+            )
+        return pointer
 
     def _set_current(self, version: str, reason: str) -> None:
-        pointer = self._pointer()
+        try:
+            pointer = self._pointer()
+        except StoreError:  # promoting by hand is how a garbled pointer is repaired
+            pointer = {}
         previous = list(pointer.get("previous", []))
         if pointer.get("version") and pointer["version"] != version:
             previous.append(pointer["version"])

@@ -7,9 +7,9 @@ import pytest
 from conftest import tiny_config
 from model_tickets import labelled_tickets
 
-from models.classifier import PICKLE_SUFFIXES
+from models.classifier import HEADS_FILE, PICKLE_SUFFIXES
 from models.inference import InferenceEngine, clear_cache
-from models.manifest import ModelManifest
+from models.manifest import ModelFolderError, ModelManifest
 from models.store import CURRENT_FILE, ModelStore, StoreError, new_version_id
 from models.training import train
 
@@ -118,3 +118,68 @@ def test_a_model_folder_with_a_pickle_is_refused(tmp_path, trained):
     clear_cache()
     with pytest.raises(ValueError, match=r"pickle-capable files \(encoder/pytorch_model.bin\)"):
         InferenceEngine.load(version.path)
+
+
+@pytest.mark.parametrize("garbage", ["", "not json", "[1, 2]", '{"version": 7}'])
+def test_a_garbled_pointer_file_is_named_in_the_error(tmp_path, garbage):
+    (tmp_path / CURRENT_FILE).write_text(garbage)
+    store = ModelStore(tmp_path)
+    for call in (store.current, store.rollback, lambda: InferenceEngine.load(tmp_path)):
+        with pytest.raises(StoreError, match=r"current\.json") as info:
+            call()
+        assert "Expecting value" not in str(info.value)
+
+
+def test_a_truncated_heads_file_is_named_in_the_error(tmp_path, trained):
+    version = ModelStore(tmp_path).save(trained)
+    heads = version.path / HEADS_FILE
+    heads.write_bytes(heads.read_bytes()[:100])
+    clear_cache()
+    with pytest.raises(ModelFolderError, match=r"heads\.safetensors"):
+        InferenceEngine.load(version.path)
+
+
+def test_a_truncated_encoder_is_named_in_the_error(tmp_path, trained):
+    version = ModelStore(tmp_path).save(trained)
+    weights = version.path / "encoder" / "model.safetensors"
+    weights.write_bytes(b"\x10\x00")
+    clear_cache()
+    with pytest.raises(ModelFolderError, match=r"encoder"):
+        InferenceEngine.load(version.path)
+
+
+@pytest.mark.parametrize("what", ["encoder", "heads.safetensors", "encoder/config.json"])
+def test_a_symlink_out_of_the_model_folder_is_refused(tmp_path, trained, what):
+    version = ModelStore(tmp_path / "store").save(trained)
+    inside, outside = version.path / what, tmp_path / "elsewhere" / what
+    outside.parent.mkdir(parents=True)
+    inside.rename(outside)
+    inside.symlink_to(outside)
+    clear_cache()
+    with pytest.raises(ModelFolderError, match=f"{what}.*outside"):
+        InferenceEngine.load(version.path)
+
+
+def test_a_symlink_within_the_model_folder_is_accepted(tmp_path, trained):
+    version = ModelStore(tmp_path).save(trained)
+    config = version.path / "encoder" / "config.json"
+    moved = version.path / "encoder" / "config.original.json"
+    config.rename(moved)
+    config.symlink_to(moved.name)
+    clear_cache()
+    assert InferenceEngine.load(version.path).fields
+
+
+def test_promoting_by_hand_repairs_a_garbled_pointer(tmp_path, trained):
+    store = ModelStore(tmp_path)
+    version = store.save(trained)
+    (tmp_path / CURRENT_FILE).write_text("{oops")
+    store.promote(version.version)
+    assert store.current().version == version.version
+
+
+def test_a_garbled_manifest_is_named_in_the_error(tmp_path, trained):
+    version = ModelStore(tmp_path).save(trained)
+    (version.path / "model.json").write_text('{"format": 1, "name": ')
+    with pytest.raises(ModelFolderError, match=r"model\.json: not a valid model manifest"):
+        ModelStore(tmp_path).list()

@@ -203,9 +203,14 @@ def _describe(version: ModelVersion) -> str:
 @models_app.command("list")
 def list_command(store: StoreOption = None, config: ConfigOption = None) -> None:
     """Every stored version, oldest first; * marks the current one."""
-    from models.store import ModelStore
+    from models.manifest import ModelFolderError
+    from models.store import ModelStore, StoreError
 
-    versions = ModelStore(store_root(config, store)).list()
+    try:
+        versions = ModelStore(store_root(config, store)).list()
+    except (StoreError, ModelFolderError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
     if not versions:
         typer.echo("no model versions stored yet (train one with `triage train`)")
         return
