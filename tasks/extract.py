@@ -3,11 +3,14 @@
 A triage extract marks tickets it must not classify (``skip_reason``): resolved or closed ones,
 spam and deleted ones, and those whose last change was our own write (found in the audit trail),
 so that our writes never loop. A history extract (for training) keeps only resolved/closed ones.
-Rows the adapter cannot parse go to ``quarantine`` with their raw JSON: nothing is lost.
+Rows the adapter cannot parse go to ``quarantine`` with their raw JSON: nothing is lost. Text that
+is not valid Unicode (a lone surrogate) is repaired with U+FFFD and counted (``text_repaired``).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -26,6 +29,7 @@ from triage.settings import Settings
 Purpose = Literal["triage", "history"]
 Progress = Callable[[float], None]
 PART_PREFIX = "extract-"
+logger = logging.getLogger(__name__)
 
 
 async def extract(
@@ -85,6 +89,10 @@ async def _extract(
     async for ticket in adapter.iter_updated_tickets(
         ctx.window_start, ctx.window_end, on_malformed=quarantine
     ):
+        if (repaired := repaired_text(ticket)) is not None:
+            logger.warning("ticket %s: invalid Unicode in its text replaced by U+FFFD", ticket.id)
+            add_count(counts, "*", "text_repaired")
+            ticket = repaired
         reason = skip_reason(ticket, purpose=purpose, history_statuses=history, ours=ours)
         batch.append(
             ticket_row(ticket, run_id=ctx.run_id, purpose=purpose, extracted_at=utcnow(), skip_reason=reason)
@@ -121,6 +129,27 @@ async def _extract(
         # Everything updated before the window end was read, unless the end lies in the future.
         high_water_mark=min(ctx.window_end, started),
     )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def repaired_text(ticket: Ticket) -> Ticket | None:
+    """``ticket`` with every lone UTF-16 surrogate in its text (valid JSON, but no UTF-8 file can hold
+    it) replaced by U+FFFD, or ``None`` when its text is valid Unicode."""
+    data = ticket.model_dump()
+    fixed = _repaired(data)
+    return None if fixed == data else Ticket.model_validate(fixed)
+
+
+def _repaired(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_repaired(k): _repaired(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_repaired(v) for v in value)
+    return value
 
 
 def skip_reason(
