@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -392,13 +392,8 @@ async def _send_batch(state: _Push, batch: list[Request]) -> None:
             index += 1
     except TicketSystemError:
         results.extend(await _after_lost(state, batch[index], write_ids[index], sent_at))
-        now = utcnow()
         for request, write_id in zip(batch[index + 1 :], write_ids[index + 1 :], strict=True):
-            results.extend(
-                _row(state.ctx, request, c, write_id, "result", "not_applied", sent_at, completed_at=now)
-                | {"reason_code": "not_sent"}
-                for c in request.changes
-            )
+            results.extend(_results(state, request, write_id, sent_at, "not_applied", reason_code="not_sent"))
         raise
     finally:
         if results:
@@ -406,11 +401,19 @@ async def _send_batch(state: _Push, batch: list[Request]) -> None:
 
 
 async def _after_lost(state: _Push, request: Request, write_id: str, sent_at: datetime) -> Rows:
-    """Results for a bulk request whose answer was lost: what a re-read shows written is ``ok``; the
-    rest stays open (its job may still run). Single updates and notes were re-read by the adapter."""
-    if request.method != "bulk_update":
-        return []
+    """Results for a request that failed with its outcome unknown: what a re-read shows written (a
+    bulk update's values, a note by its reference) is ``ok``; the rest stays open for the next push
+    to resolve (a bulk job may still run). Single updates were re-read by the adapter."""
     try:
+        if request.method == "note":
+            found = await state.adapter.has_note(request.ticket_ids[0], note_reference(request.changes))
+            return (
+                _results(state, request, write_id, sent_at, "ok", reason_code="confirmed_on_reread")
+                if found
+                else []
+            )
+        if request.method != "bulk_update":
+            return []
         fresh, _ = await _changed_since(state, sent_at - state.slack)
     except TicketSystemError:
         return []  # the re-read fails too: the next push resolves the intents
@@ -429,42 +432,44 @@ async def _after_lost(state: _Push, request: Request, write_id: str, sent_at: da
     return rows
 
 
+def _results(
+    state: _Push,
+    request: Request,
+    write_id: str,
+    sent_at: datetime,
+    status: str,
+    changes: Iterable[Change] | None = None,
+    **extra: Any,
+) -> Rows:
+    """One result row per change of ``request`` (or per one of ``changes``)."""
+    now = utcnow()
+    return [
+        _row(state.ctx, request, c, write_id, "result", status, sent_at, completed_at=now, **extra)
+        for c in (request.changes if changes is None else changes)
+    ]
+
+
 async def _send(state: _Push, request: Request, write_id: str) -> Rows:
-    """Re-read, re-check and send one request; its result rows. Refusals are ``failed`` rows;
-    transient and authentication errors are raised (the stage stops)."""
-    ctx, adapter = state.ctx, state.adapter
+    """One request, re-read and re-checked right before it is sent; its result rows. A refusal gives
+    ``failed`` rows; transient and authentication errors are raised (the stage stops)."""
     sent_at = utcnow()
-
-    def rows(status: str, changes, **extra) -> Rows:
-        return [
-            _row(ctx, request, c, write_id, "result", status, sent_at, completed_at=utcnow(), **extra)
-            for c in changes
-        ]
-
     try:
         if request.method == "bulk_update":
             return await _send_bulk(state, request, write_id)
-        ticket_id = request.ticket_ids[0]
-        if request.method == "note":
-            await adapter.add_note(ticket_id, request.data["body"], private=True)
-            state.sent += 1
-            return rows("ok", request.changes, **_last_response(adapter))
-        await adapter.wait_for_write_room()
-        state.current[ticket_id] = fresh = await adapter.get_ticket(ticket_id)  # right before the write
-        kept, skipped = state.check(list(request.changes))
-        out = [_skip_row(ctx, s, request.method, write_id) for s in skipped]
-        if not kept:
-            return out
-        data = request.data if not skipped else state.requests(kept, bulk=False)[0].data
-        updated = await adapter.update_ticket(ticket_id, data, current=fresh)
+        if request.method == "update":
+            return await _send_update(state, request, write_id)
+        await state.adapter.add_note(request.ticket_ids[0], request.data["body"], private=True)
         state.sent += 1
-        return out + rows("ok", kept, ticket_updated_at=updated.updated_at, **_last_response(adapter))
+        return _results(state, request, write_id, sent_at, "ok", **_last_response(state.adapter))
     except TicketSystemError as exc:
         if is_transient(exc) or isinstance(exc, AuthenticationError):
             raise  # the stage stops; this request's intent stays open and is resolved on rerun
-        return rows(
+        return _results(
+            state,
+            request,
+            write_id,
+            sent_at,
             "failed",
-            request.changes,
             reason_code=type(exc).__name__,
             http_status=exc.status_code,
             request_id=exc.request_id,
@@ -472,9 +477,28 @@ async def _send(state: _Push, request: Request, write_id: str) -> Rows:
         )
 
 
+async def _send_update(state: _Push, request: Request, write_id: str) -> Rows:
+    """A single update, after a re-read of its ticket (fields changed since the snapshot are left)."""
+    ticket_id = request.ticket_ids[0]
+    await state.adapter.wait_for_write_room()
+    state.current[ticket_id] = fresh = await state.adapter.get_ticket(ticket_id)
+    kept, skipped = state.check(list(request.changes))
+    rows = [_skip_row(state.ctx, s, request.method, write_id) for s in skipped]
+    if kept:
+        sending = state.requests(kept, bulk=False)[0] if skipped else request
+        sent_at = utcnow()
+        updated = await state.adapter.update_ticket(ticket_id, sending.data, current=fresh)
+        state.sent += 1
+        meta = _last_response(state.adapter)
+        rows += _results(
+            state, sending, write_id, sent_at, "ok", ticket_updated_at=updated.updated_at, **meta
+        )
+    return rows
+
+
 async def _send_bulk(state: _Push, request: Request, write_id: str) -> Rows:
-    """Re-read the tickets changed since the last read, re-check, and send the bulk update; tickets
-    whose changes no longer match it go out as single updates (each re-read again)."""
+    """A bulk update, after a re-read of the tickets changed since the last read; when that changes
+    what its tickets should get, they go out as single updates instead (each re-read again)."""
     await state.adapter.wait_for_write_room(bulk=True)
     started = utcnow()
     assert state.read_at is not None
@@ -482,35 +506,34 @@ async def _send_bulk(state: _Push, request: Request, write_id: str) -> Rows:
     state.read_at = started
     state.current.update(fresh)
     kept, skipped = state.check(list(request.changes), unreadable & set(request.ticket_ids))
-    out = [_skip_row(state.ctx, s, request.method, write_id) for s in skipped]
+    rows = [_skip_row(state.ctx, s, request.method, write_id) for s in skipped]
     if skipped:
         for single in state.requests(kept, bulk=False):
-            out += await _send(state, single, write_id)
-        return out
+            rows += await _send(state, single, write_id)
+        return rows
     sent_at = utcnow()
     result = await state.adapter.bulk_update(request.ticket_ids, request.data)
     state.sent += 1
     meta = {"http_status": result.status_code, "request_id": result.request_id, "job_id": result.job_id}
     ok = set(result.succeeded)
+    rows += _results(
+        state, request, write_id, sent_at, "ok", [c for c in request.changes if c.ticket_id in ok], **meta
+    )
     for change in request.changes:
-        status, extra = ("ok", {}) if change.ticket_id in ok else ("failed", {"reason_code": "bulk_failed"})
-        if status == "failed":
-            extra["error"] = redact(result.failed.get(change.ticket_id, "no result for this ticket"))
-        out.append(
-            _row(
-                state.ctx,
+        if change.ticket_id not in ok:
+            reason = redact(result.failed.get(change.ticket_id, "no result for this ticket"))
+            rows += _results(
+                state,
                 request,
-                change,
                 write_id,
-                "result",
-                status,
                 sent_at,
-                completed_at=utcnow(),
+                "failed",
+                [change],
+                reason_code="bulk_failed",
+                error=reason,
                 **meta,
-                **extra,
             )
-        )
-    return out
+    return rows
 
 
 def _last_response(adapter: TicketSystemAdapter) -> dict[str, Any]:

@@ -344,7 +344,8 @@ class FreshdeskAdapter(TicketSystemAdapter):
                 )
 
     async def has_note(self, ticket_id: int, text: str) -> bool:
-        """Whether a note or reply on the ticket contains ``text`` (whitespace ignored)."""
+        """Whether a note or reply on the ticket contains ``text``, compared on letters and digits
+        only (Freshdesk's plain-text rendering of a note's HTML may space or bullet it differently)."""
         wanted = _squash(text)
         page = 1
         while True:
@@ -386,7 +387,7 @@ def _carries(raw: Any, properties: Mapping[str, Any]) -> bool:
 
 
 def _squash(text: str) -> str:
-    return "".join(text.split())
+    return "".join(ch for ch in text if ch.isalnum()).lower()
 
 
 def _stale_metadata(exc: ValidationError) -> bool:
