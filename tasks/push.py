@@ -79,6 +79,7 @@ class _Push:
 
     @property
     def slack(self) -> timedelta:
+        """Clock slack for incremental re-reads (``updated_since`` is to the second)."""
         return timedelta(seconds=self.settings.pipeline.own_write_tolerance_seconds)
 
     def record(self, rows: Rows) -> None:
@@ -107,6 +108,7 @@ class _Push:
         )
 
     def requests(self, changes: list[Change], *, bulk: bool | None = None) -> list[Request]:
+        """Requests carrying ``changes`` (bulk updates as configured unless ``bulk`` says)."""
         if self.method == "note":
             return plan_notes(changes, specs=self.specs)
         pipeline = self.settings.pipeline
@@ -133,11 +135,9 @@ async def push(
     with recorded(ctx, lake, "push", mode=mode) as record:
         method: Method = "note" if mode == "suggest" else "update"
         state = _Push(ctx, settings, lake, adapter, {}, [], {}, method=method)
-        sends = mode != "shadow"
-        changes = _load_changes(
-            lake, decisions, wanted=("apply", "suggest") if mode == "suggest" else ("apply",)
-        )
-        changes = changes if sends else []
+        wanted = {"shadow": (), "suggest": ("apply", "suggest"), "apply": ("apply",)}[mode]
+        sends = bool(wanted)
+        changes = _load_changes(lake, decisions, wanted=wanted) if sends else []
         dangling = dangling_intents(lake)
         owed = owed_results(lake, KIND[method]) if sends else []
         recovered = 0
@@ -201,37 +201,31 @@ async def _plan(
 
 def _owed(state: _Push, changes: list[Change], owed: Rows) -> list[Change]:
     """Changes earlier pushes still owe, with their snapshots; those a newer decision replaces are
-    audited ``superseded``."""
+    audited ``superseded``, those whose snapshot is gone ``unreadable``."""
     decided = {c.ticket_id for c in changes}
     keys = {change_key(c.ticket_id, c.field, c.label, state.method) for c in changes}
     carried: list[Change] = []
-    superseded: list[Skip] = []
+    dropped: list[Skip] = []
     for row in owed:
-        change = Change(
-            ticket_id=row["ticket_id"],
-            field=row["field"],
-            label=row["label"],
-            probability=None,
-            decision_run_id=row["decision_run_id"],
-            model_version=row["model_version"],
-            snapshot_updated_at=row["snapshot_updated_at"],
-        )
+        change = _change(row)
         if change_key(change.ticket_id, change.field, change.label, state.method) in keys:
             continue  # this run decided the same change
         if change.ticket_id in decided:
-            superseded.append(Skip(change, "superseded", "a newer decision on this ticket replaces it"))
+            dropped.append(Skip(change, "superseded", "a newer decision on this ticket replaces it"))
         else:
             carried.append(change)
     found = snapshots_at(state.lake, {(c.ticket_id, c.snapshot_updated_at) for c in carried})
-    for change in sorted(carried, key=lambda c: c.snapshot_updated_at):
-        snapshot = found.get((change.ticket_id, change.snapshot_updated_at))
-        if snapshot is None:
-            superseded.append(Skip(change, "unreadable", "the snapshot it was decided on is not in the lake"))
-        else:
-            state.snapshots[change.ticket_id] = snapshot
-    if superseded:
-        state.record([_skip_row(state.ctx, s, state.method) for s in superseded])
-    return [c for c in carried if c.ticket_id in state.snapshots]
+    usable = [c for c in carried if (c.ticket_id, c.snapshot_updated_at) in found]
+    dropped += [
+        Skip(c, "unreadable", "the snapshot it was decided on is not in the lake")
+        for c in carried
+        if c not in usable
+    ]
+    for change in sorted(usable, key=lambda c: c.snapshot_updated_at):
+        state.snapshots[change.ticket_id] = found[(change.ticket_id, change.snapshot_updated_at)]
+    if dropped:
+        state.record([_skip_row(state.ctx, s, state.method) for s in dropped])
+    return usable
 
 
 def _load_changes(lake: Lake, decisions: DecideManifest, *, wanted: tuple[str, ...]) -> list[Change]:

@@ -299,3 +299,30 @@ async def test_faults_on_every_write_path_lose_double_and_overwrite_nothing(
         assert {len(sim.store.notes.get(t, [])) for t, _ in wanted} == {1}
     else:
         assert ledger(sim, wanted) == CLEAN
+
+
+async def test_an_owed_write_gives_way_to_a_newer_decision_on_its_ticket(make_ctx, adapter_for, sim, config):
+    write_config(config, sim, config.parent, bulk_update=False)
+    ctx = make_ctx()
+    async with adapter_for(ctx) as adapter:
+        extracted, decided, wanted = await decided_run(ctx, adapter, sim, ("group",))
+        sim.faults.add(FaultRule("error", status=503, next=100, method="PUT"))
+        with pytest.raises(TransientError):
+            await push(ctx, decided, extracted, adapter)  # every write owed
+    sim.faults.clear()
+    target = min(t for t, _ in wanted)
+    other = next(g for g in sim.labels()["group"] if g != sim.truth()[target]["group"])
+
+    def choose(ticket_id, field):
+        return (other if ticket_id == target else sim.truth()[ticket_id]["group"], 0.95)
+
+    newer = make_ctx("run-2")
+    async with adapter_for(newer) as adapter:
+        extracted2 = await extract(newer, adapter)
+        predicted = fake_predictions(newer, extracted2, choose, fields=("group",))
+        decided2 = decide(newer, extracted2, predicted, await adapter.get_fields())
+        await push(newer, decided2, extracted2, adapter)
+    specs = {"group": sim.store.account.group_id}
+    assert sim.ticket(target)["group_id"] == specs["group"](other)
+    assert ledger(sim, {**wanted, (target, "group"): specs["group"](other)}) == CLEAN
+    assert (target, "superseded") in {(r["ticket_id"], r["reason_code"]) for r in results(ctx)}
