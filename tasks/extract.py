@@ -23,7 +23,7 @@ from tasks.manifest import ExtractManifest, add_count
 from tasks.runlog import recorded
 from tasks.snapshots import quarantine_row, ticket_row
 from triage.lake import Lake
-from triage.lake.runs import utcnow
+from triage.lake.runs import last_high_water_mark, utcnow
 from triage.settings import Settings
 
 Purpose = Literal["triage", "history"]
@@ -75,6 +75,7 @@ async def _extract(
     paths: list[str] = []
     counts: dict[str, dict[str, int]] = {}
     rows = eligible = 0
+    newest: datetime | None = None  # the newest updated_at read, by the ticket system's clock
 
     def flush() -> None:
         nonlocal batch
@@ -99,6 +100,7 @@ async def _extract(
         )
         rows += 1
         eligible += reason is None
+        newest = ticket.updated_at if newest is None else max(newest, ticket.updated_at)
         add_count(counts, "*", reason or "eligible")
         if len(batch) >= pipeline.extract_batch_size:
             flush()
@@ -126,9 +128,21 @@ async def _extract(
         quarantine_paths=quarantine_paths,
         counts=counts,
         started_at=started,
-        # Everything updated before the window end was read, unless the end lies in the future.
-        high_water_mark=min(ctx.window_end, started),
+        high_water_mark=high_water_mark(ctx, lake, newest),
     )
+
+
+def high_water_mark(ctx: StageContext, lake: Lake, newest: datetime | None) -> datetime:
+    """Where the next incremental window starts (less the overlap): the newest ``updated_at`` read,
+    never before the mark this window continued from.
+
+    Only the ticket system's own timestamps count, never this machine's clock: with Freshdesk's
+    clock behind ours by more than the overlap, a mark taken from our clock would skip every ticket
+    changed in between. A window that read nothing keeps the mark where it was.
+    """
+    previous = last_high_water_mark(lake, flow=ctx.flow) if ctx.window_source == "watermark" else None
+    marks = [mark for mark in (previous, newest) if mark is not None]
+    return max(marks) if marks else ctx.window_start
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

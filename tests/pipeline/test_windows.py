@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pipeline_helpers import write_config
 
+from adapters.simulator import SimulatorConfig, run_simulator
 from tasks.context import StageContext
 from tasks.extract import extract
 from triage.lake import Lake, Window, record_stage
-from triage.lake.runs import completed_windows, utcnow
+from triage.lake.runs import completed_windows, next_window, utcnow
+from triage.settings import load_settings
 
 NAIVE_START, NAIVE_END = datetime(2026, 1, 1), datetime(2026, 1, 2)
 
@@ -66,3 +69,61 @@ async def test_extract_over_a_naive_window_reads_it_in_batches(config, adapter_f
         manifest = await extract(ctx, adapter, on_progress=progress.append)
     assert manifest.eligible >= len(sim.truth()) > 5
     assert len(manifest.paths) > 1 and progress[-1] == 1.0
+
+
+async def _incremental_run(config, adapter_for, run_id: str, *, end: datetime | None = None) -> set[int]:
+    """One incremental extract over the lake's next window (ending ``end``, default now), recorded as
+    a completed run: the ids read."""
+    settings = load_settings(config)
+    lake = Lake(settings.pipeline.lake)
+    window = next_window(
+        lake,
+        end=end or utcnow(),
+        overlap=timedelta(seconds=settings.pipeline.overlap_seconds),
+        initial_lookback=timedelta(hours=settings.pipeline.initial_lookback_hours),
+    )
+    ctx = StageContext(
+        run_id=run_id,
+        flow="triage",
+        window_start=window.start,
+        window_end=window.end,
+        window_source=window.source,
+        config_path=str(config),
+    )
+    async with adapter_for(ctx) as adapter:
+        manifest = await extract(ctx, adapter)
+    record_stage(
+        lake,
+        run_id=run_id,
+        flow="triage",
+        stage="run",
+        status="ok",
+        started_at=manifest.started_at,
+        window=window,
+        partition=ctx.partition,
+        high_water_mark=manifest.high_water_mark,
+    )
+    return {row["ticket_id"] for row in lake.read_paths("tickets", manifest.paths).to_pylist()}
+
+
+@pytest.fixture(params=[-900, 900], ids=["freshdesk-behind", "freshdesk-ahead"])
+def skewed(request, tmp_path, monkeypatch):
+    """A simulator whose clock is 15 minutes off this machine's, and a config for it: (sim, config)."""
+    config = SimulatorConfig(tickets=240, open_tickets=24, seed=11, clock_offset_seconds=request.param)
+    with run_simulator(config) as simulator:
+        monkeypatch.setenv("FRESHDESK_API_KEY", simulator.api_key)
+        yield simulator, write_config(tmp_path / "triage.yml", simulator, tmp_path)
+
+
+async def test_a_clock_skew_beyond_the_overlap_loses_no_ticket(skewed, adapter_for):
+    """Freshdesk's clock 15 minutes off this machine's (overlap: 2 minutes): every edit is read by the
+    first run whose window reaches Freshdesk's stamp of it, after a run that read nothing new."""
+    sim, config = skewed
+    first = await _incremental_run(config, adapter_for, "skew-1")
+    assert await _incremental_run(config, adapter_for, "skew-2") <= first  # nothing new: only the overlap
+    edited = sorted(sim.truth())[:3]
+    for ticket_id in edited:
+        sim.agent_edit(ticket_id, priority="Urgent")
+    later = utcnow() + timedelta(seconds=max(sim.clock.offset, 0) + 60)
+    third = await _incremental_run(config, adapter_for, "skew-3", end=later)
+    assert set(edited) <= third and set(sim.truth()) <= first | third

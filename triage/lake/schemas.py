@@ -171,7 +171,8 @@ RUNS = pa.schema(
         _f(
             "high_water_mark",
             TS,
-            "Everything updated before this was read. The next incremental window starts at the latest "
+            "Everything updated before this was read: the newest `updated_at` read (Freshdesk's clock), "
+            "or the previous mark when nothing newer was. The next incremental window starts at the latest "
             "completed incremental run's mark minus `pipeline.overlap_seconds`.",
         ),
         _f("mode", pa.string(), "Run mode (shadow, suggest, apply)."),
