@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from triage.redaction import redact
+from triage.redaction import redact, register_secret
 
 CONFIG_ENV = "TRIAGE_CONFIG"
 ENV_PREFIX = "TRIAGE_"
@@ -54,7 +54,10 @@ def shown_input(value: Any) -> str:
 
 
 class ConfigError(ValueError):
-    """Invalid configuration: the message names each offending key and what is wrong."""
+    """Invalid configuration: the message names each offending key and what is wrong (never a secret)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class _Section(BaseModel):
@@ -287,10 +290,19 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     source = str(file) if file.is_file() else "defaults and environment"
     data = _deep_merge(data, _env_overrides())
     data = _deep_merge(data, overrides)
+    _register_secrets(data.get("ticket_system"))
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+
+
+def _register_secrets(section: Any) -> None:
+    """Mask the credentials of ``section`` in every error and log line, wherever they are pasted."""
+    if isinstance(section, dict):
+        for key, value in section.items():
+            if is_secret_key(str(key)) and isinstance(value, str):
+                register_secret(value)
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

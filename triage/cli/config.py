@@ -10,5 +10,7 @@ from triage.cli.options import ConfigOption, settings_or_exit
 @app.command("config")
 def show_config(config: ConfigOption = None) -> None:
     """Validate the configuration (and the adapter's own keys) and print it, secrets masked."""
+    from triage.redaction import redact
+
     settings = settings_or_exit(config, adapter=True)
-    typer.echo(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+    typer.echo(redact(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)))
