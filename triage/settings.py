@@ -188,8 +188,9 @@ class PipelineSettings(_Section):
     push_reread_seconds: int = Field(
         default=30,
         ge=0,
-        description="During a long push, re-read the tickets changed since the last read before the "
-        "next batch once this many seconds have passed (an agent may have acted; 0: every batch).",
+        description="In suggest mode, re-read the tickets changed since the last read before the next "
+        "batch of notes once this many seconds have passed (0: every batch). Field writes re-read "
+        "their tickets right before every request.",
     )
     bulk_settle_seconds: int = Field(
         default=300,
