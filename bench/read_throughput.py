@@ -11,6 +11,8 @@ those limits allow is 20 pages x 100 = 2,000 tickets per window.
 Reported:
 * sustained rate: pages after the first window's burst, per window, from the send times of the
   first and last list call: ``(pages - 20) / (t_last - t_first) * window``; 20 is the ceiling;
+  in tickets, times the new tickets a page brought (each page repeats the rows of the second it
+  starts from, so slightly under 100);
 * the whole run's rate (which the free first burst flatters) in tickets per minute, scaled to
   Freshdesk's 60-second window;
 * the share of requests answered 429.
@@ -87,9 +89,13 @@ def main() -> None:
         "windows_elapsed": round(elapsed / window, 2),
         "elapsed_seconds": round(elapsed, 2),
         "sustained_pages_per_window": round(sustained_pages, 3),
-        "sustained_tickets_per_window": round(sustained_pages * TICKETS_PER_PAGE),
+        "new_tickets_per_page": round(tickets / pages, 2),
+        "sustained_tickets_per_window": round(sustained_pages * tickets / pages),
         "ceiling_tickets_per_window": CEILING_TICKETS_PER_WINDOW,
-        "sustained_share_of_ceiling": round(sustained_pages / LIST_CALLS_PER_WINDOW, 4),
+        "sustained_pages_share_of_call_limit": round(sustained_pages / LIST_CALLS_PER_WINDOW, 4),
+        "sustained_share_of_ceiling": round(
+            sustained_pages * tickets / pages / CEILING_TICKETS_PER_WINDOW, 4
+        ),
         "whole_run_tickets_per_minute_at_60s_window": round(tickets / (elapsed / window)),
         "requests": requests,
         "responses_429": refused,
