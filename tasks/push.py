@@ -411,9 +411,21 @@ async def _after_lost(state: _Push, request: Request, write_id: str, sent_at: da
         fresh, _ = await _changed_since(state, sent_at - state.slack)
     except TicketSystemError:
         return []  # the re-read fails too: the next push resolves the intents
+    return _found_written(state, request, write_id, sent_at, request.changes, fresh)
+
+
+def _found_written(
+    state: _Push,
+    request: Request,
+    write_id: str,
+    sent_at: datetime,
+    changes: Iterable[Change],
+    fresh: Mapping[int, Ticket],
+) -> Rows:
+    """``ok`` rows (``confirmed_on_reread``) for the ``changes`` a re-read shows carried out."""
     now = utcnow()
     rows = []
-    for change in request.changes:
+    for change in changes:
         ticket = fresh.get(change.ticket_id)
         spec = state.specs.get(change.field)
         if (
@@ -513,20 +525,26 @@ async def _send_bulk(state: _Push, request: Request, write_id: str) -> Rows:
     rows += _results(
         state, request, write_id, sent_at, "ok", [c for c in request.changes if c.ticket_id in ok], **meta
     )
-    for change in request.changes:
-        if change.ticket_id not in ok:
-            reason = redact(result.failed.get(change.ticket_id, "no result for this ticket"))
-            rows += _results(
-                state,
-                request,
-                write_id,
-                sent_at,
-                "failed",
-                [change],
-                reason_code="bulk_failed",
-                error=reason,
-                **meta,
-            )
+    failed = [c for c in request.changes if c.ticket_id not in ok]
+    if failed:  # a job's report can be incomplete (PARTIAL without per-ticket data): look before saying so
+        fresh, _ = await _changed_since(state, sent_at - state.slack)
+        found = _found_written(state, request, write_id, sent_at, failed, fresh)
+        rows += found
+        written = {(r["ticket_id"], r["field"]) for r in found}
+        failed = [c for c in failed if (c.ticket_id, c.field) not in written]
+    for change in failed:
+        reason = redact(result.failed.get(change.ticket_id, "no result for this ticket"))
+        rows += _results(
+            state,
+            request,
+            write_id,
+            sent_at,
+            "failed",
+            [change],
+            reason_code="bulk_failed",
+            error=reason,
+            **meta,
+        )
     return rows
 
 

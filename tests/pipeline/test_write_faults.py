@@ -4,6 +4,7 @@ writes lost 0, doubled 0, agent values overwritten 0."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 
 import pytest
@@ -326,3 +327,20 @@ async def test_an_owed_write_gives_way_to_a_newer_decision_on_its_ticket(make_ct
     assert sim.ticket(target)["group_id"] == specs["group"](other)
     assert ledger(sim, {**wanted, (target, "group"): specs["group"](other)}) == CLEAN
     assert (target, "superseded") in {(r["ticket_id"], r["reason_code"]) for r in results(ctx)}
+
+
+async def test_a_bulk_job_report_missing_a_ticket_is_checked_by_re_reading(make_ctx, adapter_for, sim):
+    ctx = make_ctx()
+    async with adapter_for(ctx) as adapter:
+        extracted, decided, wanted = await decided_run(ctx, adapter, sim, ("group",))
+        real = adapter.bulk_update
+
+        async def report_without_one(ticket_ids, data):
+            result = await real(ticket_ids, data)
+            first, *rest = result.succeeded
+            return dataclasses.replace(result, succeeded=tuple(rest), failed={first: "PARTIAL: no result"})
+
+        adapter.bulk_update = report_without_one
+        await push(ctx, decided, extracted, adapter)
+    assert ledger(sim, wanted) == CLEAN
+    assert {r["status"] for r in results(ctx)} == {"ok"}
