@@ -57,6 +57,7 @@ def test_a_damaged_store_fails_each_model_command_cleanly(stored, tmp_path, monk
         ["evaluate", str(tmp_path / "labelled.csv")],
         ["models", "list"],
         ["models", "rollback"],
+        ["models", "promote", version.version],
     ):
         result = runner.invoke(app, [*command, "--store", str(root)])
         where = f"{name}: triage {' '.join(command)}"

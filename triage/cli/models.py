@@ -200,15 +200,22 @@ def _describe(version: ModelVersion) -> str:
     return f"{marker} {version.version}  {version.name:<28} macro-F1 model/baseline: {scores}"
 
 
+def _store_failures() -> tuple[type[Exception], ...]:
+    """What a damaged store raises: its message names the file (exit 1, no traceback)."""
+    from models.manifest import ModelFolderError
+    from models.store import StoreError
+
+    return StoreError, ModelFolderError
+
+
 @models_app.command("list")
 def list_command(store: StoreOption = None, config: ConfigOption = None) -> None:
     """Every stored version, oldest first; * marks the current one."""
-    from models.manifest import ModelFolderError
-    from models.store import ModelStore, StoreError
+    from models.store import ModelStore
 
     try:
         versions = ModelStore(store_root(config, store)).list()
-    except (StoreError, ModelFolderError) as exc:
+    except _store_failures() as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     if not versions:
@@ -229,11 +236,11 @@ def promote_command(
     config: ConfigOption = None,
 ) -> None:
     """Make VERSION current, whatever its metrics (roll back with `triage models rollback`)."""
-    from models.store import ModelStore, StoreError
+    from models.store import ModelStore
 
     try:
         promoted = ModelStore(store_root(config, store)).promote(version)
-    except StoreError as exc:
+    except _store_failures() as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"current: {promoted.version}")
@@ -242,11 +249,11 @@ def promote_command(
 @models_app.command("rollback")
 def rollback_command(store: StoreOption = None, config: ConfigOption = None) -> None:
     """Make the previously current version current again."""
-    from models.store import ModelStore, StoreError
+    from models.store import ModelStore
 
     try:
         current = ModelStore(store_root(config, store)).rollback()
-    except StoreError as exc:
+    except _store_failures() as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"current: {current.version}")
