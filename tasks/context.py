@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from triage.lake import Lake, Window
 from triage.lake.runs import UtcDatetime, WindowSource
@@ -36,6 +36,15 @@ class StageContext(BaseModel):
     parent_run_id: str | None = None
     #: Which attempt of the flow run this is (Prefect's run count: 2 and up after a retry).
     attempt: int = 1
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StageContext:
+        if self.window_start > self.window_end:
+            raise ValueError(
+                f"window_start ({self.window_start:%Y-%m-%d %H:%M:%S} UTC) is after window_end "
+                f"({self.window_end:%Y-%m-%d %H:%M:%S} UTC): check the since/until parameters"
+            )
+        return self
 
     @property
     def window(self) -> Window:

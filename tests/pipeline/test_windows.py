@@ -127,3 +127,15 @@ async def test_a_clock_skew_beyond_the_overlap_loses_no_ticket(skewed, adapter_f
     later = utcnow() + timedelta(seconds=max(sim.clock.offset, 0) + 60)
     third = await _incremental_run(config, adapter_for, "skew-3", end=later)
     assert set(edited) <= third and set(sim.truth()) <= first | third
+
+
+def test_a_window_that_ends_before_it_starts_is_refused():
+    """However it was given (a Prefect UI form, the API), a run never reads an inverted window silently."""
+    with pytest.raises(ValueError, match=r"window_start .* is after window_end"):
+        StageContext(
+            run_id="r",
+            flow="triage",
+            window_start=NAIVE_END,
+            window_end=NAIVE_START,
+            window_source="explicit",
+        )
