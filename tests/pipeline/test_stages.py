@@ -171,9 +171,9 @@ async def test_an_agents_edit_while_push_is_writing_is_not_overwritten(
     make_ctx, adapter_for, sim, config, monkeypatch, bulk
 ):
     """A long push (minutes at Freshdesk's limits) re-reads before each batch it sends."""
-    import tasks.push as push_module
+    import tasks.push_send as push_send
 
-    monkeypatch.setattr(push_module, "SINGLE_BATCH", 1)
+    monkeypatch.setattr(push_send, "SINGLE_BATCH", 1)
     write_config(config, sim, config.parent, bulk_update=bulk, push_reread_seconds=0)
     ctx = make_ctx()
     fields = ("group",) if bulk else ("group", "priority", "type")
@@ -264,19 +264,19 @@ class Crash(BaseException):
 async def test_a_crash_in_the_middle_of_push_then_a_rerun_writes_everything_exactly_once(
     make_ctx, adapter_for, sim, config, monkeypatch, bulk
 ):
-    import tasks.push as push_module
+    import tasks.push_state as push_state
 
     write_config(config, sim, config.parent, bulk_update=bulk)
     ctx = make_ctx()
     crashed = False
-    real_write_audit = push_module.write_audit
+    real_write_audit = push_state.write_audit
 
     def dead_disk(lake, rows, **kwargs):
         if crashed:
             raise Crash()
         return real_write_audit(lake, rows, **kwargs)
 
-    monkeypatch.setattr(push_module, "write_audit", dead_disk)
+    monkeypatch.setattr(push_state, "write_audit", dead_disk)
     async with adapter_for(ctx) as adapter:
         # group only: many tickets share a change, so bulk updates carry them
         fields = ("group",) if bulk else ("group", "priority", "type")

@@ -1,0 +1,189 @@
+"""Push's working state and the audit rows it writes, shared by planning, recovery and sending."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from adapters.base import FieldSpec, Ticket, TicketSystemAdapter
+from adapters.errors import MalformedTicketError
+from tasks.audit import write_audit
+from tasks.context import StageContext
+from tasks.manifest import add_count
+from tasks.push_plan import Change, Method, Request, Skip, plan_notes, plan_writes, recheck
+from tasks.snapshots import quarantine_row
+from triage.lake import Lake
+from triage.lake.runs import utcnow
+from triage.settings import Settings
+
+Rows = list[dict[str, Any]]
+
+
+@dataclass
+class PushState:
+    """State of one push stage."""
+
+    ctx: StageContext
+    settings: Settings
+    lake: Lake
+    adapter: TicketSystemAdapter
+    specs: Mapping[str, FieldSpec]
+    paths: list[str]
+    counts: dict[str, dict[str, int]]
+    method: Method = "update"
+    rows: int = 0
+    sent: int = 0
+    #: The tickets as decided on: this run's snapshots, and those of the writes it still owes.
+    snapshots: dict[int, Ticket] = field(default_factory=dict)
+    #: The tickets as last seen: the snapshot, or the latest re-read where they changed since.
+    current: dict[int, Ticket] = field(default_factory=dict)
+    #: When the last incremental re-read started (the next one reads changes since then).
+    read_at: datetime | None = None
+
+    @property
+    def slack(self) -> timedelta:
+        """Clock slack for incremental re-reads (``updated_since`` is to the second)."""
+        return timedelta(seconds=self.settings.pipeline.own_write_tolerance_seconds)
+
+    def record(self, rows: Rows) -> None:
+        """Append ``rows`` to the audit trail as one part and count the results."""
+        part = write_audit(self.lake, rows, run_id=self.ctx.run_id, partition=self.ctx.partition)
+        if part:
+            self.paths.append(part.path)
+            self.rows += part.rows
+        for row in rows:
+            if row["phase"] == "result":
+                add_count(self.counts, row["field"], row["status"])
+
+    def check(
+        self, changes: list[Change], unreadable: set[int] = frozenset()
+    ) -> tuple[list[Change], list[Skip]]:
+        """``changes`` re-checked against the tickets as last seen."""
+        return recheck(
+            changes,
+            method=self.method,
+            done=set(),
+            pending=set(),
+            unreadable=unreadable,
+            snapshots=self.snapshots,
+            fresh=self.current,
+            specs=self.specs,
+            rules=self.settings.fields,
+        )
+
+    def requests(self, changes: list[Change], *, bulk: bool | None = None) -> list[Request]:
+        """Requests carrying ``changes`` (bulk updates as configured unless ``bulk`` says)."""
+        if self.method == "note":
+            return plan_notes(changes, specs=self.specs)
+        pipeline = self.settings.pipeline
+        return plan_writes(
+            changes,
+            tag=pipeline.triaged_tag,
+            bulk=pipeline.bulk_update if bulk is None else bulk,
+            bulk_min_tickets=pipeline.bulk_min_tickets,
+        )
+
+
+async def changed_since(state: PushState, since: datetime) -> tuple[dict[int, Ticket], set[int]]:
+    """Every ticket changed since ``since`` as it is now (one paged read), and those unreadable
+    (quarantined with their raw JSON)."""
+    fresh: dict[int, Ticket] = {}
+    malformed: list[MalformedTicketError] = []
+    async for ticket in state.adapter.iter_updated_tickets(since, on_malformed=malformed.append):
+        fresh[ticket.id] = ticket
+    if malformed:
+        rows = [quarantine_row(state.ctx.run_id, "push", exc) for exc in malformed]
+        state.lake.write(
+            "quarantine",
+            rows,
+            date=state.ctx.partition,
+            run_id=state.ctx.run_id,
+            name=f"push-{uuid.uuid4().hex}",
+        )
+    return fresh, {exc.ticket_id for exc in malformed if exc.ticket_id is not None}
+
+
+def audit_row(
+    ctx: StageContext,
+    request: Request,
+    change: Change,
+    write_id: str,
+    phase: str,
+    status: str,
+    sent_at: datetime,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "run_id": ctx.run_id,
+        "decision_run_id": change.decision_run_id,
+        "write_id": write_id,
+        "phase": phase,
+        "ticket_id": change.ticket_id,
+        "field": change.field,
+        "label": change.label,
+        "method": request.method,
+        "status": status,
+        "snapshot_updated_at": change.snapshot_updated_at,
+        "sent_at": sent_at,
+        "model_version": change.model_version,
+        **extra,
+    }
+
+
+def skip_row(ctx: StageContext, skip: Skip, method: Method, write_id: str | None = None) -> dict[str, Any]:
+    """A ``skipped`` result (for an intent already written: with that intent's ``write_id``)."""
+    request = Request(method, (skip.change.ticket_id,), {}, (skip.change,))
+    return audit_row(
+        ctx,
+        request,
+        skip.change,
+        write_id or uuid.uuid4().hex,
+        "result",
+        "skipped",
+        utcnow(),
+        reason_code=skip.reason_code,
+        error=skip.message,
+        completed_at=utcnow(),
+    )
+
+
+def result_rows(
+    state: PushState,
+    request: Request,
+    write_id: str,
+    sent_at: datetime,
+    status: str,
+    changes: Iterable[Change] | None = None,
+    **extra: Any,
+) -> Rows:
+    """One result row per change of ``request`` (or per one of ``changes``)."""
+    now = utcnow()
+    return [
+        audit_row(state.ctx, request, c, write_id, "result", status, sent_at, completed_at=now, **extra)
+        for c in (request.changes if changes is None else changes)
+    ]
+
+
+def confirmed_row(base: dict[str, Any], ticket: Ticket) -> dict[str, Any]:
+    return {
+        **base,
+        "status": "ok",
+        "reason_code": "confirmed_on_reread",
+        "ticket_updated_at": ticket.updated_at,
+    }
+
+
+def change_of(row: dict[str, Any]) -> Change:
+    """The change an audit row carries out."""
+    return Change(
+        ticket_id=row["ticket_id"],
+        field=row["field"],
+        label=row["label"],
+        probability=None,
+        decision_run_id=row["decision_run_id"],
+        model_version=row["model_version"],
+        snapshot_updated_at=row["snapshot_updated_at"],
+    )
