@@ -85,5 +85,10 @@ def whole_run(ctx: StageContext, lake: Lake, pushed: PushManifest) -> PushManife
     add_count(counts, "*", "recovered", sum(r["reason_code"] in RECOVERY_REASONS for r in audit))
     stars = counts["*"]
     return pushed.model_copy(
-        update={"rows": len(audit), "counts": counts, "sent": stars["requests"], "recovered": stars["recovered"]}
+        update={
+            "rows": len(audit),
+            "counts": counts,
+            "sent": stars["requests"],
+            "recovered": stars["recovered"],
+        }
     )
