@@ -54,7 +54,12 @@ async def resolve_open(state: PushState, dangling: Rows, fresh: Mapping[int, Tic
             rows.append({**base, "status": "not_applied", "reason_code": "not_found_on_reread"})
     for note in notes.values():
         reference = note_reference(change_of(r) for r in note)
-        found = await state.adapter.has_note(note[0]["ticket_id"], reference)
+        try:
+            found = await state.adapter.has_note(note[0]["ticket_id"], reference)
+        except TicketSystemError as exc:
+            if exc.transient:
+                raise
+            found = False  # the ticket is gone or out of reach: no note there; a resend says why
         outcome = {
             True: {"status": "ok", "reason_code": "confirmed_on_reread"},
             False: {"status": "not_applied", "reason_code": "not_found_on_reread"},

@@ -344,3 +344,30 @@ async def test_a_bulk_job_report_missing_a_ticket_is_checked_by_re_reading(make_
         await push(ctx, decided, extracted, adapter)
     assert ledger(sim, wanted) == CLEAN
     assert {r["status"] for r in results(ctx)} == {"ok"}
+
+
+async def test_a_cut_off_note_on_a_ticket_gone_for_good_does_not_block_push(make_ctx, adapter_for, sim):
+    from tasks.audit import write_audit
+    from triage.lake.runs import utcnow
+
+    ctx = make_ctx(mode="suggest")
+    intent = {
+        "run_id": "crashed-run",
+        "decision_run_id": "crashed-run",
+        "write_id": "w-1",
+        "phase": "intent",
+        "ticket_id": 999_999,  # no such ticket: its conversations answer 404
+        "field": "group",
+        "label": "Billing",
+        "method": "note",
+        "status": "pending",
+        "snapshot_updated_at": utcnow(),
+        "sent_at": utcnow(),
+    }
+    write_audit(ctx.lake(), [intent], run_id="crashed-run", partition=ctx.partition)
+    async with adapter_for(ctx) as adapter:
+        extracted, decided, wanted = await decided_run(ctx, adapter, sim)
+        await push(ctx, decided, extracted, adapter)
+    assert {len(sim.store.notes.get(t, [])) for t, _ in wanted} == {1}
+    gone = sorted((r["status"], r["reason_code"]) for r in results(ctx) if r["ticket_id"] == 999_999)
+    assert gone == [("not_applied", "not_found_on_reread"), ("skipped", "unreadable")]
