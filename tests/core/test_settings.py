@@ -91,3 +91,14 @@ def test_a_binary_config_file_is_a_config_error(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=r"config\.yml"):
         load_settings(path)
+
+
+def test_the_deployment_variables_of_prefect_yaml_are_not_taken_for_settings(tmp_path, monkeypatch):
+    """A worker's environment carries TRIAGE_HOME (the pull step) and may carry TRIAGE_WORK_POOL."""
+    monkeypatch.setenv("TRIAGE_HOME", str(tmp_path))
+    monkeypatch.setenv("TRIAGE_WORK_POOL", "triage")
+    monkeypatch.setenv("TRIAGE_PIPELINE__MODE", "suggest")
+    assert load_settings(write(tmp_path, "{}")).pipeline.mode == "suggest"
+    monkeypatch.setenv("TRIAGE_PIPELINE_MODE", "apply")  # a typo is still named
+    with pytest.raises(ConfigError, match="pipeline_mode"):
+        load_settings(write(tmp_path, "{}"))

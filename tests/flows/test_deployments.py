@@ -1,13 +1,17 @@
-"""prefect.yaml: valid for `prefect deploy`, every entrypoint a flow, schedules safe to run unattended."""
+"""prefect.yaml: valid for `prefect deploy`, every entrypoint loads as a worker loads it, schedules safe
+to run unattended. The deployments running on a real server and worker: test_server_deployments.py."""
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
+import json
+import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from prefect import Flow
 from prefect.cli.deploy._models import PrefectYamlModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,20 +24,44 @@ def deployments() -> dict[str, dict]:
     return {d["name"]: d for d in data["deployments"]}
 
 
-def load(entrypoint: str) -> Flow:
-    module, name = entrypoint.split(":")
-    return getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+#: Loads each entrypoint in a fresh interpreter from the repository root, as a worker's flow-run process
+#: does (Prefect puts the entrypoint's folder first on sys.path), and prints each flow's name.
+LOADER = """
+import json, sys
+from prefect.flows import load_flow_from_entrypoint
+print(json.dumps({e: load_flow_from_entrypoint(e).name for e in sys.argv[1:]}))
+"""
 
 
-def test_every_deployment_points_at_a_flow_whose_parameters_validate(deployments):
+def test_every_entrypoint_loads_as_a_worker_loads_it(deployments):
+    entrypoints = [d["entrypoint"] for d in deployments.values()]
+    done = subprocess.run(
+        [sys.executable, "-c", LOADER, *entrypoints], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = json.loads(done.stdout.strip().splitlines()[-1])
+    assert names == dict(zip(entrypoints, ["triage", "nightly", "backfill", "train"], strict=True))
+
+
+def test_no_module_of_flows_shadows_an_installed_package():
+    """A file entrypoint puts ``flows/`` on sys.path: a module there named like a package hides it."""
+    modules = [m.name for m in pkgutil.iter_modules([str(ROOT / "flows")])]
+    shadowing = [name for name in modules if importlib.util.find_spec(name) is not None]
+    assert modules and not shadowing, shadowing
+
+
+def test_every_deployment_validates_its_parameters_and_never_overlaps_itself(deployments):
+    from prefect.flows import load_flow_from_entrypoint
+
     assert set(deployments) == {"hourly", "nightly", "backfill", "train"}
     for name, deployment in deployments.items():
-        flow = load(deployment["entrypoint"])
-        assert isinstance(flow, Flow), name
+        flow = load_flow_from_entrypoint(deployment["entrypoint"])
         if name != "backfill":  # the backfill form asks for its range at run time
             flow.validate_parameters(deployment.get("parameters") or {})
         assert deployment["concurrency_limit"]["limit"] == 1, name
-        assert deployment["work_pool"]["name"] == "triage", name
+        assert deployment["enforce_parameter_schema"] is True, name
+        # The pool is named when deploying, the checkout by each worker (README "Deployment").
+        assert deployment["work_pool"]["name"] == "{{ $TRIAGE_WORK_POOL }}", name
 
 
 def test_scheduled_deployments_have_a_timezone_and_never_overlap(deployments):
@@ -45,13 +73,24 @@ def test_scheduled_deployments_have_a_timezone_and_never_overlap(deployments):
     assert "schedules" not in deployments["backfill"]
 
 
-def test_backfill_needs_its_range():
-    from pydantic import ValidationError
+def test_parameter_forms_refuse_bad_dates_before_a_run_and_reversed_ranges_at_its_start():
+    """The server checks a parameter's JSON schema (patterns, not formats) before it creates a run;
+    ``end > start`` is checked by the parameters' own model when the flow starts."""
+    from prefect.exceptions import ParameterTypeError
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import ValidationError, validate
 
-    from flows.backfill import BackfillParams
-
-    flow = load("flows/backfill.py:backfill_flow")
-    with pytest.raises(Exception, match="start"):
-        flow.validate_parameters({"params": {"end": "2026-01-02T00:00:00Z"}})
-    with pytest.raises(ValidationError, match="end must be after start"):
-        BackfillParams(start="2026-01-02T00:00:00Z", end="2026-01-01T00:00:00Z")
+    backfill = load_flow_from_entrypoint("flows/backfill.py:backfill_flow")
+    schema = parameter_schema(backfill.fn).model_dump()
+    good = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02"}
+    validate({"params": good}, schema, raise_on_error=True)  # what the server runs
+    with pytest.raises(ValidationError, match=r"params\.start"):
+        validate({"params": {**good, "start": "not a date"}}, schema, raise_on_error=True)
+    with pytest.raises(ParameterTypeError, match="end must be after start"):
+        backfill.validate_parameters({"params": {"start": "2026-01-02", "end": "2026-01-01"}})
+    with pytest.raises(ParameterTypeError, match="start"):
+        backfill.validate_parameters({"params": {"end": "2026-01-02T00:00:00Z"}})
+    hourly = load_flow_from_entrypoint("flows/incremental.py:triage_flow")
+    with pytest.raises(ParameterTypeError, match="until must be after since"):
+        hourly.validate_parameters({"params": {"since": "2026-01-02", "until": "2026-01-01"}})

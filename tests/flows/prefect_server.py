@@ -1,0 +1,220 @@
+"""A real Prefect server, `prefect` commands and process workers, as an operator runs them.
+
+Used by the deployment tests (tests/flows/test_server_deployments.py) and the deployment benchmark
+(bench/deployment_latency.py). Each server gets its own ``PREFECT_HOME`` and database: a PostgreSQL
+database created for it (and dropped after) or a SQLite file. The environment of every process is
+built from scratch here (no ``PREFECT_*`` of the calling process leaks in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """This process's environment without Prefect settings or an API key, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FRESHDESK_", "TRIAGE_"))}
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _postgres(sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(f"{POSTGRES}/postgres")
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def database(backend: str, folder: Path) -> Iterator[str]:
+    """A connection URL for the server: a new PostgreSQL database (dropped after), or a SQLite file."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / 'prefect.db'}"
+        return
+    name = f"triage_prefect_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_postgres(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(_postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _stop(process: subprocess.Popen, timeout: float = 20) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+class Server:
+    """``prefect server start`` on its own port, home and database; ``api`` talks to its REST API."""
+
+    def __init__(self, folder: Path, database_url: str, **settings: str) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        self.env = base_env(
+            PREFECT_HOME=str(folder / "server-home"),
+            PREFECT_API_DATABASE_CONNECTION_URL=database_url,
+            PREFECT_UI_ENABLED="false",
+            **settings,
+        )
+        self.log = folder / "server.log"
+        self.process: subprocess.Popen | None = None
+        self.api = httpx.Client(base_url=self.url, timeout=30)
+
+    def start(self, timeout: float = 180) -> Server:
+        command = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                command,
+                env=self.env,
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"prefect server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if self.api.get("/health").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"prefect server not healthy after {timeout} s: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+        self.api.close()
+
+    def client_env(self, **extra: str) -> dict[str, str]:
+        """The environment of a `prefect` command or worker using this server."""
+        return base_env(PREFECT_API_URL=self.url, **extra)
+
+    def prefect(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess:
+        """Run ``prefect --no-prompt ARGS`` from the repository root, as the README shows."""
+        return subprocess.run(
+            [PREFECT, "--no-prompt", *args],
+            env=dict(env or self.client_env(PREFECT_HOME=str(self.folder / "cli-home"))),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    # -- the REST API, as the UI uses it ------------------------------------------------------
+
+    def post(self, path: str, body: Any = None) -> Any:
+        response = self.api.post(path, json=body if body is not None else {})
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        response = self.api.get(f"/deployments/name/{name}")
+        response.raise_for_status()
+        return response.json()
+
+    def run_deployment(self, name: str, parameters: dict[str, Any] | None = None) -> httpx.Response:
+        """Create a flow run of deployment ``flow/deployment`` (the UI's "Run"); the raw response."""
+        deployment = self.deployment(name)
+        return self.api.post(
+            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters or {}}
+        )
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        response = self.api.get(f"/flow_runs/{run_id}")
+        response.raise_for_status()
+        return response.json()
+
+    def wait(self, run_id: str, timeout: float = 420, worker: Worker | None = None) -> dict[str, Any]:
+        """Poll a flow run until it reaches a terminal state; the run."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.flow_run(run_id)
+            if run["state"]["type"] in TERMINAL:
+                return run
+            time.sleep(1)
+        tail = worker.log.read_text()[-4000:] if worker else ""
+        raise TimeoutError(f"flow run {run_id} still {run['state']['name']} after {timeout} s\n{tail}")
+
+    def retry_from_ui(self, run_id: str) -> None:
+        """Exactly what the UI's Retry button sends."""
+        state = {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"}
+        self.post(f"/flow_runs/{run_id}/set_state", {"state": state, "force": True})
+
+    def task_runs(self, run_id: str) -> list[dict[str, Any]]:
+        return self.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+
+    def artifacts(self, run_id: str) -> list[dict[str, Any]]:
+        return self.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+
+    def logs(self, run_id: str) -> list[str]:
+        rows = self.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
+        return [row["message"] for row in rows]
+
+    def flow_runs(self, deployment_id: str, state: str | None = None) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"deployments": {"id": {"any_": [deployment_id]}}}
+        if state:
+            body["flow_runs"] = {"state": {"type": {"any_": [state]}}}
+        return self.post("/flow_runs/filter", body)
+
+
+class Worker:
+    """``prefect worker start --pool POOL`` with its own ``PREFECT_HOME`` (no local state shared)."""
+
+    def __init__(self, server: Server, pool: str, name: str, **env: str) -> None:
+        self.server, self.pool, self.name = server, pool, name
+        self.log = server.folder / f"worker-{name}.log"
+        home = server.folder / f"worker-{name}-home"
+        self.env = server.client_env(
+            PREFECT_HOME=str(home), PREFECT_WORKER_QUERY_SECONDS="1", TRIAGE_HOME=str(ROOT), **env
+        )
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Worker:
+        command = [PREFECT, "worker", "start", "--pool", self.pool, "--name", self.name]
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                command, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            _stop(self.process)
