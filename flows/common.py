@@ -6,7 +6,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -20,6 +20,7 @@ from flows.report import counts_rows, markdown_report
 from tasks.context import StageContext
 from tasks.manifest import Manifest
 from tasks.runlog import recorded
+from triage.lake.lease import hold
 from triage.redaction import install as install_redaction
 from triage.redaction import register_secret
 from triage.settings import API_KEY_ENV, SECRET_BLOCK_ENV
@@ -80,8 +81,21 @@ def start_flow() -> None:
 
 @contextmanager
 def recorded_run(ctx: StageContext, *, mode: str | None) -> Iterator[Any]:
-    """The run's own ``runs`` row (stage ``run``): ``ok`` with its high-water mark, or ``failed``."""
-    with recorded(ctx, ctx.lake(), "run", mode=mode) as record:
+    """The run's own ``runs`` row (stage ``run``): ``ok`` with its high-water mark, or ``failed``.
+
+    A run with a ``mode`` pushes (triage, backfill batches): it holds the lake's lease throughout, so no
+    other run pushes or resolves cut-off writes beside it (a refusal is recorded as the run's failure).
+    Train and nightly runs take none: they write nothing to the ticket system and only their own
+    partitions, and a long training would stall the hourly runs.
+    """
+    settings = ctx.settings()
+    lake, wait = ctx.lake(settings), settings.pipeline.lease_wait_seconds
+    lease = (
+        nullcontext()
+        if mode is None
+        else hold(lake, run_id=ctx.run_id, flow=ctx.flow, ttl=settings.pipeline.lease_seconds, wait=wait)
+    )
+    with recorded(ctx, lake, "run", mode=mode) as record, lease:
         yield record
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from triage.lake import Lake, WrittenPart
+from triage.lake.lease import check_fence
 
 #: Result statuses that count as done: never sent again.
 DONE_STATUSES = ("ok", "unknown")
@@ -61,8 +62,14 @@ def change_key(ticket_id: int, field_name: str, label: str | None, method: str) 
 def write_audit(
     lake: Lake, rows: list[dict[str, Any]], *, run_id: str, partition: datetime
 ) -> WrittenPart | None:
-    """Append audit rows as a new part (never replacing an earlier one)."""
+    """Append audit rows as a new part (never replacing an earlier one).
+
+    Intents announce a batch of writes: first the run's lease on the lake is checked (fencing), so a
+    run whose lease was lost stops before it sends anything more.
+    """
     phase = rows[0]["phase"] if rows else "none"
+    if phase == "intent":
+        check_fence(lake, run_id)
     return lake.write("audit", rows, date=partition, run_id=run_id, name=f"{phase}-{uuid.uuid4().hex}")
 
 

@@ -197,6 +197,17 @@ class PipelineSettings(_Section):
         ge=0,
         description="A bulk write cut off by a crash is re-sent only after this long (its job may still run).",
     )
+    lease_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="A pushing run holds the lake's lease, renewed every third of this; a crashed "
+        "holder's lease expires after it.",
+    )
+    lease_wait_seconds: int = Field(
+        default=120,
+        ge=0,
+        description="How long a run waits for another run's lease on the lake before it refuses (0: refuse at once).",
+    )
 
     @field_validator("triaged_tag")
     @classmethod

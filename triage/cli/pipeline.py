@@ -6,6 +6,7 @@ with one set, the runs appear in that server's UI. Flows are imported inside the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -72,6 +73,18 @@ def check_window(since: datetime | None, until: datetime | None) -> None:
         raise typer.Exit(2)
 
 
+class _RefusalsWithoutTraceback(logging.Filter):
+    """Prefect logs a failed run's exception with its traceback; a lease refusal (another run holds the
+    lake, or took it over) is an expected outcome: its one-line message is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from triage.lake.lease import LeaseError
+
+        if record.exc_info and isinstance(record.exc_info[1], LeaseError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def _run_flow(start: Callable[[], T]) -> T:
     """Run a flow locally; a failure prints its (redacted) message and exits 1, without a traceback."""
     import os
@@ -79,6 +92,10 @@ def _run_flow(start: Callable[[], T]) -> T:
     from triage.redaction import redact
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry: no network here
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RefusalsWithoutTraceback) for f in logger.filters):
+            logger.addFilter(_RefusalsWithoutTraceback())
     try:
         return start()
     except Exception as exc:

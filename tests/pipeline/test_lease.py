@@ -1,0 +1,128 @@
+"""The lake's lease: a crashed holder expires, a live one keeps it, a lost one writes nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pyarrow.fs as pafs
+import pytest
+from pipeline_helpers import ledger, wanted_writes
+from test_stages import run_to_decide
+
+import tasks.push_send
+from tasks.push import push
+from triage.lake import Lake
+from triage.lake import lease as lease_module
+from triage.lake.lease import LakeBusyError, LakeLease, LeaseLostError, hold
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from triage.lake import Lake
+    from triage.lake.lease import hold
+
+    with hold(Lake(sys.argv[1]), run_id="crashed-run", flow="triage", ttl=1.5, wait=0):
+        print("held", flush=True)
+        time.sleep(120)
+    """
+)
+
+
+def test_a_live_holder_keeps_the_lease_and_a_sigkilled_one_loses_it_after_the_ttl(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path / "lake")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        time.sleep(2.5)  # longer than the TTL: only the heartbeat keeps the lease
+        with pytest.raises(LakeBusyError) as busy:
+            LakeLease.acquire(lake, run_id="next-run", flow="triage", ttl=60, wait=0.5)
+        message = str(busy.value)
+        assert "\n" not in message and "crashed-run" in message and "pipeline.lease_wait_seconds" in message
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    killed = time.monotonic()
+    taken = LakeLease.acquire(lake, run_id="next-run", flow="triage", ttl=60, wait=10)
+    assert time.monotonic() - killed < 3.0  # at most the TTL after the last heartbeat, not forever
+    assert taken.record.generation == 2 and taken.record.run_id == "next-run"
+    taken.check()
+
+
+def test_a_finished_run_releases_the_lease_at_once(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    with (
+        hold(lake, run_id="first", flow="triage", ttl=60, wait=0),
+        pytest.raises(LakeBusyError, match="first"),
+    ):
+        LakeLease.acquire(lake, run_id="second", flow="backfill", ttl=60, wait=0)
+    started = time.monotonic()
+    with hold(lake, run_id="second", flow="backfill", ttl=60, wait=0) as lease:
+        assert lease.record.generation == 2
+    assert time.monotonic() - started < 1.0
+
+
+def test_object_storage_takes_the_lease_by_writing_then_reading_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(lease_module, "SETTLE_SECONDS", 0.01)
+    (tmp_path / "bucket").mkdir()
+    store = pafs.SubTreeFileSystem(str(tmp_path / "bucket"), pafs.LocalFileSystem())  # not a local fs
+    lake = Lake("lake", filesystem=store)
+    with hold(lake, run_id="first", flow="triage", ttl=60, wait=0) as first:
+        with pytest.raises(LakeBusyError, match="first"):
+            LakeLease.acquire(Lake("lake", filesystem=store), run_id="second", flow="triage", ttl=60, wait=0)
+        first.check()
+    second = LakeLease.acquire(lake, run_id="second", flow="triage", ttl=60, wait=0)
+    assert second.record.generation == 2
+    with pytest.raises(LeaseLostError, match="second"):
+        first.check()
+
+
+@pytest.mark.asyncio
+async def test_a_run_that_lost_its_lease_stops_before_its_next_write_batch(
+    make_ctx, adapter_for, sim, monkeypatch
+):
+    monkeypatch.setattr(tasks.push_send, "SINGLE_BATCH", 5)
+    ctx = make_ctx().model_copy(update={"overrides": {"pipeline": {"bulk_update": False}}})
+    lake = ctx.lake()
+    renew = LakeLease.renew
+    async with adapter_for(ctx) as adapter:
+        extracted, _, decided = await run_to_decide(ctx, adapter, sim, confident=lambda t: True)
+        wanted = wanted_writes(ctx, decided, await adapter.get_fields())
+        real, taken = adapter.update_ticket, []
+
+        async def frozen_after_the_first_batch(*args, **kwargs):
+            ticket = await real(*args, **kwargs)
+            if len(puts(sim)) == 5 and not taken:  # the heartbeat stalls past the TTL; another run takes over
+                monkeypatch.setattr(LakeLease, "renew", lambda self: None)
+                await asyncio.sleep(0.8)
+                taken.append(LakeLease.acquire(lake, run_id="run-2", flow="triage", ttl=60, wait=0))
+            return ticket
+
+        adapter.update_ticket = frozen_after_the_first_batch
+        with (
+            hold(lake, run_id=ctx.run_id, flow="triage", ttl=0.5, wait=0),
+            pytest.raises(LeaseLostError, match="run-2"),
+        ):
+            await push(ctx, decided, extracted, adapter)
+    assert len(puts(sim)) == 5  # the first batch went out; nothing after the lease was lost
+    monkeypatch.setattr(LakeLease, "renew", renew)
+
+    # The new holder's run sends the rest, and nothing twice.
+    taken[0].release()
+    again = make_ctx("run-2")
+    async with adapter_for(again) as adapter:
+        extracted2, _, decided2 = await run_to_decide(again, adapter, sim, confident=lambda t: True)
+        with hold(lake, run_id=again.run_id, flow="triage", ttl=60, wait=0):
+            await push(again, decided2, extracted2, adapter)
+    assert len(wanted) > 5 and ledger(sim, wanted) == {"lost": [], "doubled": [], "overwritten": []}
+
+
+def puts(sim) -> list:
+    return [w for w in sim.writes if w.method == "PUT"]
