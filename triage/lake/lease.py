@@ -12,7 +12,8 @@ the current one. Taking the lease creates the next number, which only one run ca
 
 A holder renews its record from a heartbeat thread every third of the TTL; a holder that stops (a
 SIGKILL, a lost machine) leaves a record that expires after the TTL, and the next run takes the next
-number. A holder whose record expired and was replaced has lost the lease: :func:`check_fence`
+number. On the holder's own machine (same boot and PID namespace) a holder whose process is gone is
+known dead at once. A holder whose record expired and was replaced has lost the lease: :func:`check_fence`
 raises before its next write batch (the number is the fencing token). Expiry compares wall clocks,
 so the TTL must exceed the clock skew between the machines that share a lake.
 """
@@ -69,9 +70,23 @@ class LeaseRecord:
     acquired_at: float
     expires_at: float
     released: bool = False
+    #: The holder's boot and PID namespace (see :func:`_pid_space`), when known.
+    pid_space: str | None = None
 
     def free(self, now: float) -> bool:
-        return self.released or self.expires_at <= now
+        return self.released or self.expires_at <= now or self.holder_gone()
+
+    def holder_gone(self) -> bool:
+        """Whether the holder ran where this process can see its PID, and no longer runs."""
+        if self.pid_space is None or self.pid_space != _pid_space():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
 
     def describe(self) -> str:
         return f"run {self.run_id} ({self.flow}, host {self.host}, pid {self.pid}) since {_clock(self.acquired_at)}"
@@ -100,6 +115,7 @@ class LakeLease:
                     flow=flow,
                     host=socket.gethostname(),
                     pid=os.getpid(),
+                    pid_space=_pid_space(),
                     acquired_at=now,
                     expires_at=now + ttl,
                 )
@@ -188,6 +204,16 @@ def _heartbeat(lease: LakeLease, stop: threading.Event) -> None:
             return
         except OSError as exc:  # the lake unreachable for a moment: try again on the next beat
             log.warning("renewing the lake's lease failed: %s", exc)
+
+
+def _pid_space() -> str | None:
+    """This machine's boot id and PID namespace (Linux): two processes that share it see each other's
+    PIDs, so a holder's PID that is gone means the holder is dead (a killed run is followed at once)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return None
 
 
 def _folder(lake: Lake) -> str:
