@@ -30,6 +30,9 @@ from triage.redaction import redact, register_secret
 
 CONFIG_ENV = "TRIAGE_CONFIG"
 ENV_PREFIX = "TRIAGE_"
+#: Variables of the same prefix that are not settings: prefect.yaml's work pool (read by `prefect deploy`)
+#: and each worker's checkout (read by the deployments' pull step).
+DEPLOYMENT_ENV = ("TRIAGE_WORK_POOL", "TRIAGE_HOME")
 API_KEY_ENV = "FRESHDESK_API_KEY"
 #: Name of a Prefect Secret block holding the API key; flows load it when ``API_KEY_ENV`` is unset.
 SECRET_BLOCK_ENV = "FRESHDESK_API_KEY_SECRET_BLOCK"
@@ -333,7 +336,7 @@ def _env_overrides() -> dict[str, Any]:
     if api_key:
         out["ticket_system"] = {"freshdesk_api_key": api_key}
     for name, value in os.environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name in DEPLOYMENT_ENV:
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         node = out
