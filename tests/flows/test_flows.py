@@ -153,8 +153,8 @@ def test_backfill_resumes_after_a_failed_batch(world, monkeypatch):
 
 
 def test_nightly_compares_predictions_with_the_values_agents_finally_set(world):
-    from flows.nightly import NightlyParams, nightly_flow
     from flows.incremental import TriageParams, triage_flow
+    from flows.nightly import NightlyParams, nightly_flow
 
     sim, lake = world["sim"], Lake(world["lake"])
     run = triage_flow(TriageParams(config=str(world["config"])))
