@@ -186,37 +186,44 @@ def _apply_requirements(
     *,
     touched: bool,
 ) -> dict[str, Decision]:
-    """Downgrade writes whose required fields are not satisfied, until nothing changes (chains)."""
+    """Downgrade writes whose required fields are not satisfied, until nothing changes (chains).
+
+    A write is skipped when any field it requires is unmet, else only suggested when any is only
+    suggested; a write already downgraded to a suggestion is still skipped once a requirement turns
+    out unmet. So the outcome does not depend on the order of the fields or of their ``requires``.
+    """
     changed = True
     while changed:
         changed = False
         for name, decision in decisions.items():
-            if decision.action == "skip":
+            if decision.action != "apply" and decision.reason_code != "requires_suggested":
+                continue  # only writes are downgraded (a suggestion in its own right stays one)
+            states = {
+                other: _requirement_state(other, decisions, current, specs, touched=touched)
+                for other in sorted(rules[name].requires)
+            }
+            unmet = [other for other, state in states.items() if state == "unmet"]
+            suggested = [other for other, state in states.items() if state == "suggested"]
+            if unmet:
+                other = unmet[0]
+                why = decisions[other].reason_code if other in decisions else "not triaged"
+                decisions[name] = replace(
+                    decision,
+                    action="skip",
+                    label=None,
+                    reason_code="requires_unmet",
+                    reason=f"{name} requires {other}, which is neither written nor set ({why})",
+                )
+            elif suggested and decision.action == "apply":
+                decisions[name] = replace(
+                    decision,
+                    action="suggest",
+                    reason_code="requires_suggested",
+                    reason=f"{suggested[0]} is only suggested, so {name} {decision.label!r} is only suggested",
+                )
+            else:
                 continue
-            for other in rules[name].requires:
-                state = _requirement_state(other, decisions, current, specs, touched=touched)
-                if state == "met":
-                    continue
-                if state == "suggested" and decision.action == "apply":
-                    decisions[name] = replace(
-                        decision,
-                        action="suggest",
-                        reason_code="requires_suggested",
-                        reason=f"{other} is only suggested, so {name} {decision.label!r} is only suggested",
-                    )
-                elif state == "unmet" and decision.action == "apply":
-                    why = decisions[other].reason_code if other in decisions else "not triaged"
-                    decisions[name] = replace(
-                        decision,
-                        action="skip",
-                        label=None,
-                        reason_code="requires_unmet",
-                        reason=f"{name} requires {other}, which is neither written nor set ({why})",
-                    )
-                else:
-                    continue
-                changed = True
-                break
+            changed = True
     return decisions
 
 
