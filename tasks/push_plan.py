@@ -116,6 +116,18 @@ def _changed(
     if after != before:
         shown = label_now if label_now is not None else after
         return "agent_changed", f"{change.field} changed to {shown!r} since the snapshot: left alone"
+    if (
+        now.updated_at != snapshot.updated_at
+        and after not in (None, "")
+        and spec
+        and spec.is_empty_or_default(after)
+    ):
+        # Changed away and back (an agent's deliberate Low) looks the same: once the ticket changed
+        # since the snapshot, its default may be someone's choice, as it is for decide.
+        return (
+            "agent_changed",
+            f"{change.field} is {label_now!r}, and the ticket changed since the snapshot: left alone",
+        )
     return None
 
 

@@ -95,13 +95,16 @@ def write_config(path: Path, sim, tmp: Path, **pipeline) -> Path:
 
 
 NATIVE = {"group": "group_id", "priority": "priority", "type": "type"}
+#: Freshdesk's default of a triaged field (native), which every new ticket has.
+DEFAULTS = {"priority": 1}
 
 
 def ledger(sim, wanted: dict[tuple[int, str], object]) -> dict[str, list]:
     """Writes lost, doubled and agent values overwritten, from the simulator's own logs.
 
     ``wanted`` maps (ticket id, triage field) to the native value triage should have written.
-    Lost: the ticket lacks the value and no agent changed the field. Doubled: a field our writes
+    Lost: the ticket lacks the value, no agent changed the field, and it is not Freshdesk's default
+    left on a ticket an agent changed (push leaves that alone: it may be the agent's choice). Doubled: a field our writes
     changed twice, a ticket in two bulk jobs, or a ticket given two PUTs the account acted on.
     Overwritten: our write to a field (or a tag list dropping a tag) after an agent set it.
     """
@@ -138,10 +141,13 @@ def ledger(sim, wanted: dict[tuple[int, str], object]) -> dict[str, list]:
         if write.method == "PUT" and 200 <= write.status < 300:
             puts[write.path] = puts.get(write.path, 0) + 1
     doubled += [("PUT", p) for p, n in puts.items() if n > 1]
+    touched = {t for t, _ in agent_set}
     lost = [
         (t, f)
         for (t, f), value in wanted.items()
-        if sim.ticket(t)[NATIVE[f]] != value and (t, NATIVE[f]) not in agent_set
+        if sim.ticket(t)[NATIVE[f]] != value
+        and (t, NATIVE[f]) not in agent_set
+        and not (t in touched and sim.ticket(t)[NATIVE[f]] == DEFAULTS.get(f))
     ]
     return {"lost": lost, "doubled": doubled, "overwritten": overwritten}
 

@@ -17,7 +17,7 @@ RULES = {"group": FieldRule(), "priority": FieldRule(requires=["group"])}
 
 
 def ticket(ticket_id, updated=T0, **values):
-    return Ticket(id=ticket_id, created_at=T0, updated_at=updated, priority=1, **values)
+    return Ticket(id=ticket_id, created_at=T0, updated_at=updated, **{"priority": 1, **values})
 
 
 def change(ticket_id, field, label, p=0.9):
@@ -70,6 +70,17 @@ def test_a_change_elsewhere_on_the_ticket_does_not_block_a_field_nobody_touched(
     assert [c.field for c in kept] == ["group"] and skipped == []
 
 
+def test_a_default_on_a_ticket_changed_since_the_snapshot_may_be_someones_choice_and_is_left_alone():
+    """Priority Low at the snapshot and Low again on the re-read: an agent may have raised it and set
+    it back to Low on purpose, which looks the same; only an unchanged ticket's Low is the default."""
+    changes = [change(1, "priority", "High"), change(2, "priority", "High")]
+    fresh = {1: ticket(1, T1, group_id=1)}  # changed since the snapshot; ticket 2 is unchanged
+    snapshots = {1: ticket(1, group_id=1), 2: ticket(2, group_id=1)}
+    kept, skipped = run_recheck(changes, fresh=fresh, snapshots=snapshots)
+    assert [(s.change.ticket_id, s.reason_code) for s in skipped] == [(1, "agent_changed")]
+    assert [c.ticket_id for c in kept] == [2]
+
+
 def test_a_dependent_write_is_dropped_when_its_required_field_is_no_longer_written():
     changes = [
         change(1, "group", "Billing"),
@@ -77,8 +88,12 @@ def test_a_dependent_write_is_dropped_when_its_required_field_is_no_longer_writt
         change(2, "group", "Billing"),
         change(2, "priority", "High"),
     ]
-    fresh = {1: ticket(1, T1, group_id=None, type="Question"), 2: ticket(2, T1, group_id=2)}
-    snapshots = {1: ticket(1), 2: ticket(2)}
+    # (no priority yet: a default left on a ticket changed since its snapshot is a case of its own)
+    fresh = {
+        1: ticket(1, T1, group_id=None, type="Question", priority=None),
+        2: ticket(2, T1, group_id=2, priority=None),
+    }
+    snapshots = {1: ticket(1, priority=None), 2: ticket(2, priority=None)}
     kept, skipped = run_recheck(
         changes, fresh=fresh, done={change_key(1, "group", "Billing", "update")}, snapshots=snapshots
     )
