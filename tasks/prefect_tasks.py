@@ -44,6 +44,7 @@ from tasks.context import StageContext
 from tasks.manifest import DecideManifest, ExtractManifest, Manifest, PredictManifest, PushManifest
 from tasks.outcomes import OutcomesManifest
 from tasks.train import TrainManifest
+from triage.lake.io import check_uri
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -59,12 +60,14 @@ def result_storage(ctx: StageContext) -> Path | str:
     Every worker that reaches the lake reaches them, so a retry picked up by another worker still
     gets extract and predict back as ``Cached``. A local folder is given to Prefect as a path; a URL
     (``s3://...``, through fsspec) as a saved ``RemoteFileSystem`` block, which Prefect requires for
-    anything but a path (the block holds the URL only: credentials come from the worker's environment).
+    anything but a path (the block holds the URL only: the endpoint and credentials come from the
+    worker's environment, ``AWS_ENDPOINT_URL`` and the keys, as for the lake: see :func:`check_uri`).
     """
     pipeline = ctx.settings().pipeline
     location = pipeline.results or f"{pipeline.lake.rstrip('/')}/_prefect_results"
     if "://" not in location:
         return Path(location).expanduser().resolve()
+    check_uri(location)
     name = "triage-results-" + hashlib.sha256(location.encode()).hexdigest()[:12]
     RemoteFileSystem(basepath=location).save(name, overwrite=True)
     return f"remote-file-system/{name}"

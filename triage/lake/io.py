@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -53,6 +54,7 @@ class Lake:
         if filesystem is not None:
             self.fs, root = filesystem, text
         elif "://" in text:
+            check_uri(text)
             self.fs, root = pafs.FileSystem.from_uri(text)
         else:
             self.fs, root = pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
@@ -193,6 +195,23 @@ class Lake:
                 and not i.base_name.startswith(".")
             ),
             key=lambda i: i.path,
+        )
+
+
+def check_uri(uri: str) -> None:
+    """Refuse an ``s3://`` URI that carries options or credentials (``?endpoint_override=``, ``key:secret@``).
+
+    The endpoint, region and keys come from the standard AWS environment (``AWS_ENDPOINT_URL``,
+    ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or ``AWS_PROFILE``), which pyarrow
+    (the lake and its lease) and s3fs (Prefect's cached results) both read: given once, they cannot
+    point the two at different servers, and a secret never lands in a log, an error or a Prefect block.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme == "s3" and (parts.query or "@" in parts.netloc):
+        bucket = parts.netloc.rpartition("@")[2]
+        raise ValueError(
+            f"s3://{bucket}{parts.path}: put no options or credentials in the URI; set AWS_ENDPOINT_URL, "
+            f"AWS_DEFAULT_REGION and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment"
         )
 
 
