@@ -155,11 +155,17 @@ class ModelSettings(_Section):
 
 class PipelineSettings(_Section):
     mode: Mode = "shadow"
-    lake: str = Field(default="data/lake", description="Local folder or a pyarrow filesystem URI (s3://...).")
+    lake: str = Field(
+        default="data/lake",
+        description="Local folder or a pyarrow filesystem URI (s3://bucket/prefix). An S3 endpoint, region "
+        "and keys come from AWS_ENDPOINT_URL, AWS_DEFAULT_REGION and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+        "(or AWS_PROFILE), never from the URI.",
+    )
     results: str | None = Field(
         default=None,
         description="Where Prefect keeps cached stage results (a folder or fsspec URL every worker reaches, "
-        "so a retry on another worker reuses extract and predict); default `_prefect_results` in the lake.",
+        "so a retry on another worker reuses extract and predict); default `_prefect_results` in the lake. "
+        "s3:// needs the `s3` extra (s3fs) and reads the same AWS variables as the lake.",
     )
     overlap_seconds: int = Field(
         default=120, ge=0, description="Re-read this much before the last watermark."
