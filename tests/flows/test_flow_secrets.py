@@ -92,7 +92,7 @@ def test_the_api_key_is_in_no_output_of_a_train_run_and_triage_runs_in_both_mode
     retried = flows.incremental.extract_task.with_options(retry_delay_seconds=0)
     monkeypatch.setattr(flows.incremental, "extract_task", retried)  # its retry without the backoff
     get = {"method": "GET", "path": "/tickets"}
-    with Records() as records, run_simulator(dataclasses.replace(SIMULATOR, api_key=KEY)) as sim:
+    with Records() as records, run_simulator(dataclasses.replace(SIMULATOR, api_key=KEY, tickets=350)) as sim:
         store = tmp_path / "models"
         configs = {
             lake: write_config(tmp_path / f"{lake}.yml", sim.base_url, lake=tmp_path / lake, store=store)
