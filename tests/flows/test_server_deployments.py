@@ -208,14 +208,9 @@ def test_a_failed_push_retried_from_the_ui_on_another_worker_reuses_extract_and_
     reported_ok = sum(
         r["count"] for r in rows if r["stage"] == "push" and r["outcome"] == "ok" and r["field"] != "*"
     )
-    assert (
-        reported_ok
-        == written_ok
-        > sum(
-            json.loads(push_2["counts"]).get(f, {}).get("ok", 0)
-            for f in ("group", "priority", "type", "tags")
-        )
-    )
+    # The latest result of each write, whichever attempt made it (writes cut off in attempt 1 are
+    # confirmed by attempt 2's re-read).
+    assert reported_ok == written_ok > 0
     progress = [a for a in server.artifacts(failed["id"]) if a["type"] == "progress"]
     assert progress and all(a["data"] == 100.0 for a in progress), progress  # no stale bars
     assert len({a["description"] for a in progress}) == len(progress)
