@@ -380,7 +380,7 @@ def main() -> None:
         "--kill-window",
         type=float,
         nargs=2,
-        default=(30.0, 300.0),
+        default=(30.0, 150.0),
         metavar=("MIN", "MAX"),
         help="seconds into a run at which it is killed (uniform, seeded)",
     )
@@ -442,8 +442,12 @@ def main() -> None:
         env.pop("PREFECT_API_URL", None)
 
         history = args.tickets - open_tickets
-        per_day = max(history * 0.9 / args.history_days, 1e-9)
-        days = min(args.history_days, max(3, math.ceil(args.train_rows / per_day)))
+        # History is created before the open tickets' window and mostly handled within a day or two.
+        history_span = max(args.history_days - args.open_days, 1.0)
+        per_day = max(history * 0.9 / history_span, 1e-9)
+        days = min(
+            args.history_days, math.ceil(args.open_days) + max(3, math.ceil(args.train_rows / per_day))
+        )
         train = run_cli(
             [str(TRIAGE), "retrain", "--config", str(config), "--days", str(days)],
             env,
@@ -592,7 +596,8 @@ def render(r: dict[str, Any]) -> str:
     ]
     for i, p in enumerate(b["processes"], 1):
         lines.append(
-            f"| {i} | {p['seconds']} | {p['kill_after_seconds'] or ''} | {p.get('killed_during', '')} "
+            f"| {i} | {p['seconds']} | {p['kill_after_seconds'] if p['killed'] else ''} "
+            f"| {p.get('killed_during', '') if p['killed'] else ''} "
             f"| {p['exit_code']} | {p.get('batches_completed', '')} | {p['peak_rss_mb']} "
             f"| {p['peak_group_rss_mb_sampled']} |"
         )
