@@ -21,8 +21,7 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	# Two processes: run after the flow tests (Prefect harness, real servers, S3) in one process, the
-	# plain-Python tests ran about ten times slower (measured; the cause is not pinned down).
+	# Two processes: the flow tests (Prefect harness, real servers, S3) apart from the plain-Python ones.
 	$(BIN)/python -m pytest -q --ignore=tests/flows
 	$(BIN)/python -m pytest -q tests/flows
 
