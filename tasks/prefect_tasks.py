@@ -98,6 +98,17 @@ def _stage_key(stage: str) -> Callable[[TaskRunContext, dict[str, Any]], str]:
     return key
 
 
+def _cached(stage: str) -> dict[str, Any]:
+    """Task options of a stage whose manifest is persisted (JSON) and reused by a retried flow run."""
+    return {
+        "name": stage,
+        "persist_result": True,
+        "result_serializer": RESULT_SERIALIZER,
+        "cache_key_fn": _stage_key(stage),
+        "cache_expiration": CACHE_EXPIRATION,
+    }
+
+
 _RETRIES: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": exponential_backoff(backoff_factor=10),
@@ -175,11 +186,7 @@ def progress(stage: str) -> Iterator[Callable[[float], None]]:
 
 
 @task(
-    name="extract",
-    persist_result=True,
-    result_serializer=RESULT_SERIALIZER,
-    cache_key_fn=_stage_key("extract"),
-    cache_expiration=CACHE_EXPIRATION,
+    **_cached("extract"),
     **_RETRIES,
 )
 def extract_task(ctx: StageContext, purpose: extract.Purpose = "triage") -> ExtractManifest:
@@ -195,11 +202,7 @@ def extract_task(ctx: StageContext, purpose: extract.Purpose = "triage") -> Extr
 
 
 @task(
-    name="predict",
-    persist_result=True,
-    result_serializer=RESULT_SERIALIZER,
-    cache_key_fn=_stage_key("predict"),
-    cache_expiration=CACHE_EXPIRATION,
+    **_cached("predict"),
 )
 def predict_task(ctx: StageContext, tickets: ExtractManifest) -> PredictManifest:
     """The current model over the eligible tickets -> ``predictions``."""
@@ -231,11 +234,7 @@ def push_task(ctx: StageContext, decisions: DecideManifest, tickets: ExtractMani
 
 
 @task(
-    name="train",
-    persist_result=True,
-    result_serializer=RESULT_SERIALIZER,
-    cache_key_fn=_stage_key("train"),
-    cache_expiration=CACHE_EXPIRATION,
+    **_cached("train"),
 )
 def train_task(ctx: StageContext, history: ExtractManifest, promote: bool = True) -> TrainManifest:
     """Train on the resolved history, evaluate, register (promote if not worse)."""
