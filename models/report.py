@@ -3,10 +3,13 @@
 :func:`write_report` writes ``report.json`` (every number), ``report.md`` and ``report.html`` (the
 same content for people, with a verdict line per field) and PNG plots under ``plots/``: confusion
 matrices, reliability diagrams and precision-coverage curves, the baseline beside the model in each.
+``report.md`` links the plot files; ``report.html`` embeds them (data URIs), so it still shows them
+when moved or opened with no network.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
@@ -18,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from models.evaluation import FieldEvaluation, compare_macro_f1
+
+Plot = tuple[str, bytes]
+"""A plot: its file (relative to the report folder) and its PNG bytes."""
 
 TOLERANCE = 0.0
 """Macro-F1 margin the model may trail the baseline by and still pass :func:`underperforming_fields`."""
@@ -128,14 +134,14 @@ def write_report(report: EvaluationReport, out_dir: Path) -> dict[str, Path]:
     from models.report_plots import field_plots
 
     paths: dict[str, Path] = {}
-    plots: dict[str, dict[str, str]] = {}
+    plots: dict[str, dict[str, Plot]] = {}
     for name, entry in report.fields.items():
         plots[name] = {}
         for kind, figure in field_plots(name, entry.get("model"), entry.get("baseline")).items():
-            relative = f"plots/{_slug(name)}-{kind}.png"
-            _atomic_write(out_dir / relative, _png(figure))
+            relative, png = f"plots/{_slug(name)}-{kind}.png", _png(figure)
+            _atomic_write(out_dir / relative, png)
             paths[f"plot:{name}:{kind}"] = out_dir / relative
-            plots[name][kind] = relative
+            plots[name][kind] = (relative, png)
 
     blocks = _blocks(report, plots)
     _atomic_write(out_dir / "report.json", _json(report.to_dict()).encode())
@@ -146,7 +152,8 @@ def write_report(report: EvaluationReport, out_dir: Path) -> dict[str, Path]:
 
 
 # ---------------------------------------------------------------- content, shared by Markdown and HTML
-# A block is ("h1"|"h2"|"h3", text) | ("p", text) | ("strong", text) | ("table", (header, rows)) | ("img", (alt, src))
+# A block is ("h1"|"h2"|"h3", text) | ("p", text) | ("strong", text) | ("table", (header, rows))
+# | ("img", (alt, plot)): Markdown links the plot's file, HTML embeds its PNG bytes.
 
 
 def _title(report: EvaluationReport) -> str:
@@ -155,7 +162,7 @@ def _title(report: EvaluationReport) -> str:
     return f"Evaluation: {model}{' ' + version if version else ''} on {report.dataset.get('name', 'data')}"
 
 
-def _blocks(report: EvaluationReport, plots: dict[str, dict[str, str]]) -> list[tuple[str, Any]]:
+def _blocks(report: EvaluationReport, plots: dict[str, dict[str, Plot]]) -> list[tuple[str, Any]]:
     d, m = report.dataset, report.model
     blocks: list[tuple[str, Any]] = [("h1", _title(report))]
     facts = [
@@ -232,7 +239,7 @@ def _blocks(report: EvaluationReport, plots: dict[str, dict[str, str]]) -> list[
     return blocks
 
 
-def _field_blocks(name: str, entry: dict[str, Any], plots: dict[str, str]) -> list[tuple[str, Any]]:
+def _field_blocks(name: str, entry: dict[str, Any], plots: dict[str, Plot]) -> list[tuple[str, Any]]:
     model: FieldEvaluation | None = entry.get("model")
     baseline: FieldEvaluation | None = entry.get("baseline")
     blocks: list[tuple[str, Any]] = [("h2", f"Field: {name}"), ("strong", verdict(model, baseline))]
@@ -290,9 +297,9 @@ def _field_blocks(name: str, entry: dict[str, Any], plots: dict[str, str]) -> li
         "reliability": "Reliability diagram",
         "coverage": "Precision vs coverage",
     }
-    for kind, src in plots.items():
+    for kind, plot in plots.items():
         blocks.append(("h3", titles.get(kind, kind)))
-        blocks.append(("img", (f"{name} {kind}", src)))
+        blocks.append(("img", (f"{name} {kind}", plot)))
     return blocks
 
 
@@ -327,7 +334,7 @@ def _markdown(blocks: list[tuple[str, Any]]) -> str:
         elif kind == "strong":
             lines += [f"**{content}**", ""]
         elif kind == "img":
-            alt, src = content
+            alt, (src, _) = content
             lines += [f"![{alt}]({src})", ""]
         elif kind == "table":
             header, rows = content
@@ -356,8 +363,9 @@ def _html(blocks: list[tuple[str, Any]], title: str) -> str:
         if kind in ("h1", "h2", "h3", "p", "strong"):
             parts.append(f"<{kind}>{_inline(content)}</{kind}>")
         elif kind == "img":
-            alt, src = content
-            parts.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src)}">')
+            alt, (_, png) = content
+            data = base64.b64encode(png).decode("ascii")
+            parts.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
         elif kind == "table":
             header, rows = content
             parts.append("<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>")

@@ -19,7 +19,6 @@ def write(tmp_path, text: str):
 @pytest.mark.parametrize(
     ("text", "env", "expected"),
     [
-        ("ticket_system:\n  freshdesk_domain: acme\n", {}, "FRESHDESK_API_KEY"),
         (
             "ticket_system:\n  freshdesk_domain: 'acme corp'\n",
             {"FRESHDESK_API_KEY": SECRET},
@@ -31,7 +30,12 @@ def write(tmp_path, text: str):
             "freshdesk_domian: unknown key",
         ),
         ("ticket_system:\n  adapter: zendesk\n", {"FRESHDESK_API_KEY": SECRET}, "unknown adapter 'zendesk'"),
-        ("{}\n", {"FRESHDESK_API_KEY": SECRET}, "freshdesk_domain"),
+        (
+            "ticket_system:\n  freshdesk_domain: acme\n  freshdesk_api_key: 'a b'\n",
+            {},
+            "must not contain spaces",
+        ),
+        ("ticket_system:\n  plan: custom\n", {}, "rate_limit_total"),  # wrong beside a missing key
     ],
 )
 def test_config_command_reports_adapter_errors_without_a_traceback(
@@ -51,7 +55,31 @@ def test_config_command_prints_the_settings_with_the_key_masked(tmp_path, monkey
     result = CliRunner().invoke(app, ["config", "--config", str(path)])
     assert result.exit_code == 0, result.output
     assert "mode: suggest" in result.output and "freshdesk_domain: acme" in result.output
+    assert "ok for every command" in result.output
     assert SECRET not in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "needs"),
+    [
+        ("ticket_system:\n  freshdesk_domain: acme\n", {}, "FRESHDESK_API_KEY"),
+        ("{}\n", {"FRESHDESK_API_KEY": SECRET}, "ticket_system.freshdesk_domain (or base_url)"),
+        (
+            "ticket_system:\n  base_url: 'http://127.0.0.1:8765/api/v2'\n",
+            {},
+            "FRESHDESK_API_KEY\n",
+        ),
+        ("{}\n", {}, "ticket_system.freshdesk_domain (or base_url) and FRESHDESK_API_KEY"),
+    ],
+)
+def test_a_training_only_config_is_valid_and_says_what_runs_need(tmp_path, monkeypatch, text, env, needs):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["config", "--config", str(write(tmp_path, text))])
+    assert result.exit_code == 0, result.output
+    assert "ok for train, evaluate and predict from files" in result.output
+    assert f"run, backfill, retrain and nightly need {needs}" in result.output
+    assert "Traceback" not in result.output and SECRET not in result.output
 
 
 @pytest.mark.parametrize(
@@ -108,3 +136,11 @@ def test_plain_http_is_refused_except_on_loopback(tmp_path, monkeypatch, url, re
     )
     assert result.exit_code == (2 if refused else 0), result.output
     assert ("https://" in result.output and "loopback" in result.output) == refused
+
+
+@pytest.mark.parametrize("command", [["run"], ["backfill", "2026-01-01", "2026-01-02"]])
+def test_runs_refuse_a_training_only_config(tmp_path, command):
+    result = CliRunner().invoke(app, [*command, "--config", str(write(tmp_path, "{}\n"))])
+    assert result.exit_code == 2, result.output
+    assert "freshdesk_domain" in result.output and "FRESHDESK_API_KEY" in result.output
+    assert "Traceback" not in result.output

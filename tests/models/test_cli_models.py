@@ -65,7 +65,10 @@ def test_clear_errors_for_bad_input(files, tmp_path):
     missing = runner.invoke(app, ["train", str(tmp_path / "nope.csv"), "--store", str(tmp_path)])
     assert missing.exit_code == 1 and "cannot train" in missing.output and "no such file" in missing.output
     no_column = _train(files, fields="group,urgency")
-    assert no_column.exit_code == 1 and "missing column(s) ['urgency']" in no_column.output
+    assert no_column.exit_code == 1 and "Traceback" not in no_column.output
+    assert no_column.output.startswith("cannot train: no column 'urgency' for field urgency")
+    assert "its columns: subject, body, queue, priority, type" in no_column.output
+    assert len(no_column.output.strip().splitlines()) == 1
     bad_pair = _train(files, "--label-column", "group")
     assert bad_pair.exit_code == 2 and "FIELD=COLUMN" in bad_pair.output
     empty = runner.invoke(app, ["models", "rollback", "--store", str(tmp_path)])
@@ -74,3 +77,26 @@ def test_clear_errors_for_bad_input(files, tmp_path):
         app, ["predict", str(files / "open.parquet"), str(tmp_path / "o.parquet"), "--store", str(tmp_path)]
     )
     assert nothing.exit_code == 1 and "no current model" in nothing.output
+
+
+def test_fields_default_to_the_label_columns_the_file_has(files, tmp_path):
+    labelled = pd.read_csv(files / "labelled.csv")
+    labelled[["subject", "body", "queue"]].rename(columns={"queue": "group"}).to_csv(
+        tmp_path / "groups.csv", index=False
+    )
+    args = ["train", str(tmp_path / "groups.csv"), "--max-length", "32", "--min-examples", "10"]
+    result = runner.invoke(app, [*args, "--store", str(tmp_path / "store"), "--no-promote"])
+    assert result.exit_code == 0, result.output
+    assert "training group on 90 rows" in result.output
+    assert "(no column for priority, type; see --label-column)" in result.output
+    assert "group        macro-F1" in result.output and "priority" not in result.output.split("\n", 1)[1]
+
+
+def test_a_file_without_any_label_column_names_its_columns(files, tmp_path):
+    labelled = pd.read_csv(files / "labelled.csv")
+    labelled[["subject", "body", "queue"]].to_csv(tmp_path / "queues.csv", index=False)
+    result = runner.invoke(app, ["train", str(tmp_path / "queues.csv"), "--store", str(tmp_path / "store")])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "no label column for group, priority, type" in result.output
+    assert "its columns: subject, body, queue" in result.output
+    assert "--label-column group=COLUMN" in result.output

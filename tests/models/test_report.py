@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from datetime import UTC, datetime
@@ -111,13 +112,18 @@ def test_markdown_puts_baseline_beside_model(report, written):
         assert (out / image).is_file()
 
 
-def test_html_is_escaped_and_links_plots(written):
-    out, paths = written
-    text = paths["html"].read_text()
+def test_html_is_escaped_and_self_contained(written, tmp_path):
+    paths = written[1]
+    moved = tmp_path / "elsewhere.html"  # a report moved away from its folder still shows every plot
+    moved.write_bytes(paths["html"].read_bytes())
+    text = moved.read_text()
     assert "Billing &lt;b&gt;" in text and "Billing <b>" not in text
     images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', text)
     assert len(images) == 6
-    assert all((out / src).is_file() for src in images)
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert base64.b64decode(images[0].removeprefix("data:image/png;base64,"))[:4] == b"\x89PNG"
+    links = re.findall(r'(?:src|href)="([^"]*)"', text)
+    assert all(link.startswith("data:") for link in links)  # nothing local, nothing on the network
     assert "model does NOT beat the baseline on macro-F1" in text
 
 

@@ -36,7 +36,11 @@ def train_command(
     ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Labelled tickets (CSV or Parquet).")],
     fields: Annotated[
-        str | None, typer.Option("--fields", help="Comma-separated fields (default: the enabled fields).")
+        str | None,
+        typer.Option(
+            "--fields",
+            help="Comma-separated fields (default: the enabled fields whose label column the file has).",
+        ),
     ] = None,
     label_column: Annotated[
         list[str] | None,
@@ -97,8 +101,9 @@ def train_command(
 
     settings = settings_or_exit(config)
     root = store_root(config, store)
+    columns = field_columns(label_column or [])
     overrides: dict[str, Any] = {
-        "label_columns": field_columns(label_column or []),
+        "label_columns": columns,
         "text_columns": split_list(text_columns),
         "store_root": root,
         "head": head,
@@ -107,7 +112,6 @@ def train_command(
         "name": name,
     }
     optional = {
-        "fields": split_list(fields) if fields else None,
         "base_encoder": encoder,
         "max_length": max_length,
         "min_examples_per_class": min_examples,
@@ -116,10 +120,19 @@ def train_command(
     }
     overrides.update({k: v for k, v in optional.items() if v is not None})
     try:
-        train_config = TrainConfig.from_settings(settings, **overrides)
         frame = read_table(data)
+        chosen, absent = _fields_in_file(
+            list(frame.columns),
+            data,
+            split_list(fields) if fields else None,
+            columns,
+            settings.enabled_fields(),
+        )
+        train_config = TrainConfig.from_settings(settings, fields=chosen, **overrides)
         test_frame = read_table(test_data) if test_data else None
-        typer.echo(f"training on {len(frame)} rows from {data} ...")
+        named = ", ".join(f if columns.get(f, f) == f else f"{f} (column {columns[f]})" for f in chosen)
+        note = f" (no column for {', '.join(absent)}; see --label-column)" if absent else ""
+        typer.echo(f"training {named} on {len(frame)} rows from {data}{note} ...")
         result = train(frame, train_config, slice_column=slice_column, test_frame=test_frame)
         result.command = command_line(ctx)
         result.dataset_name = data.name + (f" (test: {test_data.name})" if test_data else "")
@@ -148,6 +161,35 @@ def train_command(
     if report_dir is not None:
         paths = write_report(result.report(version.version), report_dir)
         typer.echo(f"report: {paths['html']}")
+
+
+def _fields_in_file(
+    columns: list[str], data: Path, asked: list[str] | None, label_columns: dict[str, str], known: list[str]
+) -> tuple[list[str], list[str]]:
+    """The fields to train, and the known ones left out because ``data`` has no column for them.
+
+    ``asked`` (``--fields``) and every field given a ``--label-column`` must have their column; by
+    default every known field (enabled in the settings, or given a column) whose column the file has.
+    Raises :class:`~models.training.TrainingError` (one line, naming the file's columns) otherwise.
+    """
+    from models.training import TrainingError
+
+    column = lambda name: label_columns.get(name, name)  # noqa: E731
+    has = f"{data.name} (its columns: {', '.join(columns)})"
+    lacking = [f for f in (asked if asked is not None else label_columns) if column(f) not in columns]
+    if lacking:
+        named = ", ".join(f"{column(f)!r} for field {f}" for f in lacking)
+        raise TrainingError(f"no column {named} in {has}; --label-column FIELD=COLUMN names another")
+    if asked is not None:
+        return asked, []
+    candidates = list(dict.fromkeys([*known, *label_columns]))
+    present = [f for f in candidates if column(f) in columns]
+    if not present:
+        raise TrainingError(
+            f"no label column for {', '.join(candidates)} in {has}; "
+            "name the one a field is in with --label-column group=COLUMN"
+        )
+    return present, [f for f in candidates if f not in present]
 
 
 def _fmt(value: float | None) -> str:

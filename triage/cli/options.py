@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,20 +20,70 @@ StoreOption = Annotated[
 ]
 
 
+#: Per adapter, the keys that only talking to the ticket system needs: a stand-in value (to check every
+#: other key without them) and how the user sets the key. Without them a configuration still serves
+#: the commands that work on files.
+CONNECTION_KEYS: dict[str, dict[str, tuple[str, str]]] = {
+    "freshdesk": {
+        "freshdesk_domain": ("example", "ticket_system.freshdesk_domain (or base_url)"),
+        "freshdesk_api_key": ("stand-in-key", "FRESHDESK_API_KEY"),
+    }
+}
+FILE_COMMANDS = "train, evaluate and predict from files"
+RUN_COMMANDS = "run, backfill, retrain and nightly"
+
+
 def settings_or_exit(config: Path | None, *, adapter: bool = False) -> Settings:
     """The settings from ``config`` (and the environment), with the adapter's own keys checked too
-    when ``adapter``; exit 2 with the message naming each bad key."""
+    when ``adapter``; exit 2 with the message naming each bad key (and every missing connection key)."""
     from adapters.registry import adapter_config
     from triage.settings import ConfigError, load_settings
 
     try:
         settings = load_settings(config)
-        if adapter:
-            adapter_config(settings.ticket_system)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    if adapter:
+        try:
+            adapter_config(settings.ticket_system)
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            with contextlib.suppress(ConfigError):  # other problems too: the message above names them
+                if missing := connection_gaps(settings):
+                    typer.echo(f"{RUN_COMMANDS} need {' and '.join(missing)}", err=True)
+            raise typer.Exit(2) from None
     return settings
+
+
+def connection_gaps(settings: Settings) -> list[str]:
+    """How to set each connection key (:data:`CONNECTION_KEYS`) the adapter needs but lacks; [] when none.
+
+    Raises :class:`~triage.settings.ConfigError` for any other problem (a bad value, an unknown key or
+    adapter), checked with stand-ins for the absent connection keys.
+    """
+    from adapters.registry import adapter_config
+    from triage.settings import ConfigError, TicketSystemSettings
+
+    options = settings.ticket_system.adapter_options()
+    absent = {
+        key: spec
+        for key, spec in CONNECTION_KEYS.get(settings.ticket_system.adapter, {}).items()
+        if key not in options
+    }
+
+    def check(stand_ins: dict[str, str]) -> None:
+        section = {"adapter": settings.ticket_system.adapter, **options, **stand_ins}
+        adapter_config(TicketSystemSettings.model_validate(section))
+
+    check({key: value for key, (value, _) in absent.items()})
+    missing = []
+    for key, (_, how) in absent.items():
+        try:
+            check({other: value for other, (value, _) in absent.items() if other != key})
+        except ConfigError:
+            missing.append(how)
+    return missing
 
 
 def store_root(config: Path | None, store: Path | None) -> Path:
