@@ -98,11 +98,12 @@ class ModelStore:
             return []
         current = self._pointer().get("version")
         out = []
-        for child in sorted(folder.iterdir()):
+        for child in folder.iterdir():
             if child.name.startswith(".") or not (child / MANIFEST_FILE).is_file():
                 continue
             out.append(_version(ModelManifest.read(child), child, child.name == current))
-        return out
+        # Two versions saved in the same second share their name's time: order by the full timestamp.
+        return sorted(out, key=lambda v: (v.created_at, v.version))
 
     def current(self) -> ModelVersion | None:
         """The current version, or None when nothing was promoted yet."""

@@ -51,6 +51,14 @@ def test_version_ids_sort_by_creation_time():
     assert sorted([late, early]) == [early, late]
 
 
+def test_versions_saved_in_the_same_second_list_in_the_order_they_were_saved(tmp_path, trained, monkeypatch):
+    names = iter(["20261130-120000-ffffff", "20261130-120000-000000"])  # by name the second sorts first
+    monkeypatch.setattr("models.store.new_version_id", lambda _now: next(names))
+    store = ModelStore(tmp_path)
+    first, second = store.save(trained), store.save(trained)
+    assert [v.version for v in store.list()] == [first.version, second.version]
+
+
 def test_a_worse_model_is_not_promoted_and_the_reason_is_recorded(tmp_path, trained, bad_result):
     store = ModelStore(tmp_path)
     first, promoted, reason = store.register(trained)
@@ -63,7 +71,7 @@ def test_a_worse_model_is_not_promoted_and_the_reason_is_recorded(tmp_path, trai
     assert not recorded.promoted and recorded.compared_with == first.version
     row = recorded.comparison["group"]
     assert row["candidate_macro_f1"] < row["current_macro_f1"] - store.tolerance
-    assert [v.version for v in store.list()] == sorted([first.version, worse.version])
+    assert [v.version for v in store.list()] == [first.version, worse.version]
 
 
 def test_a_model_that_drops_a_field_is_not_promoted(tmp_path, trained):
