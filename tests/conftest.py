@@ -1,8 +1,17 @@
-"""Test-wide isolation: no test reads the developer's config.yml or environment overrides."""
+"""Test-wide isolation: no test reads the developer's config.yml or environment overrides.
+
+Prefect and torch are imported here on purpose: they attach logging handlers to the sys.stderr of
+the moment they are first imported, and this is pytest's stream for the whole session. First
+imported inside a ``CliRunner.invoke``, the handlers kept that runner's stderr, closed afterwards,
+and every later log record printed a "--- Logging error ---" traceback (the suite ran about ten
+times slower).
+"""
 
 import os
 
+import prefect  # noqa: F401
 import pytest
+import torch  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

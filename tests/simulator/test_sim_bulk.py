@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
-from adapters.simulator import SimulatorConfig, run_simulator
+from adapters.simulator import Simulator, SimulatorConfig, run_simulator
+
+#: Jobs run this long after they are queued, on the simulator's clock, which the tests move on.
+BULK_DELAY = 60.0
 
 
 @pytest.fixture
 def fast_sim():
-    with run_simulator(SimulatorConfig(tickets=200, open_tickets=20, seed=11, bulk_delay_seconds=0.3)) as sim:
+    config = SimulatorConfig(tickets=200, open_tickets=20, seed=11, bulk_delay_seconds=BULK_DELAY)
+    with run_simulator(config) as sim:
         yield sim
 
 
@@ -22,14 +24,12 @@ def fast_client(fast_sim):
         yield client
 
 
-def wait_for_job(client: httpx.Client, href: str, timeout: float = 5.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(href).json()
-        if job["status"] != "IN PROGRESS":
-            return job
-        time.sleep(0.05)
-    raise AssertionError("job did not finish")
+def finish_job(sim: Simulator, client: httpx.Client, href: str) -> dict:
+    """Move the simulator's clock past the job's delay and read the finished job."""
+    sim.advance_clock(BULK_DELAY)
+    job = client.get(href).json()
+    assert job["status"] != "IN PROGRESS"
+    return job
 
 
 def test_bulk_update_is_applied_later_and_appends_tags(fast_sim, fast_client):
@@ -50,7 +50,7 @@ def test_bulk_update_is_applied_later_and_appends_tags(fast_sim, fast_client):
     running = fast_client.get(body["href"]).json()
     assert running == {"id": body["job_id"], "status": "IN PROGRESS"}
     assert fast_client.get(f"/tickets/{ids[0]}").json()["priority"] == 1  # not applied yet
-    job = wait_for_job(fast_client, body["href"])
+    job = finish_job(fast_sim, fast_client, body["href"])
     assert job["status"] == "SUCCESS"
     assert job["data"] == [{"id": i, "success": True} for i in ids]
     first = fast_client.get(f"/tickets/{ids[0]}").json()
@@ -69,7 +69,7 @@ def test_per_ticket_failures_make_a_partial_job(fast_sim, fast_client):
         "/tickets/bulk_update",
         json={"bulk_action": {"ids": [good, spam, 999999], "properties": {"priority": 2}}},
     )
-    job = wait_for_job(fast_client, response.json()["href"])
+    job = finish_job(fast_sim, fast_client, response.json()["href"])
     assert job["status"] == "PARTIAL"
     outcome = {item["id"]: item["success"] for item in job["data"]}
     assert outcome == {good: True, spam: False, 999999: False}
@@ -77,7 +77,7 @@ def test_per_ticket_failures_make_a_partial_job(fast_sim, fast_client):
     failed = fast_client.post(
         "/tickets/bulk_update", json={"bulk_action": {"ids": [999998], "properties": {"priority": 2}}}
     )
-    assert wait_for_job(fast_client, failed.json()["href"])["status"] == "FAILED"
+    assert finish_job(fast_sim, fast_client, failed.json()["href"])["status"] == "FAILED"
 
 
 def test_a_reply_is_added_and_bumps_updated_at(fast_sim, fast_client):
@@ -86,7 +86,7 @@ def test_a_reply_is_added_and_bumps_updated_at(fast_sim, fast_client):
     response = fast_client.post(
         "/tickets/bulk_update", json={"bulk_action": {"ids": [tid], "reply": {"body": "We are on it"}}}
     )
-    wait_for_job(fast_client, response.json()["href"])
+    finish_job(fast_sim, fast_client, response.json()["href"])
     conversations = fast_client.get(f"/tickets/{tid}/conversations").json()
     assert conversations[-1]["body_text"] == "We are on it" and conversations[-1]["private"] is False
     assert fast_sim.ticket(tid)["updated_at"] > before
