@@ -6,6 +6,7 @@ from triage.cli import evaluate as _evaluate  # noqa: F401
 from triage.cli import models as _models  # noqa: F401
 from triage.cli import pipeline as _pipeline  # noqa: F401
 from triage.cli import simulator as _simulator  # noqa: F401
+from triage.cli import sql as _sql  # noqa: F401
 from triage.cli.app import app
 
 

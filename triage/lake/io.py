@@ -166,6 +166,16 @@ class Lake:
             )
         return dataset.to_table(columns=columns, filter=filter)
 
+    def dataset(self, table: str) -> ds.Dataset:
+        """Every part of ``table`` as one dataset: its schema plus the ``date`` partition (a string, so a
+        filter on it skips other days' folders); empty with that schema while nothing has been written."""
+        full, folder = schema(table).append(pa.field("date", pa.string())), self.table_dir(table)
+        if not self._exists(folder):
+            return ds.dataset([], schema=full, filesystem=self.fs, format="parquet")
+        return ds.dataset(
+            folder, schema=full, filesystem=self.fs, format="parquet", partitioning=PARTITIONING
+        )
+
     def dates(self, table: str) -> list[str]:
         """The table's ``date=`` partitions, newest first."""
         names = [Path(d).name for d in self._dirs(self.table_dir(table))]

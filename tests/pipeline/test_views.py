@@ -1,0 +1,241 @@
+"""The analyst views tell what is true after retries: one row per change, per run, per ticket-field.
+
+Lake rows come from the real writers (``record_stage``, ``write_audit`` with rows built by push's own
+``audit_row``); each test also shows the raw table still holding every try.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tasks.audit import write_audit
+from tasks.context import StageContext
+from tasks.push_plan import Change, Request
+from tasks.push_state import audit_row
+from triage.lake import Lake, Window, record_stage
+from triage.lake.views import TABLE_DOCS, VIEWS, connect, views_markdown
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+
+def context(run_id: str, *, attempt: int = 1, end: datetime = T0) -> StageContext:
+    return StageContext(
+        run_id=run_id,
+        flow="triage",
+        window_start=end - timedelta(hours=1),
+        window_end=end,
+        window_source="explicit",
+        attempt=attempt,
+    )
+
+
+def change(ticket_id: int, field: str, label: str, decision_run_id: str) -> Change:
+    return Change(
+        ticket_id=ticket_id,
+        field=field,
+        label=label,
+        probability=0.95,
+        decision_run_id=decision_run_id,
+        model_version="v-test",
+        snapshot_updated_at=T0 - timedelta(hours=2),
+    )
+
+
+def push(lake: Lake, ctx: StageContext, done: Change, at: datetime, status: str | None, **extra) -> str:
+    """An intent for ``done`` sent at ``at`` and, unless ``status`` is None, its result a second later."""
+    request = Request("update", (done.ticket_id,), {}, (done,))
+    write_id = uuid.uuid4().hex
+    intent = audit_row(ctx, request, done, write_id, "intent", "pending", at)
+    write_audit(lake, [intent], run_id=ctx.run_id, partition=ctx.partition)
+    if status is not None:
+        completed = at + timedelta(seconds=1)
+        result = audit_row(
+            ctx, request, done, write_id, "result", status, at, completed_at=completed, **extra
+        )
+        write_audit(lake, [result], run_id=ctx.run_id, partition=ctx.partition)
+    return write_id
+
+
+def test_a_write_that_failed_then_succeeded_is_one_ok_change_and_no_failed_write(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    first, retry = context("run-a"), context("run-a", attempt=2)
+    retried = change(1, "group", "Billing", "run-a")
+    refused = change(2, "priority", "High", "run-a")
+    owed_then_sent = change(3, "type", "Question", "run-a")
+    cut_off = change(4, "group", "Sales", "run-a")
+    push(lake, first, retried, T0, "failed", reason_code="ValidationError", http_status=400)
+    push(lake, first, refused, T0, "failed", reason_code="ValidationError", http_status=400)
+    push(lake, first, owed_then_sent, T0, "not_applied", reason_code="not_sent")
+    push(lake, retry, retried, T0 + timedelta(minutes=5), "ok", http_status=200, request_id="req-1")
+    later = context("run-b", end=T0 + timedelta(hours=1))
+    push(lake, later, owed_then_sent, T0 + timedelta(hours=1), "ok", http_status=200)
+    push(lake, later, cut_off, T0 + timedelta(hours=1), None)  # sent, then the run was killed
+    con = connect(lake)
+
+    raw = con.sql("SELECT count(*) FROM audit WHERE phase = 'result' AND ticket_id = 1").fetchall()
+    assert raw == [(2,)]  # the table keeps both tries
+    changes = {
+        row[0]: row[1:]
+        for row in con.sql(
+            "SELECT ticket_id, status, results, request_id, decision_run_id FROM latest_changes"
+        ).fetchall()
+    }
+    assert changes == {
+        1: ("ok", 2, "req-1", "run-a"),
+        2: ("failed", 1, None, "run-a"),
+        3: ("ok", 2, None, "run-a"),
+        4: ("pending", 0, None, "run-a"),
+    }
+    failed = con.sql("SELECT ticket_id, status, reason_code FROM failed_writes").fetchall()
+    assert failed == [(2, "failed", "ValidationError")]
+
+
+def test_an_unresolved_write_skip_does_not_hide_the_result_before_it(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    ctx = context("run-a")
+    owed = change(5, "group", "Billing", "run-a")
+    push(lake, ctx, owed, T0, "not_applied", reason_code="not_found_on_reread")
+    push(lake, ctx, owed, T0 + timedelta(minutes=1), "skipped", reason_code="unresolved_write")
+    row = connect(lake).sql("SELECT status, reason_code FROM failed_writes").fetchall()
+    assert row == [("not_applied", "not_found_on_reread")]  # still owed, as push itself reads it
+
+
+def record(lake: Lake, run_id: str, stage: str, status: str, *, attempt: int, at: datetime, **extra) -> None:
+    window = Window(start=T0 - timedelta(hours=1), end=T0, source="watermark")
+    record_stage(
+        lake,
+        run_id=run_id,
+        flow="triage",
+        stage=stage,
+        status=status,
+        started_at=at,
+        finished_at=at + timedelta(seconds=30),
+        window=window,
+        partition=T0,
+        attempt=attempt,
+        **extra,
+    )
+
+
+def test_a_retried_run_is_one_run_with_its_attempts(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    record(lake, "run-a", "extract", "ok", attempt=1, at=T0)
+    record(lake, "run-a", "push", "failed", attempt=1, at=T0 + timedelta(minutes=1), message="boom")
+    record(lake, "run-a", "run", "failed", attempt=1, at=T0 + timedelta(minutes=2), message="boom")
+    record(lake, "run-a", "push", "ok", attempt=2, at=T0 + timedelta(minutes=10))
+    record(lake, "run-a", "run", "ok", attempt=2, at=T0 + timedelta(minutes=11), rows_in=40, rows_out=12)
+    record(lake, "run-b", "extract", "ok", attempt=1, at=T0 + timedelta(hours=1))  # under way, or killed
+    con = connect(lake)
+
+    raw = con.sql(
+        "SELECT status FROM runs WHERE run_id = 'run-a' AND stage = 'run' ORDER BY attempt"
+    ).fetchall()
+    assert raw == [("failed",), ("ok",)]
+    runs = con.sql(
+        "SELECT run_id, status, attempts, last_stage, rows_in, rows_out, message, started_at, window_end "
+        "FROM latest_runs ORDER BY run_id"
+    ).fetchall()
+    assert runs == [
+        ("run-a", "ok", 2, "run", 40, 12, None, T0, T0),
+        ("run-b", "unfinished", 1, "extract", None, None, None, T0 + timedelta(hours=1), T0),
+    ]
+
+
+def test_an_outcome_compared_on_two_nights_is_one_row_the_latest(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    for night, (run_id, final) in enumerate([("night-1", "Billing"), ("night-2", "Sales")]):
+        end = T0 + timedelta(days=night)
+        rows = [
+            {
+                "run_id": run_id,
+                "ticket_id": ticket_id,
+                "field": field,
+                "predicted_label": "Billing",
+                "final_label": final,
+                "correct": final == "Billing",
+                "resolved_updated_at": T0 - timedelta(hours=3),
+            }
+            for ticket_id in (1, 2)
+            for field in ("group", "type")
+        ]
+        lake.write("outcomes", rows, date=end, run_id=run_id, name="outcomes-00001")
+        record_stage(
+            lake,
+            run_id=run_id,
+            flow="nightly",
+            stage="outcomes",
+            status="ok",
+            started_at=end,
+            window=None,
+            partition=end,
+        )
+    con = connect(lake)
+
+    assert con.sql("SELECT count(*) FROM outcomes").fetchall() == [(8,)]
+    latest = con.sql(
+        "SELECT ticket_id, field, run_id, final_label, correct FROM latest_outcomes ORDER BY ALL"
+    )
+    assert latest.fetchall() == [
+        (1, "group", "night-2", "Sales", False),
+        (1, "type", "night-2", "Sales", False),
+        (2, "group", "night-2", "Sales", False),
+        (2, "type", "night-2", "Sales", False),
+    ]
+
+
+def test_a_fresh_lake_answers_every_table_and_view_with_no_rows(tmp_path):
+    con = connect(tmp_path / "nothing-yet")
+    for name in [*TABLE_DOCS, *(v.name for v in VIEWS)]:
+        assert con.sql(f"SELECT count(*) FROM {name}").fetchall() == [(0,)], name
+
+
+def test_each_view_has_the_columns_its_doc_names_and_the_readme_lists_them(tmp_path):
+    con = connect(tmp_path / "lake")
+    for view in VIEWS:
+        described = [row[0] for row in con.sql(f"DESCRIBE {view.name}").fetchall()]
+        assert described == list(view.columns), view.name
+        assert set(view.derived) <= set(view.columns), view.name
+    text = README.read_text(encoding="utf-8")
+    start, end = "<!-- lake-views:start -->", "<!-- lake-views:end -->"
+    documented = text[text.index(start) + len(start) : text.index(end)].strip()
+    assert documented == views_markdown().strip(), (
+        "README.md's list of views is stale: regenerate it with "
+        "`python -c 'from triage.lake.views import views_markdown; print(views_markdown())'`"
+    )
+
+
+@pytest.fixture
+def s3_lake(monkeypatch) -> str:
+    """A bucket on moto's S3 API server on loopback, named by the standard AWS variables."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "triage-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "triage-test-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    boto3.client("s3").create_bucket(Bucket="views")
+    yield "s3://views/lake"
+    server.stop()
+
+
+def test_the_views_read_an_s3_lake_without_any_duckdb_extension(s3_lake):
+    lake = Lake(s3_lake)
+    record(lake, "run-a", "run", "failed", attempt=1, at=T0)
+    record(lake, "run-a", "run", "ok", attempt=2, at=T0 + timedelta(minutes=5))
+    con = connect(s3_lake)
+    assert con.sql("SELECT run_id, status, attempts FROM latest_runs").fetchall() == [("run-a", "ok", 2)]
+    assert con.sql("SELECT count(*) FROM failed_writes").fetchall() == [(0,)]  # no audit folder yet
+    loaded = {
+        row[0] for row in con.sql("SELECT extension_name FROM duckdb_extensions() WHERE loaded").fetchall()
+    }
+    assert "httpfs" not in loaded
