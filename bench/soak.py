@@ -57,15 +57,13 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.simulator import Simulator, SimulatorConfig, run_simulator  # noqa: E402
 from adapters.simulator.config import RateLimits  # noqa: E402
+from adapters.simulator.verdict import Wanted, judge, native_value  # noqa: E402
 from triage.lake import Lake  # noqa: E402
 
 TRIAGE = ROOT / ".venv" / "bin" / "triage"
 STAGES = ("extract", "predict", "decide", "push")
 #: Small hash spaces and fixed regularisation (as tests/flows/flow_config.py): heads train in seconds.
 FAST_TRAINING = {"hashing": {"word_buckets": 16384, "char_buckets": 16384}, "c_dense": 1.0, "c_sparse": 1.0}
-NATIVE = {"group": "group_id", "priority": "priority", "type": "type"}
-#: Freshdesk's default of a triaged field (native), which every new ticket has.
-DEFAULTS = {"priority": 1}
 PUT, BULK, JOBS, READS = (
     {"method": "PUT"},
     {"method": "POST", "path": "/bulk_update"},
@@ -192,79 +190,7 @@ def run_cli(argv: list[str], env: dict[str, str], log: Path, kill_after: float |
 # -- judgement, from the simulator's own logs (as tests/pipeline/test_write_stateful.py) ------------
 
 
-def specs(sim: Simulator) -> dict[str, Any]:
-    account = sim.store.account
-    priorities = {label: i for i, label in enumerate(sim.labels()["priority"], start=1)}
-    return {"group": account.group_id, "priority": priorities.__getitem__, "type": lambda label: label}
-
-
-def people_changes(changes: list) -> dict[tuple[int, str], int]:
-    people: dict[tuple[int, str], int] = {}
-    for index, change in enumerate(changes):
-        if change.source in ("agent", "requester"):
-            for name in change.changes:
-                people[(change.ticket_id, name)] = index
-    return people
-
-
-def doubled(sim: Simulator, changes: list) -> list[tuple]:
-    out: list[tuple] = []
-    ours: set[tuple[int, str]] = set()
-    acted_ids = {c.request_id for c in changes if c.source == "api" and c.request_id}
-    for change in changes:
-        if change.source in ("api", "bulk"):
-            for name in change.changes:
-                key = (change.ticket_id, name)
-                if name != "tags" and key in ours:
-                    out.append(("changed twice", *key))
-                ours.add(key)
-    sent: Counter[tuple] = Counter()
-    for write in sim.writes:
-        if write.method == "PUT" and (200 <= write.status < 300 or write.request_id in acted_ids):
-            ticket_id = int(write.path.rsplit("/", 1)[1])
-            for name, value in (write.body or {}).items():
-                if name != "tags":
-                    sent[(ticket_id, name, json.dumps(value))] += 1
-    for job in sim.store.jobs.values():
-        for ticket_id in job.ids:
-            for name, value in job.properties.items():
-                if name != "tags":
-                    sent[(ticket_id, name, json.dumps(value))] += 1
-    return out + [("sent twice", *key) for key, n in sent.items() if n > 1]
-
-
-def overwritten(changes: list, people: dict[tuple[int, str], int]) -> list[tuple]:
-    out = []
-    for index, change in enumerate(changes):
-        if change.source not in ("api", "bulk"):
-            continue
-        for name, (old, new) in change.changes.items():
-            if name == "tags":
-                if set(old or []) - set(new or []):
-                    out.append((change.ticket_id, "tags", sorted(set(old) - set(new))))
-            elif people.get((change.ticket_id, name), len(changes)) < index and old not in (None, ""):
-                out.append((change.ticket_id, name, old, new))
-    return out
-
-
-def lost(sim: Simulator, changes: list, people: dict, wanted: dict[int, dict[str, Any]]) -> list[tuple]:
-    touched = {c.ticket_id for c in changes if c.source in ("agent", "note")}
-    out = []
-    for ticket_id, fields in wanted.items():
-        ticket = sim.ticket(ticket_id)
-        if ticket["spam"] or ticket.get("deleted"):
-            continue
-        for field, value in fields.items():
-            native = NATIVE[field]
-            if ticket[native] == value or (ticket_id, native) in people:
-                continue
-            if ticket_id in touched and ticket[native] == DEFAULTS.get(field):
-                continue
-            out.append((ticket_id, field, value, ticket[native]))
-    return out
-
-
-def wanted_writes(lake: Lake, sim: Simulator) -> tuple[dict[int, dict[str, Any]], Counter[str]]:
+def wanted_writes(lake: Lake, sim: Simulator) -> tuple[Wanted, Counter[str]]:
     """What the latest apply-mode decision on each ticket asked for (a newer run's replaces older ones)."""
     rows = lake.scan("decisions").to_pylist()
     latest: dict[int, tuple[datetime, str]] = {}
@@ -273,16 +199,14 @@ def wanted_writes(lake: Lake, sim: Simulator) -> tuple[dict[int, dict[str, Any]]
             key = (r["decided_at"], r["run_id"])
             if r["ticket_id"] not in latest or key > latest[r["ticket_id"]]:
                 latest[r["ticket_id"]] = key
-    to_native = specs(sim)
-    wanted: dict[int, dict[str, Any]] = {}
+    wanted: Wanted = {}
     actions: Counter[str] = Counter()
     for r in rows:
         if r["mode"] != "apply" or (r["decided_at"], r["run_id"]) != latest[r["ticket_id"]]:
             continue
-        fields = wanted.setdefault(r["ticket_id"], {})
         actions[f"{r['field']}:{r['action']}"] += 1
         if r["action"] == "apply":
-            fields[r["field"]] = to_native[r["field"]](r["label"])
+            wanted[(r["ticket_id"], r["field"])] = native_value(sim, r["field"], r["label"])
     return wanted, actions
 
 
@@ -504,18 +428,13 @@ def main() -> None:
         changes = sim.changes
         lake = Lake(args.work / "lake")
         wanted, actions = wanted_writes(lake, sim)
-        people = people_changes(changes)
         decided = set(lake.scan("decisions", columns=["ticket_id"]).column("ticket_id").to_pylist())
         never_decided = sorted(
             tid
             for tid in sim.truth()
             if tid not in decided and not (sim.ticket(tid)["spam"] or sim.ticket(tid).get("deleted"))
         )
-        found = {
-            "lost": lost(sim, changes, people, wanted),
-            "doubled": doubled(sim, changes),
-            "overwritten": overwritten(changes, people),
-        }
+        found = judge(sim, wanted)
         stats = sim.stats()
         writes = sim.writes
         result["backfill"] = {
@@ -532,8 +451,8 @@ def main() -> None:
             "examples": {k: [list(map(str, x)) for x in v[:20]] for k, v in found.items()},
             "open_tickets_never_decided": len(never_decided),
             "open_tickets_never_decided_examples": never_decided[:20],
-            "tickets_with_apply_decisions": sum(1 for f in wanted.values() if f),
-            "fields_to_write": sum(len(f) for f in wanted.values()),
+            "tickets_with_apply_decisions": len({ticket_id for ticket_id, _ in wanted}),
+            "fields_to_write": len(wanted),
             "latest_decisions": dict(sorted(actions.items())),
         }
         agent_changes = [c for c in changes[changes_before:] if c.source == "agent"]

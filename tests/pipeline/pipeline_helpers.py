@@ -94,64 +94,6 @@ def write_config(path: Path, sim, tmp: Path, **pipeline) -> Path:
     return path
 
 
-NATIVE = {"group": "group_id", "priority": "priority", "type": "type"}
-#: Freshdesk's default of a triaged field (native), which every new ticket has.
-DEFAULTS = {"priority": 1}
-
-
-def ledger(sim, wanted: dict[tuple[int, str], object]) -> dict[str, list]:
-    """Writes lost, doubled and agent values overwritten, from the simulator's own logs.
-
-    ``wanted`` maps (ticket id, triage field) to the native value triage should have written.
-    Lost: the ticket lacks the value, no agent changed the field, and it is not Freshdesk's default
-    left on a ticket an agent changed (push leaves that alone: it may be the agent's choice). Doubled: a field our writes
-    changed twice, a ticket in two bulk jobs, or a ticket given two PUTs the account acted on.
-    Overwritten: our write to a field (or a tag list dropping a tag) after an agent set it.
-    """
-    changes = sim.changes
-    agent_set: dict[tuple[int, str], int] = {}
-    ours: dict[tuple[int, str], int] = {}
-    doubled, overwritten = [], []
-    agent_tags: dict[int, set[str]] = {}
-    for index, change in enumerate(changes):
-        for name, (old, new) in change.changes.items():
-            key = (change.ticket_id, name)
-            if change.source == "agent":
-                agent_set[key] = index
-                if name == "tags":
-                    agent_tags.setdefault(change.ticket_id, set()).update(set(new) - set(old))
-            elif change.source in ("api", "bulk"):
-                if name == "tags":
-                    lost_tags = agent_tags.get(change.ticket_id, set()) - set(new)
-                    if lost_tags:
-                        overwritten.append((change.ticket_id, "tags", sorted(lost_tags)))
-                    continue
-                if key in ours:
-                    doubled.append(key)
-                if key in agent_set:
-                    overwritten.append(key)
-                ours[key] = index
-    jobs: dict[int, int] = {}
-    for job in sim.store.jobs.values():
-        for ticket_id in job.ids:
-            jobs[ticket_id] = jobs.get(ticket_id, 0) + 1
-    doubled += [("bulk jobs", t) for t, n in jobs.items() if n > 1]
-    puts: dict[str, int] = {}
-    for write in sim.writes:
-        if write.method == "PUT" and 200 <= write.status < 300:
-            puts[write.path] = puts.get(write.path, 0) + 1
-    doubled += [("PUT", p) for p, n in puts.items() if n > 1]
-    touched = {t for t, _ in agent_set}
-    lost = [
-        (t, f)
-        for (t, f), value in wanted.items()
-        if sim.ticket(t)[NATIVE[f]] != value
-        and (t, NATIVE[f]) not in agent_set
-        and not (t in touched and sim.ticket(t)[NATIVE[f]] == DEFAULTS.get(f))
-    ]
-    return {"lost": lost, "doubled": doubled, "overwritten": overwritten}
-
-
 def wanted_writes(ctx: StageContext, decided, specs) -> dict[tuple[int, str], object]:
     """(ticket id, field) -> native value of every ``apply`` decision of a decide manifest."""
     rows = ctx.lake().read_paths("decisions", decided.paths).to_pylist()

@@ -4,11 +4,12 @@ paths, judged from the simulator's own logs: writes lost 0, doubled 0, agent val
 from __future__ import annotations
 
 import pytest
-from pipeline_helpers import fake_predictions, ledger, truth_predictions, wanted_writes, write_config
+from pipeline_helpers import fake_predictions, truth_predictions, wanted_writes, write_config
 
 import tasks.push_send
 from adapters.errors import TicketSystemError, is_transient
 from adapters.simulator import FaultRule
+from adapters.simulator.verdict import judge
 from tasks.decide import decide
 from tasks.extract import extract
 from tasks.push import push
@@ -83,7 +84,7 @@ async def test_a_ticket_spammed_or_deleted_after_extract_gets_no_write_and_the_r
     if path == "note":
         assert {len(sim.store.notes.get(t, [])) for t, _ in rest} == {1}
     else:
-        assert rest and ledger(sim, rest) == CLEAN
+        assert rest and judge(sim, rest) == CLEAN
 
 
 GET = {"method": "GET"}
@@ -134,7 +135,7 @@ async def test_faults_on_the_re_reads_before_writing_never_let_a_write_go_out_bl
         except TicketSystemError as exc:
             assert is_transient(exc) and attempt < 2
     wanted.pop((target, "priority"), None)  # changed since the snapshot: its Low may be the agent's choice
-    assert ledger(sim, wanted) == CLEAN
+    assert judge(sim, wanted) == CLEAN
     assert sim.store.account.groups[sim.ticket(target)["group_id"]] == group
     assert "customer-vip" in sim.ticket(target)["tags"]
 
@@ -155,4 +156,4 @@ async def test_malformed_list_pages_during_extract_lose_no_ticket(make_ctx, adap
         extracted, decided, wanted = await decided_run(ctx, adapter, sim)
         await push(ctx, decided, extracted, adapter)
     assert set(sim.truth()) == {t for t, _ in wanted}  # every open ticket read and decided
-    assert ledger(sim, wanted) == CLEAN
+    assert judge(sim, wanted) == CLEAN

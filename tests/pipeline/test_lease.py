@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
-from pipeline_helpers import fake_predictions, ledger, truth_predictions, wanted_writes
+from pipeline_helpers import fake_predictions, truth_predictions, wanted_writes
 
 import tasks.push_send
+from adapters.simulator.verdict import judge
 from tasks.decide import decide
 from tasks.extract import extract
 from tasks.push import push
@@ -144,7 +145,7 @@ async def test_a_run_that_lost_its_lease_stops_before_its_next_write_batch(
         extracted2, decided2 = await decided_confidently(again, adapter, sim)
         with hold(lake, run_id=again.run_id, flow="triage", ttl=60, wait=0):
             await push(again, decided2, extracted2, adapter)
-    assert len(wanted) > 5 and ledger(sim, wanted) == {"lost": [], "doubled": [], "overwritten": []}
+    assert len(wanted) > 5 and judge(sim, wanted) == {"lost": [], "doubled": [], "overwritten": []}
 
 
 async def decided_confidently(ctx, adapter, sim):

@@ -8,10 +8,11 @@ import dataclasses
 import time
 
 import pytest
-from pipeline_helpers import fake_predictions, ledger, truth_predictions, wanted_writes, write_config
+from pipeline_helpers import fake_predictions, truth_predictions, wanted_writes, write_config
 
 from adapters.errors import TicketSystemError, TransientError, is_transient
 from adapters.simulator import FaultRule
+from adapters.simulator.verdict import judge
 from tasks.decide import decide
 from tasks.extract import extract
 from tasks.push import push
@@ -108,7 +109,7 @@ async def test_each_write_re_reads_its_tickets_right_before_it_is_sent(
 
         adapter.client.request = agent_after_first_write
         await push(ctx, decided, extracted, adapter)
-    assert ledger(sim, wanted) == CLEAN
+    assert judge(sim, wanted) == CLEAN
     assert "customer-vip" in sim.ticket(acted["target"])["tags"]
     windows = residual_windows(events)
     with capsys.disabled():
@@ -130,7 +131,7 @@ async def test_bulk_post_5xx_stops_push_and_a_later_run_sends_the_writes(make_ct
         await push(ctx, decided, extracted, adapter)  # the task's retry: the run completes
     write_config(config, sim, config.parent, bulk_settle_seconds=0)  # the settle time has passed
     await later_run(make_ctx, adapter_for)
-    assert ledger(sim, wanted) == CLEAN
+    assert judge(sim, wanted) == CLEAN
     assert not [r for r in results(ctx) if r["status"] == "failed"]
 
 
@@ -155,7 +156,7 @@ async def test_a_bulk_write_killed_while_waiting_out_a_429_is_sent_by_a_later_ru
     assert not [c for c in sim.changes if c.source == "bulk" and c.ticket_id in killed]
     write_config(config, sim, config.parent, bulk_settle_seconds=0)  # the settle time has passed
     await later_run(make_ctx, adapter_for)
-    assert ledger(sim, wanted) == CLEAN
+    assert judge(sim, wanted) == CLEAN
 
 
 @pytest.mark.parametrize(
@@ -176,7 +177,7 @@ async def test_a_lost_put_answer_is_checked_by_re_reading_not_resent(
         extracted, decided, wanted = await decided_run(ctx, adapter, sim)
         sim.faults.add(fault)
         await push(ctx, decided, extracted, adapter)
-    assert ledger(sim, wanted) == CLEAN
+    assert judge(sim, wanted) == CLEAN
     puts = [w.path for w in sim.writes if w.method == "PUT"]
     assert len(puts) == len(set(puts)) == len({t for t, _ in wanted})  # one PUT per ticket, none resent
 
@@ -202,7 +203,7 @@ async def test_a_lost_bulk_answer_is_resolved_by_re_reading_not_resent(
         await push(ctx, decided, extracted, adapter)  # the task's retry: the job may still run
     write_config(config, sim, config.parent, bulk_settle_seconds=0)
     await later_run(make_ctx, adapter_for)
-    assert ledger(sim, wanted) == CLEAN
+    assert judge(sim, wanted) == CLEAN
     assert any(r["reason_code"] == "confirmed_on_reread" for r in results(ctx))
 
 
@@ -218,7 +219,7 @@ async def test_a_failed_job_poll_is_resolved_by_re_reading_not_recorded_failed(
         except TransientError:
             sim.faults.clear()
             await push(ctx, decided, extracted, adapter)
-    assert ledger(sim, wanted) == CLEAN
+    assert judge(sim, wanted) == CLEAN
     statuses = {(r["ticket_id"], r["status"]) for r in results(ctx) if r["method"] == "bulk_update"}
     assert {s for _, s in statuses} == {"ok"}  # the analysts' failed-writes query lists none of them
 
@@ -299,7 +300,7 @@ async def test_faults_on_every_write_path_lose_double_and_overwrite_nothing(
     if kind == "note":
         assert {len(sim.store.notes.get(t, [])) for t, _ in wanted} == {1}
     else:
-        assert ledger(sim, wanted) == CLEAN
+        assert judge(sim, wanted) == CLEAN
 
 
 async def test_an_owed_write_gives_way_to_a_newer_decision_on_its_ticket(make_ctx, adapter_for, sim, config):
@@ -325,7 +326,7 @@ async def test_an_owed_write_gives_way_to_a_newer_decision_on_its_ticket(make_ct
         await push(newer, decided2, extracted2, adapter)
     specs = {"group": sim.store.account.group_id}
     assert sim.ticket(target)["group_id"] == specs["group"](other)
-    assert ledger(sim, {**wanted, (target, "group"): specs["group"](other)}) == CLEAN
+    assert judge(sim, {**wanted, (target, "group"): specs["group"](other)}) == CLEAN
     assert (target, "superseded") in {(r["ticket_id"], r["reason_code"]) for r in results(ctx)}
 
 
@@ -342,7 +343,7 @@ async def test_a_bulk_job_report_missing_a_ticket_is_checked_by_re_reading(make_
 
         adapter.bulk_update = report_without_one
         await push(ctx, decided, extracted, adapter)
-    assert ledger(sim, wanted) == CLEAN
+    assert judge(sim, wanted) == CLEAN
     assert {r["status"] for r in results(ctx)} == {"ok"}
 
 

@@ -8,7 +8,6 @@ completed push in apply mode, no write lost.
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -28,12 +27,13 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from pipeline_helpers import DEFAULTS, NATIVE, fake_predictions, write_config
+from pipeline_helpers import fake_predictions, write_config
 
 import tasks.push_state as push_state
 from adapters.errors import TicketSystemError, is_transient
 from adapters.registry import build_adapter
 from adapters.simulator import FaultRule, SimulatorConfig, run_simulator
+from adapters.simulator.verdict import NATIVE, doubled, lost, native_value, overwritten
 from tasks.context import StageContext
 from tasks.decide import decide
 from tasks.extract import extract
@@ -79,7 +79,6 @@ EDITS = [
 ]
 AGENTS_BEFORE = st.sampled_from([None, None, "edit", "restore", "restore-default"])
 MODES = st.sampled_from(["apply", "apply", "apply", "suggest", "shadow"])
-NOTE_ITEM = re.compile(r"<li>([^<:]+): <b>([^<]+)</b>")
 
 
 class Crash(BaseException):
@@ -112,8 +111,8 @@ class WriteSafety(RuleBasedStateMachine):
         self.runs = 0
         #: The run decided and not yet pushed to the end: (ctx, extract manifest, decide manifest).
         self.pending: tuple[StageContext, ExtractManifest, DecideManifest] | None = None
-        #: ticket -> {field: native value} that the latest apply run pushing the ticket decided to write.
-        self.wanted: dict[int, dict[str, Any]] = {}
+        #: (ticket, field) -> native value that the latest apply run pushing the ticket decided to write.
+        self.wanted: dict[tuple[int, str], Any] = {}
         self.settled = False
 
     def teardown(self) -> None:
@@ -170,7 +169,7 @@ class WriteSafety(RuleBasedStateMachine):
     def _change_and_restore(self, ticket_id: int, field: str) -> None:
         native = NATIVE[field]
         before = self.sim.ticket(ticket_id)[native]
-        other = next(v for v in self.sim.labels()[field] if _specs(self.sim)[field](v) != before)
+        other = next(v for v in self.sim.labels()[field] if native_value(self.sim, field, v) != before)
         self.sim.agent_edit(ticket_id, **{field: other})
         self.sim.agent_edit(ticket_id, **{native if field == "group" else field: before})
 
@@ -370,13 +369,14 @@ class WriteSafety(RuleBasedStateMachine):
         """What an apply run decided per ticket replaces what earlier apply runs decided for it."""
         if decided.mode != "apply":
             return
-        specs = _specs(self.sim)
-        per_ticket: dict[int, dict[str, Any]] = {}
-        for row in ctx.lake().read_paths("decisions", decided.paths).to_pylist():
-            wanted = per_ticket.setdefault(row["ticket_id"], {})
+        rows = ctx.lake().read_paths("decisions", decided.paths).to_pylist()
+        decided_tickets = {row["ticket_id"] for row in rows}
+        self.wanted = {key: value for key, value in self.wanted.items() if key[0] not in decided_tickets}
+        for row in rows:
             if row["action"] == "apply":
-                wanted[row["field"]] = specs[row["field"]](row["label"])
-        self.wanted.update(per_ticket)
+                self.wanted[(row["ticket_id"], row["field"])] = native_value(
+                    self.sim, row["field"], row["label"]
+                )
 
     # -- invariants, from the simulator's own logs --------------------------------------------------
 
@@ -396,99 +396,9 @@ class WriteSafety(RuleBasedStateMachine):
             assert lost(self.sim, self.wanted) == []
 
 
-def _specs(sim) -> dict[str, Callable[[str], Any]]:
-    """Label -> native value per field, as the simulator's account spells them."""
-    account = sim.store.account
-    priorities = {label: i for i, label in enumerate(sim.labels()["priority"], start=1)}
-    return {"group": account.group_id, "priority": priorities.__getitem__, "type": lambda label: label}
-
-
 def _decided(ctx: StageContext, decided: DecideManifest) -> list[tuple]:
     rows = ctx.lake().read_paths("decisions", decided.paths).to_pylist()
     return sorted((r["ticket_id"], r["field"], r["action"], r["label"], r["reason_code"]) for r in rows)
-
-
-def _people(sim) -> tuple[dict[tuple[int, str], int], list]:
-    """(ticket, native field) -> index of the last change a person (agent or requester) made; changes."""
-    changes = sim.changes
-    people: dict[tuple[int, str], int] = {}
-    for index, change in enumerate(changes):
-        if change.source in ("agent", "requester"):
-            for name in change.changes:
-                people[(change.ticket_id, name)] = index
-    return people, changes
-
-
-def doubled(sim) -> list[tuple]:
-    """Writes made twice: a field our writes changed twice, the same value to the same field in two
-    requests the helpdesk acted on (PUTs, bulk jobs), the same suggestion in two notes."""
-    _, changes = _people(sim)
-    out: list[tuple] = []
-    ours: set[tuple[int, str]] = set()
-    acted_ids = {c.request_id for c in changes if c.source == "api" and c.request_id}
-    for change in changes:
-        if change.source in ("api", "bulk"):
-            for name in change.changes:
-                key = (change.ticket_id, name)
-                if name != "tags" and key in ours:
-                    out.append(("changed twice", *key))
-                ours.add(key)
-    sent: dict[tuple, int] = {}
-    for write in sim.writes:
-        if write.method == "PUT" and (200 <= write.status < 300 or write.request_id in acted_ids):
-            ticket_id = int(write.path.rsplit("/", 1)[1])
-            for name, value in (write.body or {}).items():
-                if name != "tags":
-                    sent[(ticket_id, name, value)] = sent.get((ticket_id, name, value), 0) + 1
-    for job in sim.store.jobs.values():
-        for ticket_id in job.ids:
-            for name, value in job.properties.items():
-                if name != "tags":
-                    sent[(ticket_id, name, value)] = sent.get((ticket_id, name, value), 0) + 1
-    out += [("sent twice", *key) for key, n in sent.items() if n > 1]
-    suggested: dict[tuple, int] = {}
-    for ticket_id, notes in sim.store.notes.items():
-        for note in notes:
-            for item in NOTE_ITEM.findall(note["body"]):
-                suggested[(ticket_id, *item)] = suggested.get((ticket_id, *item), 0) + 1
-    return out + [("suggested twice", *key) for key, n in suggested.items() if n > 1]
-
-
-def overwritten(sim) -> list[tuple]:
-    """Our writes replacing a value a person set (an empty field is unset, whoever emptied it), and our
-    tag lists dropping a tag."""
-    people, changes = _people(sim)
-    out = []
-    for index, change in enumerate(changes):
-        if change.source not in ("api", "bulk"):
-            continue
-        for name, (old, new) in change.changes.items():
-            if name == "tags":
-                if set(old or []) - set(new or []):
-                    out.append((change.ticket_id, "tags", sorted(set(old) - set(new))))
-            elif people.get((change.ticket_id, name), len(changes)) < index and old not in (None, ""):
-                out.append((change.ticket_id, name, old, new))
-    return out
-
-
-def lost(sim, wanted: dict[int, dict[str, Any]]) -> list[tuple]:
-    """Wanted values missing from their tickets, unless a person changed the field since, the ticket is
-    gone, or it is a default left on a ticket an agent or note changed (push leaves that alone)."""
-    people, changes = _people(sim)
-    touched = {c.ticket_id for c in changes if c.source in ("agent", "note")}
-    out = []
-    for ticket_id, fields in wanted.items():
-        ticket = sim.ticket(ticket_id)
-        if ticket["spam"] or ticket.get("deleted"):
-            continue
-        for field, value in fields.items():
-            native = NATIVE[field]
-            if ticket[native] == value or (ticket_id, native) in people:
-                continue
-            if ticket_id in touched and ticket[native] == DEFAULTS.get(field):
-                continue
-            out.append((ticket_id, field, value, ticket[native]))
-    return out
 
 
 @pytest.fixture(scope="module")
