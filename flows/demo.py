@@ -220,7 +220,7 @@ def format_result(result: DemoResult) -> str:
         f"Model store:  {result.model_store}",
         "",
         "Query it, e.g.:",
-        f"  duckdb -c \"select field, label, probability, reason_code from read_parquet('{lake}/decisions/*/*/*.parquet') "
+        f"  triage sql --lake {lake} \"select field, label, probability, reason_code from decisions "
         "where action = 'apply' limit 10\"",
     ]
     return "\n".join(lines)
