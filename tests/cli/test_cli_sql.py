@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from triage.cli import app
 from triage.lake import Lake, Window, record_stage
-from triage.lake.views import TABLE_DOCS, VIEWS
+from triage.lake.schemas import TABLE_DOCS
+from triage.lake.views import VIEWS
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 RUNS = "SELECT run_id, status, attempts, window_end FROM latest_runs ORDER BY run_id"

@@ -17,7 +17,8 @@ from tasks.context import StageContext
 from tasks.push_plan import Change, Request
 from tasks.push_state import audit_row
 from triage.lake import Lake, Window, record_stage
-from triage.lake.views import TABLE_DOCS, VIEWS, connect, views_markdown
+from triage.lake.schemas import TABLE_DOCS
+from triage.lake.views import VIEWS, connect, views_markdown
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

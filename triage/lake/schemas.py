@@ -233,6 +233,17 @@ TABLES: dict[str, pa.Schema] = {
     "outcomes": OUTCOMES,
 }
 
+#: One line per table, for ``triage sql --list``.
+TABLE_DOCS: dict[str, str] = {
+    "tickets": "Ticket snapshots as each run read them (to triage, or resolved history to train on).",
+    "predictions": "The model's prediction per ticket and field, per run.",
+    "decisions": "What the rules decided per ticket and field, per run, whatever the mode.",
+    "audit": "Every request to the ticket system: an intent before, results after (all tries: see latest_changes).",
+    "runs": "One row per stage attempt, and a `run` row when an attempt ends (see latest_runs).",
+    "quarantine": "Rows that could not be used, with the raw JSON.",
+    "outcomes": "Predictions beside the values agents left on resolved tickets, per night (see latest_outcomes).",
+}
+
 
 def schema(table: str) -> pa.Schema:
     """The schema of ``table``; :class:`KeyError` naming the known tables otherwise."""
