@@ -5,31 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from typer.testing import CliRunner
 
+from adapters.simulator.verdict import doubled
 from triage.lake import Lake
 from triage.lake.lease import hold
 from triage.lake.runs import run_history
 
 pytestmark = pytest.mark.flow
-
-
-def doubled_writes(sim) -> list:
-    """From the simulator's own logs: fields our writes changed twice, tickets in two bulk jobs or given two PUTs."""
-    fields = Counter(
-        (c.ticket_id, name)
-        for c in sim.changes
-        if c.source in ("api", "bulk")
-        for name in c.changes
-        if name != "tags"
-    )
-    jobs = Counter(t for job in sim.store.jobs.values() for t in job.ids)
-    puts = Counter(w.path for w in sim.writes if w.method == "PUT" and 200 <= w.status < 300)
-    return [k for counts in (fields, jobs, puts) for k, n in counts.items() if n > 1]
 
 
 def test_two_runs_at_once_write_every_change_once(world, monkeypatch):
@@ -51,7 +37,7 @@ def test_two_runs_at_once_write_every_change_once(world, monkeypatch):
         summaries = [r.result(timeout=240) for r in runs]
 
     assert any(c.source in ("api", "bulk") for c in sim.changes), "the runs should write something"
-    assert doubled_writes(sim) == []
+    assert doubled(sim) == []
     lake = Lake(world["lake"])
     for summary in summaries:
         assert ("run", "ok") in [(r["stage"], r["status"]) for r in run_history(lake, summary.run_id)]
