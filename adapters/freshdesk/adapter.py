@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+import httpx
+
 from adapters.base import BulkUpdateResult, FieldSpec, OnMalformed, Ticket, TicketSystemAdapter
 from adapters.errors import (
     AuthenticationError,
@@ -45,7 +47,8 @@ _STALE_METADATA = ("It should be one of these values", "There is no group matchi
 class FreshdeskAdapter(TicketSystemAdapter):
     """Reads and writes Freshdesk tickets for triage. One instance per event loop.
 
-    ``clock``, ``sleep`` and ``rng`` replace time and randomness in tests.
+    ``transport`` is handed to the HTTP client (see :class:`FreshdeskClient`); ``clock``, ``sleep``
+    and ``rng`` replace time and randomness in tests.
     """
 
     config_model: ClassVar[type[FreshdeskConfig]] = FreshdeskConfig
@@ -54,12 +57,13 @@ class FreshdeskAdapter(TicketSystemAdapter):
         self,
         config: FreshdeskConfig,
         *,
+        transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.client = FreshdeskClient(config, clock=clock, sleep=sleep, rng=rng)
+        self.client = FreshdeskClient(config, transport=transport, clock=clock, sleep=sleep, rng=rng)
         self._sleep = sleep
         self._clock = clock
         self._metadata: FieldMetadata | None = None

@@ -85,18 +85,25 @@ def clear_last_response() -> None:
 
 
 class FreshdeskClient:
-    """Sends requests to one Freshdesk account. ``clock``, ``sleep`` and ``rng`` are for tests."""
+    """Sends requests to one Freshdesk account.
+
+    ``transport`` is httpx's seam (``httpx.MockTransport`` in tests, a proxy's or a custom TLS
+    transport in production); given, it serves every event loop's pool, so it must not be bound to
+    one loop. ``clock``, ``sleep`` and ``rng`` are for tests.
+    """
 
     def __init__(
         self,
         config: FreshdeskConfig,
         *,
+        transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
         register_secret(config.api_key)
         self.config = config
+        self._transport = transport
         self.budget = RateBudget(
             config.rate_limits(), clock=clock, sleep=sleep, total_is_explicit=config.total_is_explicit
         )
@@ -128,6 +135,7 @@ class FreshdeskClient:
                     timeout=httpx.Timeout(
                         self.config.timeout_seconds, connect=self.config.connect_timeout_seconds
                     ),
+                    transport=self._transport,
                 )
             return pool
 

@@ -20,6 +20,7 @@ from adapters.errors import (
     ValidationError,
     is_transient,
 )
+from adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
 
 TICKET_URL = f"{BASE}/tickets/7"
 
@@ -258,3 +259,22 @@ async def test_last_response_keeps_status_and_request_id(adapter, httpx_mock):
         200,
         "abc-123",
     )
+
+
+async def test_a_transport_given_to_the_adapter_carries_every_request():
+    """httpx's seam: a MockTransport (as a proxy's or custom TLS transport would) sees each request."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=ticket_json(7), headers={"x-request-id": "mock-1"})
+
+    config = FreshdeskConfig(freshdesk_domain="acme", freshdesk_api_key=API_KEY)
+    adapter = FreshdeskAdapter(config, transport=httpx.MockTransport(handler))
+    try:
+        assert (await adapter.get_ticket(7)).id == 7
+    finally:
+        await adapter.aclose()
+    assert [str(r.url) for r in seen] == [TICKET_URL]
+    assert seen[0].headers["authorization"].startswith("Basic ")
+    assert adapter.last_response.request_id == "mock-1"
