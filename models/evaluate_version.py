@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from models.baseline import TfidfBaseline
-from models.evaluation import evaluate_field
+from models.evaluation import apply_gap, evaluate_field
 from models.inference import InferenceEngine
 from models.report import EvaluationReport
 from models.training import (
@@ -129,5 +129,13 @@ def evaluate_version(
         fields=report_fields,
         slices=slices,
         command=command,
-        notes=[note, "Baseline: trained on the table's training part, on the labels the model's head knows."],
+        notes=[
+            note,
+            "Baseline: trained on the table's training part, on the labels the model's head knows.",
+            *(
+                f"WARNING {warning}"
+                for entry in report_fields.values()
+                if (warning := apply_gap(entry["model"], entry["baseline"], "baseline"))
+            ),
+        ],
     )

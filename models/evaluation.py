@@ -245,6 +245,19 @@ def evaluate_field(
     )
 
 
+def apply_gap(model: FieldEvaluation, other: FieldEvaluation, other_name: str) -> str | None:
+    """A warning when ``model`` reaches no apply threshold and ``other`` does (on the same rows).
+
+    Such a head never writes the field: every ticket stays a suggestion at best.
+    """
+    if model.apply is not None or other.apply is None:
+        return None
+    return (
+        f"{model.field}: reaches no apply threshold at precision {model.apply_target:.2f}, where the "
+        f"{other_name} covers {other.apply_coverage:.0%}: with it the field is never written"
+    )
+
+
 @dataclass(frozen=True)
 class MacroF1Comparison:
     """Model minus baseline macro-F1 on the same rows, with a paired bootstrap interval."""

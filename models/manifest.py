@@ -3,15 +3,18 @@
 It names the base encoder and how text reaches it (prefix, pooling, max length), the head and its
 feature settings, the labels per field, the evaluated thresholds (apply/suggest, with the coverage
 and precision they reached on the hold-out), the metrics of the model and of the baseline on the
-same split, the classes left out as too rare, how the training data looked (hash, sizes, seed) and
-why the version was or was not promoted. JSON only: reading it can never execute code.
+same split, the classes left out as too rare, how the training data looked (hash, sizes, seed, the
+training set's fingerprint and cutoff: ticket ids hashed, never text) and why the version was or
+was not promoted, with the tickets both models were scored on. JSON only: reading it can never execute code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +71,20 @@ class FieldManifest(_Schema):
     )
 
 
+class TrainingSet(_Schema):
+    """Which tickets trained the model, as a fingerprint: never their text."""
+
+    key: Literal["ticket_id", "text_hash"] = Field(
+        description="What identifies a ticket: its id, or (data without ids) its text's hash."
+    )
+    count: int
+    sha256: str = Field(description="SHA-256 of the sorted keys, one per line.")
+    cutoff: datetime | None = Field(
+        default=None,
+        description="Newest resolution time (updated_at) among them; None: the data had no times.",
+    )
+
+
 class TrainingInfo(_Schema):
     data_hash: str
     seed: int
@@ -80,6 +97,18 @@ class TrainingInfo(_Schema):
     suggest_precision: float
     options: dict[str, Any] = Field(default_factory=dict, description="The remaining training options.")
     seconds: float | None = None
+    training_set: TrainingSet | None = Field(
+        default=None, description="Fingerprint and cutoff of the training rows (None: older versions)."
+    )
+
+
+class ScoredOn(_Schema):
+    """The tickets a promotion scored both models on: none of them trained either model."""
+
+    rule: str = Field(description="How they were chosen.")
+    key: Literal["ticket_id", "text_hash"]
+    count: int
+    sha256: str = Field(description="SHA-256 of their sorted keys, one per line.")
 
 
 class Promotion(_Schema):
@@ -90,8 +119,9 @@ class Promotion(_Schema):
     compared_with: str | None = None
     comparison: dict[str, dict[str, float | None]] = Field(
         default_factory=dict,
-        description="Per field: candidate and current macro-F1 on the candidate's hold-out.",
+        description="Per field: candidate and current macro-F1 and apply coverage on the tickets scored.",
     )
+    scored_on: ScoredOn | None = None
     at: datetime
 
 
@@ -124,6 +154,11 @@ class ModelManifest(_Schema):
 
     def write(self, folder: Path) -> Path:
         return write_json_atomic(folder / MANIFEST_FILE, self.model_dump(mode="json"))
+
+
+def keys_sha256(keys: Iterable[str]) -> str:
+    """The fingerprint of a set of ticket keys: SHA-256 of the sorted keys, one per line."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:

@@ -8,10 +8,15 @@ Layout under the store root::
     encoders/                  base encoders built here (e5-small, see models.encoders)
 
 Version ids sort by creation time (``20261129-210501-ab12cd``, UTC). A version folder is written
-under a temporary name and renamed when complete; ``current.json`` is replaced atomically. A newly
-registered version becomes current only if it is not worse than the current one: the current model
-is evaluated on the candidate's hold-out, and every field both share must reach at least the
-current macro-F1 minus a small tolerance. The decision and its reason are kept in the candidate's
+under a temporary name and renamed when complete; ``current.json`` is replaced atomically.
+
+A newly registered version becomes current only if it is not worse than the current one on tickets
+neither model trained on: the candidate's hold-out tickets resolved after the current model's
+training cutoff (both recorded in ``model.json``), or, for data without times, its whole hold-out
+when both trained on the same tickets. Every field both predict needs at least ``min_tickets``
+such labelled tickets (else nothing is promoted automatically), must reach the current macro-F1
+minus a small tolerance, and must keep an apply threshold where the current model has one. The
+decision, its reason and a fingerprint of the tickets scored are kept in the candidate's
 ``model.json``. ``promote`` and ``rollback`` move the pointer by hand; ``rollback`` returns to the
 version that was current before.
 """
@@ -32,18 +37,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.classifier import ENCODER_DIR
-from models.evaluation import FieldEvaluation, evaluate_field
-from models.manifest import MANIFEST_FILE, ModelManifest, Promotion, write_json_atomic
+import pandas as pd
+
+from models.classifier import ENCODER_DIR, TriageClassifier
+from models.evaluation import FieldEvaluation, apply_gap, evaluate_field
+from models.manifest import (
+    MANIFEST_FILE,
+    ModelManifest,
+    Promotion,
+    ScoredOn,
+    keys_sha256,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
-    from models.training import TrainingResult
+    from models.training import TrainConfig, TrainingResult
 
 VERSIONS_DIR = "versions"
 CURRENT_FILE = "current.json"
 REPORT_DIR = "report"
 PROMOTION_TOLERANCE = 0.005
 """Macro-F1 a candidate may trail the current model by, per field, and still be promoted."""
+MIN_PROMOTION_TICKETS = 50
+"""Fewest labelled tickets per field, trained on by neither model, that a promotion compares on."""
 
 
 class StoreError(RuntimeError):
@@ -75,9 +91,16 @@ def new_version_id(now: datetime | None = None) -> str:
 class ModelStore:
     """Model versions under ``root``; see the module docstring for the layout and rules."""
 
-    def __init__(self, root: str | Path, *, tolerance: float = PROMOTION_TOLERANCE) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        tolerance: float = PROMOTION_TOLERANCE,
+        min_tickets: int = MIN_PROMOTION_TICKETS,
+    ) -> None:
         self.root = Path(root)
         self.tolerance = tolerance
+        self.min_tickets = min_tickets
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -150,17 +173,15 @@ class ModelStore:
         with self._locked():
             current = self.current()
             if current is None:
-                promoted, reason, comparison = True, "first model in the store", {}
+                promotion = Promotion(promoted=True, reason="first model in the store", at=datetime.now(UTC))
             else:
-                promoted, reason, comparison = self._compare(result, current)
+                promotion = self._compare(result, saved, current)
+            warnings = [warning for o in result.fields.values() if (warning := o.apply_warning)]
+            if warnings:  # on the candidate's own hold-out
+                promotion.reason += "; WARNING " + "; ".join(warnings)
+            promoted, reason = promotion.promoted, promotion.reason
             manifest = ModelManifest.read(saved.path)
-            manifest.promotion = Promotion(
-                promoted=promoted,
-                reason=reason,
-                compared_with=current.version if current else None,
-                comparison=comparison,
-                at=datetime.now(UTC),
-            )
+            manifest.promotion = promotion
             manifest.write(saved.path)
             if promoted:
                 self._set_current(saved.version, reason)
@@ -189,36 +210,74 @@ class ModelStore:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _compare(
-        self, result: TrainingResult, current: ModelVersion
-    ) -> tuple[bool, str, dict[str, dict[str, float | None]]]:
-        """Evaluate ``current`` on the candidate's hold-out; not worse on every shared field?"""
+    def _compare(self, result: TrainingResult, saved: ModelVersion, current: ModelVersion) -> Promotion:
+        """Score candidate and ``current`` on tickets neither trained on; promote if not worse."""
+        at, version = datetime.now(UTC), saved.version
         lost = sorted(set(current.fields) - set(result.fields))
         if lost:
-            return False, f"drops field(s) {lost} that current {current.version} predicts", {}
-        theirs = evaluate_current(current.path, result)
-        comparison: dict[str, dict[str, float | None]] = {}
-        worse = []
-        for name, outcome in result.fields.items():
-            mine = outcome.evaluation.macro_f1
-            other = theirs[name].macro_f1 if name in theirs else None
-            comparison[name] = {"candidate_macro_f1": mine, "current_macro_f1": other}
-            if other is not None and mine < other - self.tolerance:
-                worse.append(f"{name} {mine:.3f} < {other:.3f}")
-        summary = ", ".join(
-            f"{name} {row['candidate_macro_f1']:.3f} vs {row['current_macro_f1']:.3f}"
-            if row["current_macro_f1"] is not None
-            else f"{name} {row['candidate_macro_f1']:.3f} (new field)"
-            for name, row in comparison.items()
-        )
-        if worse:
-            return (
-                False,
-                f"worse than current {current.version} on its hold-out beyond tolerance "
-                f"{self.tolerance}: {', '.join(worse)}",
-                comparison,
+            reason = f"drops field(s) {lost} that current {current.version} predicts"
+            return Promotion(promoted=False, reason=reason, compared_with=current.version, at=at)
+        tickets, rule = promotion_tickets(result, ModelManifest.read(current.path))
+        key = result.training_set.key
+        scored_on = ScoredOn(rule=rule, key=key, count=len(tickets), sha256=keys_sha256(tickets[key]))
+        shared = [name for name in result.fields if name in current.fields]
+        counts = {name: int(tickets[name].notna().sum()) for name in shared}
+        if min(counts.values()) < self.min_tickets:
+            reason = (
+                f"not compared with current {current.version}: too few tickets neither model trained on "
+                f"({rule}): {', '.join(f'{name} {n}' for name, n in counts.items())} labelled, at least "
+                f"{self.min_tickets} needed per field. Check the report and promote it deliberately "
+                f"(`triage models promote {version}`), or retrain when more tickets are resolved"
             )
-        return True, f"not worse than current {current.version} (macro-F1: {summary})", comparison
+            return Promotion(
+                promoted=False, reason=reason, compared_with=current.version, scored_on=scored_on, at=at
+            )
+        mine = score_version(result.model, tickets, shared, result.config)
+        theirs = score_version(current.path, tickets, shared, result.config)
+        comparison: dict[str, dict[str, float | None]] = {}
+        worse, gaps = [], []
+        for name, outcome in result.fields.items():
+            if name not in shared:
+                comparison[name] = {
+                    "candidate_macro_f1": outcome.evaluation.macro_f1,
+                    "current_macro_f1": None,
+                }
+                continue
+            new, old = mine[name], theirs[name]
+            comparison[name] = {
+                "candidate_macro_f1": new.macro_f1,
+                "current_macro_f1": old.macro_f1,
+                "candidate_apply_coverage": new.apply_coverage,
+                "current_apply_coverage": old.apply_coverage,
+                "tickets": new.n,
+            }
+            if new.macro_f1 < old.macro_f1 - self.tolerance:
+                worse.append(f"{name} {new.macro_f1:.3f} < {old.macro_f1:.3f}")
+            if gap := apply_gap(new, old, f"current {current.version}"):
+                gaps.append(gap)
+        on = f"on {len(tickets)} tickets neither trained on ({rule})"
+        beyond = f"worse than current {current.version} beyond tolerance {self.tolerance}"
+        problems = ([f"{beyond}: {', '.join(worse)}"] if worse else []) + gaps
+        if problems:
+            reason = f"{'; '.join(problems)} {on}"
+            promoted = False
+        else:
+            summary = ", ".join(
+                f"{name} {row['candidate_macro_f1']:.3f} vs {row['current_macro_f1']:.3f}"
+                if row["current_macro_f1"] is not None
+                else f"{name} {row['candidate_macro_f1']:.3f} (new field)"
+                for name, row in comparison.items()
+            )
+            reason = f"not worse than current {current.version} {on} (macro-F1: {summary})"
+            promoted = True
+        return Promotion(
+            promoted=promoted,
+            reason=reason,
+            compared_with=current.version,
+            comparison=comparison,
+            scored_on=scored_on,
+            at=at,
+        )
 
     def _pointer(self) -> dict[str, Any]:
         """``current.json``; :class:`StoreError` naming it when it is not a pointer."""
@@ -298,29 +357,57 @@ def share_identical_files(folder: Path, previous: Path) -> int:
     return saved
 
 
-def evaluate_current(folder: Path, result: TrainingResult) -> dict[str, FieldEvaluation]:
-    """The model at ``folder`` scored on ``result``'s hold-out, per field both models predict."""
+def promotion_tickets(result: TrainingResult, current: ModelManifest) -> tuple[pd.DataFrame, str]:
+    """The candidate's hold-out tickets that neither it nor ``current`` trained on, and the rule.
+
+    Outside the candidate's training set by key (ticket id, or text hash), and resolved after the
+    current model's training cutoff; for data without times, the whole hold-out only when both
+    trained on the same tickets (same fingerprint). Otherwise none: the rule says why.
+    """
+    from models.training import TIME
+
+    holdout = result.holdout
+    mine, theirs = result.training_set, current.training.training_set
+    fresh = ~holdout[mine.key].isin(result.train_keys)
+    if theirs is None:
+        return holdout.iloc[:0], (
+            f"current {current.version} records no training set in its model.json "
+            "(trained before promotion compared on fresh tickets)"
+        )
+    if theirs.cutoff is not None and TIME in holdout.columns:
+        fresh &= (holdout[TIME] > pd.Timestamp(theirs.cutoff)).to_numpy()
+        rule = f"resolved after current's training cutoff {theirs.cutoff:%Y-%m-%d %H:%M:%S %Z}"
+    elif (theirs.key, theirs.sha256) == (mine.key, mine.sha256):
+        rule = "the candidate's hold-out; both trained on the same tickets"
+    else:
+        missing = "current's training data" if theirs.cutoff is None else "the candidate's training data"
+        return holdout.iloc[:0], (
+            f"{missing} had no {TIME} column and the two trained on different tickets, so no ticket is "
+            f"known to be new to current {current.version}; train on tables with {TIME} and ticket_id"
+        )
+    return holdout[fresh].reset_index(drop=True), rule
+
+
+def score_version(
+    model: Path | TriageClassifier, tickets: pd.DataFrame, fields: list[str], config: TrainConfig
+) -> dict[str, FieldEvaluation]:
+    """A model (a version folder, or one in memory) scored on ``tickets``' labelled rows, per field."""
     from models.inference import InferenceEngine
     from models.training import TEXT
 
-    engine = InferenceEngine.load(
-        folder, device=result.config.device, batch_tokens=result.config.batch_tokens
-    )
-    shared = [name for name in result.fields if name in engine.fields]
-    if not shared:
-        return {}
-    holdout = result.holdout
-    predictions = engine.predict(holdout[TEXT].tolist())
+    if isinstance(model, Path):
+        model = InferenceEngine.load(model, device=config.device, batch_tokens=config.batch_tokens).model
+    proba = model.predict_proba(tickets[TEXT].tolist(), batch_tokens=config.batch_tokens)
     out = {}
-    for name in shared:
-        labelled = holdout[name].notna().to_numpy()
+    for name in fields:
+        labelled = tickets[name].notna().to_numpy()
         out[name] = evaluate_field(
             name,
-            holdout[name][labelled].tolist(),
-            predictions[name].proba[labelled],
-            engine.labels(name),
-            target_precision=result.config.target_precision,
-            suggest_precision=result.config.suggest_precision,
+            tickets[name][labelled].tolist(),
+            proba[name][labelled],
+            model.config.labels[name],
+            target_precision=config.target_precision,
+            suggest_precision=config.suggest_precision,
         )
     return out
 

@@ -1,8 +1,11 @@
 """Training a triage model from labelled tickets.
 
-The table has ``subject`` and ``description`` (or ``body``) and one label column per field. Rows
-are put in a canonical order (by text hash), so the same data in any order trains the same model.
-A stratified hold-out is set aside; per field, classes with fewer than ``min_examples_per_class``
+The table has ``subject`` and ``description`` (or ``body``) and one label column per field, and
+optionally ``ticket_id`` and ``updated_at`` (the resolution time). Rows are put in a canonical order
+(by text hash), so the same data in any order trains the same model. The hold-out is temporal when
+the table has times (the newest resolved tickets), stratified otherwise. The training rows are
+recorded as a fingerprint (their sorted ids hashed) with their cutoff, the newest ``updated_at``
+among them, so that promotion can tell which tickets a model never saw. Per field, classes with fewer than ``min_examples_per_class``
 training rows are left out of the head and reported with their counts (their rows do not train that
 head, and they still count as errors on the hold-out). Rows with no label for a field simply do
 not train that field.
@@ -42,7 +45,7 @@ from sklearn.model_selection import train_test_split
 from models.classifier import TriageClassifier, pick_device
 from models.embedding_cache import EmbeddingCache, encoder_fingerprint
 from models.encoders import EncoderSpec, resolve_encoder
-from models.evaluation import FieldEvaluation, evaluate_field
+from models.evaluation import FieldEvaluation, apply_gap, evaluate_field
 from models.features import HashingConfig
 from models.fine_tune import fine_tune_encoder
 from models.head_fitting import HeadChoice, fit_field, one_thread
@@ -52,6 +55,8 @@ from models.manifest import (
     ModelManifest,
     ThresholdPoint,
     TrainingInfo,
+    TrainingSet,
+    keys_sha256,
 )
 from models.text import text_hash, ticket_text
 from triage.settings import ModelSettings
@@ -66,6 +71,10 @@ log = logging.getLogger(__name__)
 
 TEXT = "text"
 HASH = "text_hash"
+ID = "ticket_id"
+"""Optional column: the ticket's id (fingerprints the training set; text hashes where absent)."""
+TIME = "updated_at"
+"""Optional column: when the ticket was resolved (last updated); makes the hold-out temporal."""
 MIN_SLICE_ROWS = 20
 EMBEDDING_CACHE_DIR = "embedding-cache"
 """Under the model store: where :meth:`TrainConfig.from_settings` keeps frozen embeddings."""
@@ -185,6 +194,11 @@ class FieldOutcome:
     evaluation: FieldEvaluation
     baseline: FieldEvaluation
 
+    @property
+    def apply_warning(self) -> str | None:
+        """Set when the head reaches no apply threshold on the hold-out but the baseline does."""
+        return apply_gap(self.evaluation, self.baseline, "baseline")
+
 
 @dataclass
 class TrainingResult:
@@ -197,10 +211,14 @@ class TrainingResult:
     n_rows: int
     n_train: int
     holdout: pd.DataFrame
-    """The hold-out rows: ``text``, ``text_hash``, one column per field (None where unlabelled), slice."""
+    """The hold-out rows: ``text``, ``text_hash``, one column per field (None where unlabelled), slice,
+    and ``ticket_id`` / ``updated_at`` where the table has them."""
     split: str
     fields: dict[str, FieldOutcome]
     skipped_fields: dict[str, str]
+    training_set: TrainingSet
+    train_keys: frozenset[str]
+    """The training rows' keys (``training_set.key``): promotion scores no ticket among them."""
     slice_column: str | None = None
     slices: dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -266,6 +284,7 @@ class TrainingResult:
                 suggest_precision=cfg.suggest_precision,
                 options=options,
                 seconds=round(self.seconds, 1),
+                training_set=self.training_set,
             ),
         )
 
@@ -302,6 +321,7 @@ class TrainingResult:
             },
             created_at=datetime.now(UTC),
             command=self.command,
+            notes=[f"WARNING {warning}" for o in self.fields.values() if (warning := o.apply_warning)],
         )
 
 
@@ -332,10 +352,11 @@ def _threshold_point(evaluation: FieldEvaluation, kind: str) -> ThresholdPoint:
 def prepare_frame(
     frame: pd.DataFrame, config: TrainConfig, *, slice_column: str | None = None
 ) -> pd.DataFrame:
-    """``text``, ``text_hash``, one label column per field (None where missing) and the slice column.
+    """``text``, ``text_hash``, one label column per field (None where missing) and the slice column;
+    ``ticket_id`` (as text) and ``updated_at`` (UTC) where ``frame`` has them.
 
     Rows come back in canonical order (by text hash, then labels). Raises :class:`TrainingError`
-    naming any missing column.
+    naming any missing column, or times that are not times.
     """
     columns = [_text_column(frame, name) for name in config.text_columns]
     missing = [config.label_column(f) for f in config.fields if config.label_column(f) not in frame.columns]
@@ -355,6 +376,13 @@ def prepare_frame(
         out[name] = pd.Series([_label(v) for v in frame[config.label_column(name)]], dtype=object)
     if slice_column is not None:
         out[slice_column] = pd.Series([_label(v) for v in frame[slice_column]], dtype=object)
+    if ID in frame.columns:
+        out[ID] = pd.Series([_label(v) for v in frame[ID]], dtype=object)
+    if TIME in frame.columns:
+        try:
+            out[TIME] = pd.to_datetime(frame[TIME].to_numpy(), utc=True, format="mixed")
+        except (ValueError, TypeError) as exc:
+            raise TrainingError(f"column {TIME!r} holds values that are not times: {exc}") from None
     out = out[out[TEXT] != ""]
     keys = [HASH, *config.fields]
     return out.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)
@@ -386,7 +414,17 @@ def data_hash(prepared: pd.DataFrame, fields: list[str]) -> str:
 
 
 def split_holdout(prepared: pd.DataFrame, config: TrainConfig) -> tuple[np.ndarray, np.ndarray, str]:
-    """Train and test row positions, stratified on the first field (rare classes pooled)."""
+    """Train and test row positions: the newest ``test_size`` by ``updated_at`` where rows have
+    times, else stratified on the first field (rare classes pooled)."""
+    if TIME in prepared.columns and prepared[TIME].notna().any():
+        # as integers a missing time (NaT) is the smallest, the oldest; equal times keep canonical order
+        order = np.argsort(prepared[TIME].array.asi8, kind="stable")
+        n_test = math.ceil(config.test_size * len(prepared))
+        return (
+            np.sort(order[: len(order) - n_test]),
+            np.sort(order[len(order) - n_test :]),
+            f"temporal: the newest {n_test} by {TIME}, test_size={config.test_size}",
+        )
     first = config.fields[0]
     strata = prepared[first].fillna("\x00missing")
     counts = strata.value_counts()
@@ -420,6 +458,7 @@ def train(
     started = time.perf_counter()
     _seed_everything(config.seed)
     data, train_rows, test_rows, split = _split_data(frame, config, slice_column, test_frame)
+    fingerprint, train_keys = training_set(data, train_rows)
     plan, skipped = _plan_fields(data.iloc[train_rows], config)
     if not plan:
         reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
@@ -461,11 +500,28 @@ def train(
         split=split,
         fields=outcomes,
         skipped_fields=skipped,
+        training_set=fingerprint,
+        train_keys=train_keys,
         slice_column=slice_column,
         slices=slices,
         seconds=time.perf_counter() - started,
         timings=timings,
     )
+
+
+def ticket_key(data: pd.DataFrame) -> str:
+    """The column identifying ``data``'s tickets: ``ticket_id`` where every row has one, else the text hash."""
+    return ID if ID in data.columns and data[ID].notna().all() else HASH
+
+
+def training_set(data: pd.DataFrame, train_rows: np.ndarray) -> tuple[TrainingSet, frozenset[str]]:
+    """The fingerprint and cutoff of ``data``'s training rows, and their keys."""
+    key = ticket_key(data)
+    part = data.iloc[train_rows]
+    keys = frozenset(part[key])
+    times = part[TIME].dropna() if TIME in part.columns else pd.Series(dtype=object)
+    cutoff = times.max().to_pydatetime() if len(times) else None
+    return TrainingSet(key=key, count=len(keys), sha256=keys_sha256(keys), cutoff=cutoff), keys
 
 
 def _split_data(

@@ -37,15 +37,23 @@ class TrainManifest(Manifest):
 def history_frame(
     history: pd.DataFrame | list[dict[str, Any]], specs: Mapping[str, FieldSpec], fields: list[str]
 ) -> pd.DataFrame:
-    """``subject``, ``description`` and one label column per field from ``tickets`` rows (None: unset)."""
+    """``ticket_id``, ``updated_at`` (the resolution time: the latest snapshot is the resolved one),
+    ``subject``, ``description`` and one label column per field from ``tickets`` rows (None: unset)."""
     records = []
     for row in history if isinstance(history, list) else history.to_dict("records"):
         ticket = row_ticket(row)
         labels = {name: label_of(specs.get(name), ticket.native(name)) for name in fields}
         records.append(
-            {"ticket_id": ticket.id, "subject": ticket.subject, "description": ticket.description, **labels}
+            {
+                "ticket_id": ticket.id,
+                "updated_at": ticket.updated_at,
+                "subject": ticket.subject,
+                "description": ticket.description,
+                **labels,
+            }
         )
-    return pd.DataFrame.from_records(records, columns=["ticket_id", "subject", "description", *fields])
+    columns = ["ticket_id", "updated_at", "subject", "description", *fields]
+    return pd.DataFrame.from_records(records, columns=columns)
 
 
 def train_from_history(

@@ -1,4 +1,8 @@
-"""Model store: versions as folders, promotion only when not worse, rollback, no pickles."""
+"""Model store: versions as folders, promotion only when not worse, rollback, no pickles.
+
+Promotion on data with times is tested in test_promotion.py; here the synthetic tickets have none,
+so two models are compared only when they trained on the same tickets (on their shared hold-out).
+"""
 
 import json
 from datetime import UTC, datetime
@@ -11,18 +15,23 @@ from models.classifier import HEADS_FILE, PICKLE_SUFFIXES
 from models.inference import InferenceEngine, clear_cache
 from models.manifest import ModelFolderError, ModelManifest
 from models.store import CURRENT_FILE, ModelStore, StoreError, new_version_id
-from models.training import train
+from models.training import HASH, ID, prepare_frame, train
+
+SMALL_HOLDOUT = 20
+"""``min_tickets`` for the synthetic tickets' hold-out (31 rows)."""
 
 
 @pytest.fixture(scope="module")
-def bad_result(tmp_path_factory):
-    """A model trained on shuffled labels, scored on a clean hold-out: clearly worse."""
-    clean = labelled_tickets(150, seed=0)
-    noisy = labelled_tickets(120, seed=9)
-    noisy["group"] = noisy["group"].sample(frac=1.0, random_state=1).to_numpy()
-    test = clean.sample(n=45, random_state=3)
+def bad_result(tmp_path_factory, tickets, trained):
+    """A model trained on ``trained``'s training tickets with shuffled priorities, tested on its
+    hold-out: the same tickets, clearly worse on priority."""
     config = tiny_config(tmp_path_factory.mktemp("bad"), c_dense=0.01, neighbours=0)
-    return train(noisy, config, test_frame=test)
+    prepared = prepare_frame(tickets.assign(ticket_id=range(len(tickets))), config)
+    held = prepared[ID][prepared[HASH].isin(trained.holdout[HASH])].astype(int)
+    test = tickets.index.isin(held)
+    noisy = tickets[~test].copy()
+    noisy["priority"] = noisy["priority"].sample(frac=1.0, random_state=1).to_numpy()
+    return train(noisy, config, test_frame=tickets[test])
 
 
 def test_a_version_folder_holds_safetensors_json_and_the_report_only(stored):
@@ -60,16 +69,17 @@ def test_versions_saved_in_the_same_second_list_in_the_order_they_were_saved(tmp
 
 
 def test_a_worse_model_is_not_promoted_and_the_reason_is_recorded(tmp_path, trained, bad_result):
-    store = ModelStore(tmp_path)
+    store = ModelStore(tmp_path, min_tickets=SMALL_HOLDOUT)
     first, promoted, reason = store.register(trained)
     assert promoted and reason == "first model in the store"
     worse, promoted, reason = store.register(bad_result)
     assert not promoted
-    assert "worse than current" in reason and "group" in reason
+    assert "worse than current" in reason and "priority" in reason
     assert store.current().version == first.version
     recorded = store.manifest(worse.version).promotion
     assert not recorded.promoted and recorded.compared_with == first.version
-    row = recorded.comparison["group"]
+    assert recorded.scored_on.count == len(trained.holdout)
+    row = recorded.comparison["priority"]
     assert row["candidate_macro_f1"] < row["current_macro_f1"] - store.tolerance
     assert [v.version for v in store.list()] == [first.version, worse.version]
 
@@ -83,7 +93,7 @@ def test_a_model_that_drops_a_field_is_not_promoted(tmp_path, trained):
 
 
 def test_a_not_worse_model_is_promoted_and_rollback_returns_to_the_previous(tmp_path, trained):
-    store = ModelStore(tmp_path)
+    store = ModelStore(tmp_path, min_tickets=SMALL_HOLDOUT)
     first, _, _ = store.register(trained)
     second, promoted, reason = store.register(trained)
     assert promoted and reason.startswith(f"not worse than current {first.version}")

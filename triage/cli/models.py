@@ -154,6 +154,8 @@ def train_command(
         )
         if outcome.excluded_classes:
             typer.echo(f"{'':<12} left out as too rare: {outcome.excluded_classes}")
+        if outcome.apply_warning:
+            typer.echo(f"{'':<12} WARNING {outcome.apply_warning}")
     for field, why in result.skipped_fields.items():
         typer.echo(f"{field:<12} not trained: {why}")
     typer.echo(f"version {version.version} saved in {version.path}")
