@@ -90,6 +90,10 @@ def load_encoder(path: Path | str, device: torch.device) -> tuple[PreTrainedMode
 class TriageClassifier(nn.Module):
     """Shared encoder + per-field heads. Build with :meth:`create` (training) or :meth:`load`."""
 
+    # Buffers registered in __init__ (nn.Module's __getattr__ would type them Tensor | Module).
+    embed_mean: torch.Tensor
+    embed_scale: torch.Tensor
+
     def __init__(
         self,
         encoder: PreTrainedModel,
@@ -122,7 +126,9 @@ class TriageClassifier(nn.Module):
         ).to(self.embed_mean.device)
 
     def head(self, field: str) -> FieldHead:
-        return self.heads[self.fields.index(field)]
+        head = self.heads[self.fields.index(field)]
+        assert isinstance(head, FieldHead)  # _build_heads fills ``heads`` with FieldHeads only
+        return head
 
     def fit_features(
         self,
@@ -146,7 +152,14 @@ class TriageClassifier(nn.Module):
             rows = np.arange(len(embeddings)) if memory_rows is None else memory_rows
             n_classes = {field: len(names) for field, names in self.config.labels.items()}
             memory_labels = {field: y[rows] for field, y in labels.items()}
-            self.memory = NeighbourMemory(embeddings[rows], memory_labels, n_classes, **self.config.memory)
+            settings = self.config.memory
+            self.memory = NeighbourMemory(
+                embeddings[rows],
+                memory_labels,
+                n_classes,
+                k=int(settings["k"]),
+                temperature=float(settings["temperature"]),
+            )
         self._build_heads()
 
     @classmethod

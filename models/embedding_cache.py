@@ -68,7 +68,10 @@ class EmbeddingCache:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         keys = np.frombuffer(b"".join(new), dtype=np.uint8).reshape(len(new), 32)
-        tensors = {"hash": keys.copy(), "embedding": np.stack(list(new.values())).astype(np.float32)}
+        tensors: dict[str, np.ndarray] = {
+            "hash": keys.copy(),
+            "embedding": np.stack(list(new.values())).astype(np.float32),
+        }
         fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=self.folder)
         os.close(fd)
         save_file(tensors, tmp)

@@ -9,13 +9,15 @@ only predicts the test part.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from models.baseline import TfidfBaseline
-from models.evaluation import apply_gap, evaluate_field
+from models.evaluation import FieldEvaluation, apply_gap, evaluate_field
 from models.inference import InferenceEngine
 from models.report import EvaluationReport
 from models.training import (
@@ -73,9 +75,12 @@ def evaluate_version(
     digest = data_hash(data, fields)
     train_part, holdout = data.iloc[train_rows], data.iloc[test_rows].reset_index(drop=True)
     predictions = engine.predict(holdout[TEXT].tolist())
-    targets = {"target_precision": config.target_precision, "suggest_precision": config.suggest_precision}
+    score = functools.partial(
+        evaluate_field, target_precision=config.target_precision, suggest_precision=config.suggest_precision
+    )
 
-    report_fields, slices = {}, {}
+    report_fields: dict[str, dict[str, Any]] = {}
+    slices: dict[str, dict[str, dict[str, FieldEvaluation]]] = {}
     for name in fields:
         labels = engine.labels(name)
         fit_part = train_part[train_part[name].isin(labels)]
@@ -87,8 +92,8 @@ def evaluate_version(
         model_proba = predictions[name].proba[labelled]
         base_proba = baseline.predict_proba(holdout[TEXT][labelled].tolist())
         report_fields[name] = {
-            "model": evaluate_field(name, truth, model_proba, labels, **targets),
-            "baseline": evaluate_field(name, truth, base_proba, baseline.classes_, **targets),
+            "model": score(name, truth, model_proba, labels),
+            "baseline": score(name, truth, base_proba, baseline.classes_),
             "excluded_classes": dict(manifest.fields[name].excluded_classes),
         }
         if slice_column is None:
@@ -100,8 +105,8 @@ def evaluate_version(
                 continue
             part = [t for t, keep in zip(truth, inside, strict=True) if keep]
             slices.setdefault(f"{slice_column}={value}", {})[name] = {
-                "model": evaluate_field(name, part, model_proba[inside], labels, **targets),
-                "baseline": evaluate_field(name, part, base_proba[inside], baseline.classes_, **targets),
+                "model": score(name, part, model_proba[inside], labels),
+                "baseline": score(name, part, base_proba[inside], baseline.classes_),
             }
 
     same_data = digest == manifest.training.data_hash and split == manifest.training.split

@@ -15,10 +15,11 @@ listed under ``outside_head``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
@@ -86,10 +87,10 @@ class FieldEvaluation:
     confidence_level: float | None
     apply: OperatingPoint | None
     suggest: OperatingPoint | None
-    _confidence: np.ndarray = field(repr=False, compare=False)
-    _correct: np.ndarray = field(repr=False, compare=False)
-    _truth: np.ndarray = field(repr=False, compare=False)
-    _predicted: np.ndarray = field(repr=False, compare=False)
+    _confidence: np.ndarray = dataclasses.field(repr=False, compare=False)
+    _correct: np.ndarray = dataclasses.field(repr=False, compare=False)
+    _truth: np.ndarray = dataclasses.field(repr=False, compare=False)
+    _predicted: np.ndarray = dataclasses.field(repr=False, compare=False)
 
     @property
     def n_outside_head(self) -> int:

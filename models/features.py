@@ -13,8 +13,9 @@ encoder embedding starts from everything the baseline sees.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,7 +54,8 @@ class HashingConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> HashingConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> HashingConfig:
+        """Inverse of :meth:`to_dict`; ``data`` is decoded JSON (model.json's ``hashing``)."""
         return cls(
             word_buckets=int(data["word_buckets"]),
             char_buckets=int(data["char_buckets"]),

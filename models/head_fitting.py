@@ -122,7 +122,10 @@ def fit_head(
     total = weights.sum()
 
     def penalty(w: torch.Tensor) -> torch.Tensor:
-        return (w @ transform if w is head.dense.weight else w).pow(2).sum()
+        if w is head.dense.weight:
+            assert transform is not None  # the dense block is penalised only when on (c[0] != OFF)
+            w = w @ transform
+        return w.pow(2).sum()
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()

@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MANIFEST_FILE = "model.json"
 
+TicketKey = Literal["ticket_id", "text_hash"]
+"""What identifies a ticket in a training-set fingerprint: its id, or (data without ids) its text's hash."""
+
 
 class _Schema(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -74,7 +77,7 @@ class FieldManifest(_Schema):
 class TrainingSet(_Schema):
     """Which tickets trained the model, as a fingerprint: never their text."""
 
-    key: Literal["ticket_id", "text_hash"] = Field(
+    key: TicketKey = Field(
         description="What identifies a ticket: its id, or (data without ids) its text's hash."
     )
     count: int
@@ -106,7 +109,7 @@ class ScoredOn(_Schema):
     """The tickets a promotion scored both models on: none of them trained either model."""
 
     rule: str = Field(description="How they were chosen.")
-    key: Literal["ticket_id", "text_hash"]
+    key: TicketKey
     count: int
     sha256: str = Field(description="SHA-256 of their sorted keys, one per line.")
 

@@ -61,10 +61,15 @@ def reliability_figure(name: str, runs: dict[str, FieldEvaluation]) -> Figure:
     ax = figure.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
     for who, ev in runs.items():
-        full = [b for b in ev.reliability if b.count]
+        # Empty bins (count 0) have no mean confidence or accuracy.
+        full = [
+            (b.confidence, b.accuracy)
+            for b in ev.reliability
+            if b.count and b.confidence is not None and b.accuracy is not None
+        ]
         ax.plot(
-            [b.confidence for b in full],
-            [b.accuracy for b in full],
+            [confidence for confidence, _ in full],
+            [accuracy for _, accuracy in full],
             marker="o",
             color=COLORS[who],
             label=f"{who} (ECE {ev.ece:.3f})",

@@ -23,6 +23,7 @@ version that was current before.
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import filecmp
 import json
@@ -310,7 +311,7 @@ class ModelStore:
             previous.append(pointer["version"])
         self._write_pointer(version, previous, reason)
 
-    def _write_pointer(self, version: str, previous: list[str], reason: str) -> None:
+    def _write_pointer(self, version: str, previous: builtins.list[str], reason: str) -> None:
         write_json_atomic(
             self.root / CURRENT_FILE,
             {

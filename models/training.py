@@ -25,6 +25,7 @@ trained on the same rows.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -34,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ from models.manifest import (
     FieldManifest,
     ModelManifest,
     ThresholdPoint,
+    TicketKey,
     TrainingInfo,
     TrainingSet,
     keys_sha256,
@@ -70,8 +72,8 @@ _DEFAULTS = ModelSettings()
 log = logging.getLogger(__name__)
 
 TEXT = "text"
-HASH = "text_hash"
-ID = "ticket_id"
+HASH: Final = "text_hash"
+ID: Final = "ticket_id"
 """Optional column: the ticket's id (fingerprints the training set; text hashes where absent)."""
 TIME = "updated_at"
 """Optional column: when the ticket was resolved (last updated); makes the hold-out temporal."""
@@ -509,7 +511,7 @@ def train(
     )
 
 
-def ticket_key(data: pd.DataFrame) -> str:
+def ticket_key(data: pd.DataFrame) -> TicketKey:
     """The column identifying ``data``'s tickets: ``ticket_id`` where every row has one, else the text hash."""
     return ID if ID in data.columns and data[ID].notna().all() else HASH
 
@@ -694,7 +696,9 @@ def _evaluate(
 
     outcomes: dict[str, FieldOutcome] = {}
     slices: dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]] = {}
-    targets = {"target_precision": config.target_precision, "suggest_precision": config.suggest_precision}
+    score = functools.partial(
+        evaluate_field, target_precision=config.target_precision, suggest_precision=config.suggest_precision
+    )
     for name, (labels, excluded) in plan.items():
         train_part = data.iloc[train_rows]
         fit_part = train_part[train_part[name].isin(labels)]
@@ -711,8 +715,8 @@ def _evaluate(
             n_train=len(fit_part),
             n_test=int(labelled.sum()),
             choice=chosen[name],
-            evaluation=evaluate_field(name, truth, model_proba, labels, **targets),
-            baseline=evaluate_field(name, truth, base_proba, list(baseline.classes_), **targets),
+            evaluation=score(name, truth, model_proba, labels),
+            baseline=score(name, truth, base_proba, list(baseline.classes_)),
         )
         if slice_column is None:
             continue
@@ -723,7 +727,7 @@ def _evaluate(
                 continue
             part = [t for t, keep in zip(truth, inside, strict=True) if keep]
             slices.setdefault(f"{slice_column}={value}", {})[name] = (
-                evaluate_field(name, part, model_proba[inside], labels, **targets),
-                evaluate_field(name, part, base_proba[inside], list(baseline.classes_), **targets),
+                score(name, part, model_proba[inside], labels),
+                score(name, part, base_proba[inside], list(baseline.classes_)),
             )
     return outcomes, slices
