@@ -13,11 +13,18 @@ An encoder is a folder that ``AutoModel``/``AutoTokenizer`` load with ``local_fi
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from torch import nn
+
+Module = TypeVar("Module", bound="nn.Module")
 
 MINILM = "minilm"
 E5_SMALL = "e5-small"
@@ -165,3 +172,18 @@ def list_encoders(store_root: Path) -> list[dict[str, str]]:
             if child.is_dir() and child != e5 and (child / "config.json").is_file():
                 rows.append({"name": str(child), "status": "local folder", "path": str(child)})
     return rows
+
+
+def quantise_int8(encoder: Module) -> Module:
+    """A copy of ``encoder`` with its linear layers int8-quantised (dynamic, per output channel), CPU only.
+
+    Weights are stored as int8 with one scale per output channel; activations are quantised per
+    batch at run time. Check predictions against float32 (:func:`models.inference.compare`) before
+    using it: the heads can be sensitive to the small change in the embeddings.
+    """
+    from torch import nn
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao (not here)
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(copy.deepcopy(encoder).cpu(), {nn.Linear: per_channel_dynamic_qconfig})

@@ -2,8 +2,11 @@
 
 Texts are tokenised once, sorted by length and cut into batches under a token budget, padded only
 to the longest text of each batch (:mod:`models.batching`), run under ``torch.inference_mode`` with
-bf16 autocast on CUDA. A model folder is loaded once per process (a small cache keyed by folder and
-device). Results do not depend on how texts are batched, beyond float rounding.
+bf16 autocast on CUDA. On CPU the encoder can run int8 (``precision="int8"``: linear layers
+quantised dynamically, see :func:`models.encoders.quantise_int8`); :func:`compare` says whether its
+predictions stay within :data:`TOLERANCE` of float32. A model folder is loaded once per process (a
+small cache keyed by folder, device and precision). Results do not depend on how texts are batched,
+beyond float rounding.
 
 Outputs per ticket and field: the top label, its probability, the top-k labels with probabilities,
 the model's name and version and the hash of the exact text the model saw.
@@ -18,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -26,6 +30,7 @@ import pyarrow.parquet as pq
 import torch
 
 from models.classifier import DEFAULT_BATCH_TOKENS, TriageClassifier, pick_device
+from models.encoders import quantise_int8
 from models.manifest import MANIFEST_FILE, ModelManifest
 from models.tables import iter_table, table_kind
 from models.text import text_hash, ticket_text
@@ -43,7 +48,9 @@ OUTPUT_COLUMNS = [
 ]
 CACHE_SIZE = 2
 
-_cache: OrderedDict[tuple[str, str], tuple[TriageClassifier, ModelManifest]] = OrderedDict()
+Precision = Literal["float32", "int8"]
+
+_cache: OrderedDict[tuple[str, str, str], tuple[TriageClassifier, ModelManifest]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -106,14 +113,66 @@ def resolve_model_folder(path_or_store_root: str | Path, version: str | None = N
     return current.path
 
 
-def _load_cached(folder: Path, device: torch.device) -> tuple[TriageClassifier, ModelManifest]:
-    key = (str(folder.resolve()), str(device))
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a faster path's predictions may move from float32's."""
+
+    label_agreement: float = 0.995
+    """Share of texts whose top label must be the same, per field."""
+    probability: float = 0.02
+    """Largest allowed absolute difference of any class probability."""
+
+
+TOLERANCE = Tolerance()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Predictions of a candidate path against float32 over the same texts."""
+
+    texts: int
+    label_agreement: dict[str, float]
+    """Per field, the share of texts with the same top label."""
+    max_probability_diff: dict[str, float]
+    """Per field, the largest absolute difference of any class probability."""
+    tolerance: Tolerance = TOLERANCE
+
+    @property
+    def within(self) -> bool:
+        """Every field within the tolerance."""
+        return all(a >= self.tolerance.label_agreement for a in self.label_agreement.values()) and all(
+            d <= self.tolerance.probability for d in self.max_probability_diff.values()
+        )
+
+
+def compare(
+    reference: dict[str, FieldPredictions],
+    candidate: dict[str, FieldPredictions],
+    tolerance: Tolerance = TOLERANCE,
+) -> Comparison:
+    """How far ``candidate`` (e.g. int8) is from ``reference`` (float32), field by field."""
+    texts = len(next(iter(reference.values())).proba) if reference else 0
+    agreement, diff = {}, {}
+    for field, ref in reference.items():
+        other = candidate[field].proba
+        same = ref.proba.argmax(axis=1) == other.argmax(axis=1)
+        agreement[field] = float(same.mean()) if texts else 1.0
+        diff[field] = float(np.abs(ref.proba - other).max()) if texts else 0.0
+    return Comparison(texts, agreement, diff, tolerance)
+
+
+def _load_cached(
+    folder: Path, device: torch.device, precision: Precision
+) -> tuple[TriageClassifier, ModelManifest]:
+    key = (str(folder.resolve()), str(device), precision)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
         manifest = ModelManifest.read(folder)
         model = TriageClassifier.load(folder, manifest.classifier, device=device)
+        if precision == "int8":
+            model.encoder = quantise_int8(model.encoder)
         _cache[key] = (model, manifest)
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
@@ -136,6 +195,7 @@ class InferenceEngine:
         *,
         batch_tokens: int = DEFAULT_BATCH_TOKENS,
         top_k: int = 3,
+        precision: Precision = "float32",
     ) -> None:
         if batch_tokens < 1 or top_k < 1:
             raise ValueError("batch_tokens and top_k must be positive")
@@ -143,6 +203,8 @@ class InferenceEngine:
         self.manifest = manifest
         self.batch_tokens = batch_tokens
         self.top_k = top_k
+        self.precision = precision
+        """What the encoder runs in on CPU: ``float32`` or ``int8`` (see :meth:`load`)."""
 
     @classmethod
     def load(
@@ -153,11 +215,21 @@ class InferenceEngine:
         device: str = "auto",
         batch_tokens: int = DEFAULT_BATCH_TOKENS,
         top_k: int = 3,
+        precision: Precision = "float32",
     ) -> InferenceEngine:
-        """The model at a version folder, or a store's ``version`` (default: current); cached per process."""
+        """The model at a version folder, or a store's ``version`` (default: current); cached per process.
+
+        ``precision="int8"`` quantises the encoder's linear layers (CPU only; on CUDA the engine runs
+        bf16 autocast whatever this says, so int8 is refused there).
+        """
+        if precision not in ("float32", "int8"):
+            raise ValueError(f"precision must be 'float32' or 'int8', not {precision!r}")
         folder = resolve_model_folder(path_or_store_root, version)
-        model, manifest = _load_cached(folder, pick_device(device))
-        return cls(model, manifest, batch_tokens=batch_tokens, top_k=top_k)
+        target = pick_device(device)
+        if precision == "int8" and target.type != "cpu":
+            raise ValueError(f"precision 'int8' runs on CPU only, not on {target.type}")
+        model, manifest = _load_cached(folder, target, precision)
+        return cls(model, manifest, batch_tokens=batch_tokens, top_k=top_k, precision=precision)
 
     @property
     def model_name(self) -> str:

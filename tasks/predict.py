@@ -28,7 +28,10 @@ def load_engine(settings: Settings) -> InferenceEngine:
             f"no current model in {store_root}: train one first (`triage retrain`, or the train flow)"
         )
     return InferenceEngine.load(
-        store_root, device=settings.model.device, batch_tokens=settings.model.batch_tokens
+        store_root,
+        device=settings.model.device,
+        batch_tokens=settings.model.batch_tokens,
+        precision=settings.model.precision,
     )
 
 

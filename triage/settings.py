@@ -142,6 +142,12 @@ class ModelSettings(_Section):
         description="Token budget per batch (4,096 is fastest on CPU; raise it on a GPU).",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["float32", "int8"] = Field(
+        default="float32",
+        description="What the encoder runs in on CPU for prediction. 'int8' (linear layers quantised) embeds "
+        "about twice as fast but moved 6-17% of labels on real tickets in the tolerance check (needed: 99.5% "
+        "identical, probabilities within 0.02); use it only where bench/inference.py shows it within tolerance.",
+    )
     min_examples_per_class: int = Field(default=30, ge=1)
     target_precision: float = Field(default=0.90, gt=0.0, le=1.0)
     suggest_precision: float = Field(default=0.75, gt=0.0, le=1.0)

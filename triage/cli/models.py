@@ -226,6 +226,7 @@ def predict_command(
             device=device or settings.model.device,
             batch_tokens=settings.model.batch_tokens,
             top_k=top_k,
+            precision=settings.model.precision,
         )
         rows = engine.predict_parquet(source, output, chunk_rows=chunk_rows)
     except (StoreError, FileNotFoundError, ValueError) as exc:

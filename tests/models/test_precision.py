@@ -1,0 +1,137 @@
+"""Inference precision: int8 against float32 on real tickets, the setting end to end, and the
+benchmark's refusal to record on a busy machine."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_config
+from torch import nn
+
+from models.inference import TOLERANCE, Comparison, FieldPredictions, InferenceEngine, compare
+from models.text import ticket_text
+from triage.settings import ConfigError, ModelSettings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TOBI = ROOT.parent / "shared" / "data" / "tobi_bueck" / "combined_v4v5_sample_en_de_dedup.csv"
+
+
+@pytest.fixture(scope="module")
+def real_model(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A store with a linear-head model (the embedding alone, where int8's change shows fully) trained
+    on 300 real tobi_bueck tickets, and 300 other real tickets to predict."""
+    from models.store import ModelStore
+    from models.training import train
+
+    if not TOBI.is_file():
+        pytest.skip(f"shared data not here: {TOBI}")
+    frame = (
+        pd.read_csv(TOBI)
+        .sample(600, random_state=0)
+        .rename(columns={"queue": "group", "body": "description"})
+    )
+    root = tmp_path_factory.mktemp("real-store")
+    ModelStore(root).register(train(frame.iloc[:300], tiny_config(root, head="linear", neighbours=0)))
+    rest = frame.iloc[300:]
+    return root, [ticket_text(s, d) for s, d in zip(rest["subject"], rest["description"], strict=True)]
+
+
+def test_the_int8_engine_quantises_only_its_own_copy_of_the_encoder(stored):
+    root, _ = stored
+    plain = InferenceEngine.load(root, device="cpu")
+    quantised = InferenceEngine.load(root, device="cpu", precision="int8")
+    assert quantised.precision == "int8" and plain.precision == "float32"
+    assert quantised.model is not plain.model
+    assert any(type(m) is nn.Linear for m in plain.model.encoder.modules())
+    assert not any(type(m) is nn.Linear for m in quantised.model.encoder.modules())
+    assert InferenceEngine.load(root, device="cpu", precision="int8").model is quantised.model  # cached
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="int8 moved 6-17% of labels and probabilities by up to 0.43 here (needed: 99.5%, 0.02), so "
+    "model.precision defaults to float32; an XPASS means int8 became accurate enough to reconsider",
+)
+def test_int8_predictions_stay_within_tolerance_of_float32(real_model):
+    """Quantised vs float32 predictions on 300 real tickets: labels identical on 99.5%, probabilities within 0.02."""
+    root, texts = real_model
+    reference = InferenceEngine.load(root, device="cpu").predict(texts)
+    found = compare(reference, InferenceEngine.load(root, device="cpu", precision="int8").predict(texts))
+    assert found.texts == 300
+    assert found.within, found
+
+
+def test_compare_judges_labels_and_probabilities_per_field():
+    def predictions(rows: list[list[float]]) -> dict[str, FieldPredictions]:
+        return {"group": FieldPredictions("group", ["a", "b"], np.array(rows), 1)}
+
+    base = predictions([[0.9, 0.1]] * 200)
+    assert compare(base, base).within
+    nudged = predictions([[0.89, 0.11]] * 200)
+    assert compare(base, nudged).within
+    one_flip = predictions([[0.4, 0.6]] + [[0.9, 0.1]] * 199)
+    found = compare(base, one_flip)
+    assert found.label_agreement == {"group": 0.995}
+    assert not found.within  # the flipped ticket's probability moved by 0.5
+    drifted = predictions([[0.85, 0.15]] * 200)
+    assert compare(base, drifted).max_probability_diff["group"] == pytest.approx(0.05)
+    assert not compare(base, drifted).within
+    assert Comparison(200, {"group": 0.99}, {"group": 0.0}).within is False
+    assert TOLERANCE.label_agreement == 0.995 and TOLERANCE.probability == 0.02
+
+
+def test_the_precision_setting_reaches_the_engine(stored, tmp_path, monkeypatch):
+    from tasks.predict import load_engine
+
+    root, _ = stored
+    assert ModelSettings().precision == "float32", "int8 is outside the tolerance (see the xfail above)"
+    config = tmp_path / "config.yml"
+    config.write_text(f"model:\n  store: {root}\n  precision: int8\n  device: cpu\n")
+    settings = load_settings(config)
+    assert settings.model.precision == "int8"
+    assert load_engine(settings).precision == "int8"
+    monkeypatch.setenv("TRIAGE_MODEL__PRECISION", "float32")
+    assert load_engine(load_settings(config)).precision == "float32"
+    monkeypatch.setenv("TRIAGE_MODEL__PRECISION", "int4")
+    with pytest.raises(ConfigError, match=r"model\.precision"):
+        load_settings(config)
+
+
+def test_int8_is_refused_off_cpu(stored):
+    root, _ = stored
+    with pytest.raises(ValueError, match="CPU only"):
+        InferenceEngine.load(root, device="meta", precision="int8")
+    with pytest.raises(ValueError, match="precision"):
+        InferenceEngine.load(root, device="cpu", precision="fp16")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_inference", ROOT / "bench" / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_runs_only_on_a_quiet_machine(bench):
+    assert bench.check_load(0.3, 0.5) is False
+    with pytest.raises(bench.MachineBusyError, match=r"load average 2\.60 is above --max-load 0\.5.*--force"):
+        bench.check_load(2.6, 0.5)
+    assert bench.check_load(2.6, 0.5, force=True) is True  # recorded, flagged busy
+    assert bench.check_load(2.3, 0.5, own_threads=2) is False  # its own threads are not other work
+    with pytest.raises(bench.MachineBusyError, match="beyond this run's 2 threads"):
+        bench.check_load(3.1, 0.5, own_threads=2)
+
+
+def test_a_busy_machine_exits_non_zero_and_records_nothing(bench, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "inference.json"
+    monkeypatch.setattr(bench, "load1", lambda: 4.2)
+    monkeypatch.setattr(bench, "throughput", lambda args: pytest.fail("measured on a busy machine"))
+    monkeypatch.setattr("sys.argv", ["bench/inference.py", "throughput", "--out", str(out)])
+    with pytest.raises(SystemExit) as exited:
+        bench.main()
+    assert exited.value.code == 2
+    assert "machine busy" in capsys.readouterr().err
+    assert not out.exists()
