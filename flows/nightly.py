@@ -1,12 +1,16 @@
-"""The nightly flow: retrain (promote if not worse) and compare recent predictions with final values."""
+"""The nightly flow: retrain (promote if not worse), compare recent predictions with final values, and
+compact the lake (one file per table and day; parts merged earlier than ``pipeline.retain_parts_days``
+deleted)."""
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, task
 from pydantic import BaseModel, Field
 
 from flows.common import current_run_id, publish, recorded_run, scheduled_time, start_flow
 from flows.train import history_context, train_notes, train_stages
+from tasks.compact import compact
+from tasks.context import StageContext
 from tasks.outcomes import OutcomesManifest
 from tasks.prefect_tasks import extract_task, for_run, outcomes_task
 
@@ -24,6 +28,16 @@ class NightlyParams(BaseModel):
     retrain: bool = Field(
         default=True, description="Train and evaluate a new model (promoted only if not worse)."
     )
+    compact: bool = Field(
+        default=True,
+        description="Compact the lake under its lease: one file per table and day, old merged parts deleted.",
+    )
+
+
+@task(name="compact", retries=2, retry_delay_seconds=60)
+def compact_task(ctx: StageContext) -> str:
+    """Compact every table and vacuum, holding the lake's lease (waits for an hourly run to finish)."""
+    return compact(ctx)
 
 
 def outcome_notes(outcomes: OutcomesManifest) -> list[str]:
@@ -62,5 +76,7 @@ def nightly_flow(params: NightlyParams | None = None) -> OutcomesManifest:
         outcomes = for_run(outcomes_task, ctx)(ctx, history, params.days)
         manifests.append(outcomes)
         record.rows_out = outcomes.rows
+        if params.compact:
+            notes.append(compact_task.with_options(task_run_name=f"compact {ctx.window_label}")(ctx))
     publish(ctx, manifests, title="Nightly run", notes=[*notes, *outcome_notes(outcomes)])
     return outcomes

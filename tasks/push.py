@@ -17,15 +17,18 @@ Order of work, each step safe to repeat:
    was lost as a re-read shows it (:mod:`tasks.push_recovery`), the batch's unsent requests
    ``not_applied`` (``not_sent``); the retry or the next run sends what is owed. Suggestion notes
    re-read between batches every ``pipeline.push_reread_seconds``.
+6. The run's audit parts are merged into their date's file, their open items folded into the audit's
+   state (:func:`tasks.audit.compact_audit`), so the next run reads no more of history than is open.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 
 from adapters.base import TicketSystemAdapter
-from tasks.audit import KIND, dangling_intents, done_changes, owed_results
+from tasks.audit import KIND, compact_audit, dangling_intents, done_changes, owed_results
 from tasks.context import StageContext
 from tasks.manifest import DecideManifest, ExtractManifest, PushManifest, add_count
 from tasks.push_plan import Change, Method, Request, recheck
@@ -35,7 +38,10 @@ from tasks.push_state import PushState, Rows, changed_since, skip_row
 from tasks.runlog import recorded
 from tasks.snapshots import latest_snapshots, row_ticket
 from triage.lake import Lake
+from triage.lake.compaction import summary
 from triage.lake.runs import utcnow
+
+log = logging.getLogger(__name__)
 
 
 async def push(
@@ -63,6 +69,8 @@ async def push(
             state.specs = await adapter.get_fields()
             requests, recovered = await _plan(state, changes, tickets, dangling, owed, sends=sends)
             await send_all(state, requests, on_progress)
+        merged = compact_audit(lake)  # the next run reads open items, not this run's parts one by one
+        log.info("%s", summary(merged))
         add_count(state.counts, "*", "requests", state.sent)
         add_count(state.counts, "*", "recovered", recovered)
         record.rows_in, record.rows_out, record.counts = len(changes), state.rows, state.counts

@@ -223,6 +223,13 @@ class PipelineSettings(_Section):
         ge=0,
         description="How long a run waits for another run's lease on the lake before it refuses (0: refuse at once).",
     )
+    retain_parts_days: int = Field(
+        default=8,
+        ge=1,
+        description="Parts that compaction merged stay readable (under `_retained/` in the lake) this many days, "
+        "longer than cached stage results live (7 days), so a run retried from the Prefect UI still reads its "
+        "stages' outputs; the nightly flow's vacuum deletes them after that.",
+    )
 
     @field_validator("triaged_tag")
     @classmethod

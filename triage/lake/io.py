@@ -3,13 +3,19 @@
 Layout: ``<root>/<table>/date=YYYY-MM-DD/run=<run_id>/<part>.parquet``. A part is written to a hidden
 temporary name in its folder, then renamed into place, so a reader never sees half a file (pyarrow,
 pandas and DuckDB skip names starting with a dot; on object storage the final object appears whole).
+
+Compaction (:mod:`triage.lake.compaction`) merges a date partition's parts into one file under
+``run=compacted/`` whose footer lists the files it replaces (``triage.covers``); readers here skip a
+covered file from the moment the merged one is in place, and a stage manifest's path that compaction
+moved to ``<root>/_retained/`` is read from there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,6 +29,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from triage.lake.schemas import schema
+
+#: The ``run=`` folder of a date partition's merged file, and the footer key listing what it replaces.
+COMPACTED_RUN = "compacted"
+COVERS_KEY = b"triage.covers"
+#: Where compaction moves the parts it replaced (outside every table's folder), until vacuum deletes them.
+RETAINED = "_retained"
+#: Listings a scan tries when a listed part moves away before it is read (a compaction in between).
+SCAN_ATTEMPTS = 3
 
 PARTITIONING = ds.partitioning(pa.schema([("date", pa.string()), ("run", pa.string())]), flavor="hive")
 
@@ -124,17 +138,20 @@ class Lake:
     # -- reading -------------------------------------------------------------------------------
 
     def read_paths(self, table: str, paths: Sequence[str], *, columns: list[str] | None = None) -> pa.Table:
-        """The rows of the given part files (as listed in a stage manifest)."""
+        """The rows of the given part files (as listed in a stage manifest; a part compaction replaced
+        is read from ``_retained/``, so a retried run finds its stages' output)."""
         if not paths:
             return _empty(table, columns)
-        dataset = ds.dataset(list(paths), schema=schema(table), filesystem=self.fs, format="parquet")
+        found = [p if self._exists(p) else self.retained_path(p) for p in paths]
+        dataset = ds.dataset(found, schema=schema(table), filesystem=self.fs, format="parquet")
         return dataset.to_table(columns=columns)
 
     def read_partition(
         self, table: str, *, date: date | datetime | str, run_id: str, columns: list[str] | None = None
     ) -> pa.Table:
-        """Every row one run wrote to ``table``."""
-        files = [i.path for i in self._files(self.partition_dir(table, date=date, run_id=run_id))]
+        """Every row one run wrote to ``table`` (its parts, where they are now or retained after compaction)."""
+        folder = self.partition_dir(table, date=date, run_id=run_id)
+        files = [i.path for f in (folder, self.retained_path(folder)) for i in self._files(f)]
         return self.read_paths(table, files, columns=columns)
 
     def scan(
@@ -144,36 +161,64 @@ class Lake:
         filter: pc.Expression | None = None,
         columns: list[str] | None = None,
         dates: Sequence[str] | None = None,
+        files: Callable[[str], bool] | None = None,
     ) -> pa.Table:
-        """Rows of ``table`` across runs, optionally only some ``date=`` partitions, filtered."""
-        if dates is not None:
-            files = [
-                i.path
-                for d in dates
-                for run_dir in self._dirs(f"{self.table_dir(table)}/date={d}")
-                for i in self._files(run_dir)
-            ]
-            dataset = ds.dataset(files, schema=schema(table), filesystem=self.fs, format="parquet")
-        else:
-            if not self._exists(self.table_dir(table)):
-                return _empty(table, columns)
-            dataset = ds.dataset(
-                self.table_dir(table),
-                schema=schema(table),
-                filesystem=self.fs,
-                format="parquet",
-                partitioning=PARTITIONING,
-            )
-        return dataset.to_table(columns=columns, filter=filter)
+        """Rows of ``table`` across runs, optionally only some ``date=`` partitions or the files whose
+        path ``files`` accepts, filtered.
+
+        Row groups whose statistics rule the filter out are skipped (compacted files are sorted by
+        ``ticket_id`` in small row groups, so a ``ticket_id`` filter reads little of them). A part that a
+        compaction moves away between listing and reading is read again through the merged file.
+        """
+
+        def once() -> pa.Table:
+            paths = [p for p in self.files(table, dates=dates) if files is None or files(p)]
+            dataset = ds.dataset(paths, schema=schema(table), filesystem=self.fs, format="parquet")
+            return dataset.to_table(columns=columns, filter=filter)
+
+        for _ in range(SCAN_ATTEMPTS - 1):
+            with contextlib.suppress(FileNotFoundError):
+                return once()
+        return once()
+
+    def files(self, table: str, *, dates: Sequence[str] | None = None) -> list[str]:
+        """The table's current files (optionally of some ``date=`` partitions): parts and merged files,
+        less any file a merged file in its partition replaces (a compaction cut off before its cleanup)."""
+        folder = self.table_dir(table)
+        folders = [f"{folder}/date={d}" for d in dates] if dates is not None else [folder]
+        by_date: dict[str, list[str]] = {}
+        for path in (i.path for f in folders for i in self._files(f, recursive=True)):
+            by_date.setdefault(path[len(folder) + 1 :].split("/", 1)[0], []).append(path)
+        current = []
+        for paths in by_date.values():
+            merged = [p for p in paths if f"/run={COMPACTED_RUN}/" in p]
+            if merged and len(paths) > 1:
+                replaced = {f"{folder}/{rel}" for p in merged for rel in self.covers(p)}
+                paths = [p for p in paths if p not in replaced]
+            current += paths
+        return sorted(current)
+
+    def covers(self, path: str) -> list[str]:
+        """The files (relative to the table's folder) that the merged file at ``path`` replaces."""
+        metadata = pq.read_metadata(path, filesystem=self.fs).metadata or {}
+        return list(json.loads(metadata.get(COVERS_KEY, b"[]")))
+
+    def retained_path(self, path: str) -> str:
+        """Where compaction keeps the part at ``path`` (a path in the lake) until vacuum deletes it."""
+        return f"{self.root}/{RETAINED}/{path[len(self.root) + 1 :]}"
 
     def dataset(self, table: str) -> ds.Dataset:
-        """Every part of ``table`` as one dataset: its schema plus the ``date`` partition (a string, so a
-        filter on it skips other days' folders); empty with that schema while nothing has been written."""
+        """Every current file of ``table`` (:meth:`files`: none a merged file replaces) as one dataset: its
+        schema plus the ``date`` partition (a string, so a filter on it skips other days' files); empty
+        with that schema while nothing has been written."""
         full, folder = schema(table).append(pa.field("date", pa.string())), self.table_dir(table)
-        if not self._exists(folder):
-            return ds.dataset([], schema=full, filesystem=self.fs, format="parquet")
         return ds.dataset(
-            folder, schema=full, filesystem=self.fs, format="parquet", partitioning=PARTITIONING
+            self.files(table),
+            schema=full,
+            filesystem=self.fs,
+            format="parquet",
+            partitioning=PARTITIONING,
+            partition_base_dir=folder,
         )
 
     def dates(self, table: str) -> list[str]:
@@ -192,17 +237,18 @@ class Lake:
         infos = self.fs.get_file_info(pafs.FileSelector(path))
         return sorted(i.path for i in infos if i.type == pafs.FileType.Directory)
 
-    def _files(self, path: str) -> list[pafs.FileInfo]:
+    def _files(self, path: str, *, recursive: bool = False) -> list[pafs.FileInfo]:
+        """Parquet files in ``path`` (and below, when ``recursive``), hidden names (``.``, ``_``) left out."""
         if not self._exists(path):
             return []
-        infos = self.fs.get_file_info(pafs.FileSelector(path))
+        infos = self.fs.get_file_info(pafs.FileSelector(path, recursive=recursive))
         return sorted(
             (
                 i
                 for i in infos
                 if i.type == pafs.FileType.File
                 and i.base_name.endswith(".parquet")
-                and not i.base_name.startswith(".")
+                and not any(part.startswith((".", "_")) for part in i.path[len(path) + 1 :].split("/"))
             ),
             key=lambda i: i.path,
         )
