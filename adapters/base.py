@@ -123,6 +123,12 @@ class TicketSystemAdapter(ABC):
     #: Pydantic model validating the adapter's keys under ``ticket_system`` in config.yml.
     config_model: ClassVar[type[BaseModel]]
 
+    @abstractmethod
+    def __init__(self, config: BaseModel) -> None:
+        """Build the adapter from its settings, an instance of ``config_model`` (how
+        :func:`adapters.registry.build_adapter` calls it). Extra parameters must be keyword-only with
+        defaults."""
+
     # -- Open Ticket AI's contract -------------------------------------------------------------
 
     @abstractmethod
@@ -135,11 +141,16 @@ class TicketSystemAdapter(ABC):
         return tickets[0] if tickets else None
 
     @abstractmethod
-    async def update_ticket(self, ticket_id: int, data: Mapping[str, Any]) -> Ticket:
+    async def update_ticket(
+        self, ticket_id: int, data: Mapping[str, Any], *, current: Ticket | None = None
+    ) -> Ticket:
         """Change fields of one ticket; returns the ticket as the system now has it.
 
         ``data`` maps field names to labels or native values (``{"group": "Billing", "priority":
         "High", "cf_product": "Payments"}``); ``tags`` are merged with the ticket's existing tags.
+        ``current`` (triage's addition, optional) is the ticket as the caller last read it: an
+        adapter may use it instead of reading the ticket again, and to resend a lost write only
+        while the ticket is unchanged since; adapters that need neither ignore it.
         """
 
     # -- What triage adds ----------------------------------------------------------------------
