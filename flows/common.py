@@ -74,7 +74,8 @@ def start_flow() -> None:
     if block and not os.environ.get(API_KEY_ENV):
         from prefect.blocks.system import Secret
 
-        key = Secret.load(block).get()
+        # Prefect's async_dispatch types load() as block-or-coroutine; in a sync flow it is the block.
+        key = Secret.load(block).get()  # type: ignore[union-attr]
         register_secret(key)
         os.environ[API_KEY_ENV] = key  # the stages read it from the environment like any other key
 

@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -20,6 +20,9 @@ from flows.incremental import RunSummary, TriageParams, triage_flow
 from flows.train import TrainParams, train_flow
 from tasks.train import TrainManifest
 from triage.lake import Lake
+
+if TYPE_CHECKING:
+    from adapters.simulator.config import Plan
 
 MARKER = ".triage-demo"
 
@@ -33,7 +36,7 @@ class DemoOptions:
     seed: int = 42
     max_length: int = 128
     target_precision: float = 0.90
-    plan: str = "growth"
+    plan: Plan = "growth"
     window_seconds: float = 10.0
 
 
@@ -142,6 +145,7 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> Dem
         f"Starting the Freshdesk simulator: {options.tickets} tickets, {options.open_tickets} open and untriaged ..."
     )
     with run_simulator(sim_config) as sim:
+        assert sim.base_url is not None  # set once the simulator serves
         previous_key = os.environ.get("FRESHDESK_API_KEY")
         os.environ["FRESHDESK_API_KEY"] = sim.api_key
         try:
@@ -220,7 +224,7 @@ def format_result(result: DemoResult) -> str:
         f"Model store:  {result.model_store}",
         "",
         "Query it, e.g.:",
-        f"  triage sql --lake {lake} \"select field, label, probability, reason_code from decisions "
+        f'  triage sql --lake {lake} "select field, label, probability, reason_code from decisions '
         "where action = 'apply' limit 10\"",
     ]
     return "\n".join(lines)

@@ -65,7 +65,7 @@ def decide(
                 }
                 for d in decisions.values()
             )
-        paths = []
+        paths: list[str] = []
         for start in range(0, len(rows), PART_ROWS):
             part = lake.write(
                 "decisions",

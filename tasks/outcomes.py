@@ -52,7 +52,9 @@ def compare_outcomes(
         part = lake.write("outcomes", rows, date=ctx.partition, run_id=ctx.run_id, name=PART)
         summary = summarise(rows, fields)
         counts = {
-            f: {k: int(v) for k, v in s.items() if k in ("tickets", "written", "overridden")}
+            f: {
+                k: int(v) for k, v in s.items() if k in ("tickets", "written", "overridden") and v is not None
+            }
             for f, s in summary.items()
         }
         record.rows_in, record.rows_out, record.counts = len(resolved), len(rows), counts

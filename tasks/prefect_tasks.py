@@ -166,7 +166,8 @@ def _progress_artifact(description: str) -> UUID:
             if artifact.description == description:
                 update_progress_artifact(artifact_id=artifact.id, progress=0.0)
                 return artifact.id
-    return create_progress_artifact(progress=0.0, description=description)
+    # Prefect's async_dispatch types the result as UUID-or-coroutine; in a sync task it is the UUID.
+    return create_progress_artifact(progress=0.0, description=description)  # type: ignore[return-value]
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import hashlib
 import html
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -66,7 +67,7 @@ def recheck(
     done: set[ChangeKey],
     pending: set[int],
     snapshots: Mapping[int, Ticket],
-    unreadable: set[int] = frozenset(),
+    unreadable: AbstractSet[int] = frozenset(),
     fresh: Mapping[int, Ticket],
     specs: Mapping[str, FieldSpec],
     rules: Mapping[str, FieldRule],
@@ -101,7 +102,7 @@ def _changed(
     now: Ticket,
     spec: FieldSpec | None,
     pending: set[int],
-    unreadable: set[int],
+    unreadable: AbstractSet[int],
 ) -> tuple[str, str] | None:
     if change.ticket_id in pending:
         return "unresolved_write", "an earlier write to this ticket is not resolved yet"

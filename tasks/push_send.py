@@ -47,8 +47,10 @@ async def send_all(
     done = 0
     for index, batch in enumerate(batches):
         size = sum(len(r.ticket_ids) for r in batch)
-        if index and state.method == "note" and utcnow() - state.read_at >= every:
-            batch = await _reread_notes(state, batch)
+        if index and state.method == "note":
+            assert state.read_at is not None  # set by the re-read before sending (tasks/push.py)
+            if utcnow() - state.read_at >= every:
+                batch = await _reread_notes(state, batch)
         await _send_batch(state, batch)
         done += size
         if on_progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,7 +60,7 @@ class PushState:
                 add_count(self.counts, row["field"], row["status"])
 
     def check(
-        self, changes: list[Change], unreadable: set[int] = frozenset()
+        self, changes: list[Change], unreadable: AbstractSet[int] = frozenset()
     ) -> tuple[list[Change], list[Skip]]:
         """``changes`` re-checked against the tickets as last seen."""
         return recheck(

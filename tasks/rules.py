@@ -147,6 +147,7 @@ def _decide_field(
         return skip("unknown_field", f"the ticket system reports no writable field {name!r}")
 
     p, best = prediction.probability, prediction.label
+    action: Action
     if apply_t is not None and p >= apply_t:
         action, value = "apply", best
         code, why = "confident", f"{best!r} at {p:.2f} >= apply threshold {apply_t:.2f}"

@@ -323,6 +323,8 @@ class FreshdeskApi:
         errors += field_errors
         if errors:
             return validation_failed(errors)
+        requester_id = values.get("requester_id", requester)
+        assert requester_id is not None  # a requester_id or a known email, else an error above
         now = self.store.clock.now()
         ticket = StoredTicket(
             id=self.store.next_ticket_id(),
@@ -333,8 +335,8 @@ class FreshdeskApi:
             group_id=values.get("group_id"),
             type=values.get("type"),
             responder_id=values.get("responder_id"),
-            requester_id=values.get("requester_id", requester),
-            company_id=account.contacts[values.get("requester_id", requester)].company_id,
+            requester_id=requester_id,
+            company_id=account.contacts[requester_id].company_id,
             source=values["source"],
             created_at=now,
             updated_at=now,
@@ -380,6 +382,7 @@ class FreshdeskApi:
             errors.append(field_error("user_id", "There is no contact matching the given user_id"))
         if errors:
             return validation_failed(errors)
+        assert isinstance(note_body, str)  # else an error above
         note = self.store.add_note(
             ticket,
             note_body,

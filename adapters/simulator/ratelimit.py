@@ -66,7 +66,7 @@ class RateLimiter:
         total = self.limits.total if self.limits else UNLIMITED_TOTAL
         cap = getattr(self.limits, sub_limit) if self.limits and sub_limit else None
         over_total = self.limits is not None and self._credits + cost > total
-        over_sub = cap is not None and self._calls.get(sub_limit, 0) + 1 > cap
+        over_sub = cap is not None and sub_limit is not None and self._calls.get(sub_limit, 0) + 1 > cap
         if over_total or over_sub:
             self.refused += 1
             assert self._window_start is not None

@@ -72,7 +72,7 @@ class SimulatorApp:
 
 async def _drop_connection(send: Any) -> None:
     """Close the TCP connection without sending anything (uvicorn's protocol object owns it)."""
-    cycle = getattr(send, "__self__", None)
+    cycle: Any = getattr(send, "__self__", None)
     transport = getattr(cycle, "transport", None)
     if transport is None:  # not uvicorn's h11/httptools cycle: the best we can do is a broken answer
         raise ConnectionAbortedError("simulated dropped connection")

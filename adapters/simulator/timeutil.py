@@ -6,6 +6,7 @@ import calendar
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 _INPUT = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
@@ -14,6 +15,12 @@ _INPUT = re.compile(
 )
 
 
+@overload
+def format_ts(epoch: int) -> str: ...
+@overload
+def format_ts(epoch: None) -> None: ...
+@overload
+def format_ts(epoch: int | None) -> str | None: ...
 def format_ts(epoch: int | None) -> str | None:
     """``2024-05-01T12:00:00Z`` for an epoch second (``None`` stays ``None``)."""
     if epoch is None:

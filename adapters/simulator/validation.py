@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from adapters.simulator.account import CUSTOM_TEXT_MAX, SOURCES, STATUSES, Account, CustomField
@@ -147,12 +148,12 @@ def _check_id(
     if ticket is not None and getattr(ticket, key, None) == value:
         values[key] = value  # existence is only checked when the value changes
         return
-    known = {
-        "group_id": account.groups,
-        "responder_id": account.agents,
-        "requester_id": account.contacts,
-        "company_id": account.companies,
-    }.get(key, {})
+    known: Collection[int] = {
+        "group_id": account.groups.keys(),
+        "responder_id": account.agents.keys(),
+        "requester_id": account.contacts.keys(),
+        "company_id": account.companies.keys(),
+    }.get(key, ())
     if value in known:
         values[key] = value
     else:  # the simulated account has no products or email configs: every such id is unknown

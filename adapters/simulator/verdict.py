@@ -67,21 +67,21 @@ def doubled(sim: Simulator) -> list[tuple]:
                 if name != "tags" and key in ours:
                     out.append(("changed twice", *key))
                 ours.add(key)
-    sent: dict[tuple, int] = {}
+    sent: dict[tuple[int, str, str], int] = {}
     for write in sim.writes:
         if write.method == "PUT" and (200 <= write.status < 300 or write.request_id in acted_ids):
             ticket_id = int(write.path.rsplit("/", 1)[1])
             for name, value in (write.body or {}).items():
                 if name != "tags":
-                    key = (ticket_id, name, repr(value))
-                    sent[key] = sent.get(key, 0) + 1
+                    value_key = (ticket_id, name, repr(value))
+                    sent[value_key] = sent.get(value_key, 0) + 1
     for job in sim.store.jobs.values():
         for ticket_id in job.ids:
             for name, value in job.properties.items():
                 if name != "tags":
-                    key = (ticket_id, name, repr(value))
-                    sent[key] = sent.get(key, 0) + 1
-    out += [("sent twice", *key) for key, n in sent.items() if n > 1]
+                    value_key = (ticket_id, name, repr(value))
+                    sent[value_key] = sent.get(value_key, 0) + 1
+    out += [("sent twice", *value_key) for value_key, n in sent.items() if n > 1]
     suggested: dict[tuple, int] = {}
     for ticket_id, notes in sim.store.notes.items():
         for note in notes:

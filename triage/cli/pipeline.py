@@ -10,12 +10,16 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar, cast
 
 import typer
 
 from triage.cli.app import app
 from triage.cli.options import ConfigOption, settings_or_exit
+
+if TYPE_CHECKING:
+    from adapters.simulator.config import Plan
+    from triage.settings import Mode
 
 T = TypeVar("T")
 ModeOption = Annotated[
@@ -117,7 +121,10 @@ def run_command(
     check_window(since, until)
     from flows.incremental import TriageParams, triage_flow
 
-    params = flow_parameters(lambda: TriageParams(config=path, mode=mode, since=since, until=until))
+    # --mode is passed as typed; TriageParams rejects other values (exit 2 naming the option).
+    params = flow_parameters(
+        lambda: TriageParams(config=path, mode=cast("Mode | None", mode), since=since, until=until)
+    )
     summary = _run_flow(lambda: triage_flow(params))
     typer.echo(summary.report)
 
@@ -135,7 +142,9 @@ def backfill_command(
     from flows.backfill import BackfillParams, backfill_flow
 
     params = flow_parameters(
-        lambda: BackfillParams(start=start, end=end, batch_hours=batch_hours, mode=mode, config=path)
+        lambda: BackfillParams(
+            start=start, end=end, batch_hours=batch_hours, mode=cast("Mode | None", mode), config=path
+        )
     )
     summary = _run_flow(lambda: backfill_flow(params))
     typer.echo(
@@ -212,7 +221,7 @@ def demo_command(
         seed=seed,
         max_length=max_length,
         target_precision=target_precision,
-        plan=plan,
+        plan=cast("Plan", plan),  # the simulator rejects an unknown plan
         window_seconds=window_seconds,
     )
     result = _run_flow(lambda: run_demo(options, say=typer.echo))

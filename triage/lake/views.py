@@ -195,7 +195,8 @@ def catalog() -> list[tuple[str, str, str]]:
 
 def views_markdown() -> str:
     """The views as Markdown (the README's list is this text)."""
-    lines, seen = [], {}
+    lines: list[str] = []
+    seen: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], str] = {}
     for view in VIEWS:
         first = seen.setdefault((view.columns, tuple(view.derived.items())), view.name)
         if first != view.name:
