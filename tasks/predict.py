@@ -95,7 +95,7 @@ def predict(
             counts=counts,
             model_name=engine.model_name,
             model_version=engine.model_version,
-            thresholds={field: tuple(engine.thresholds(field)) for field in engine.fields},
+            thresholds={field: engine.thresholds(field) for field in engine.fields},
         )
 
 
