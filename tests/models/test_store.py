@@ -148,21 +148,16 @@ def test_a_garbled_pointer_file_is_named_in_the_error(tmp_path, garbage):
         assert "Expecting value" not in str(info.value)
 
 
-def test_a_truncated_heads_file_is_named_in_the_error(tmp_path, trained):
+@pytest.mark.parametrize(
+    ("damaged", "named"),
+    [(HEADS_FILE, r"heads\.safetensors"), ("encoder/model.safetensors", r"encoder")],
+)
+def test_a_truncated_weights_file_is_named_in_the_error(tmp_path, trained, damaged, named):
     version = ModelStore(tmp_path).save(trained)
-    heads = version.path / HEADS_FILE
-    heads.write_bytes(heads.read_bytes()[:100])
+    weights = version.path / damaged
+    weights.write_bytes(weights.read_bytes()[:100])
     clear_cache()
-    with pytest.raises(ModelFolderError, match=r"heads\.safetensors"):
-        InferenceEngine.load(version.path)
-
-
-def test_a_truncated_encoder_is_named_in_the_error(tmp_path, trained):
-    version = ModelStore(tmp_path).save(trained)
-    weights = version.path / "encoder" / "model.safetensors"
-    weights.write_bytes(b"\x10\x00")
-    clear_cache()
-    with pytest.raises(ModelFolderError, match=r"encoder"):
+    with pytest.raises(ModelFolderError, match=named):
         InferenceEngine.load(version.path)
 
 
