@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -209,14 +209,28 @@ class TriageClassifier(nn.Module):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def embed(self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> np.ndarray:
-        """Pooled embeddings ``(len(texts), dim)`` in input order, from length-sorted token-budget batches."""
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Pooled embeddings ``(len(texts), dim)`` in input order, from length-sorted token-budget batches.
+
+        ``on_batch(done, total)`` is called after tokenising (``0`` of the batches) and after each batch.
+        """
         token_ids = self.tokenize(texts)
         out = np.zeros((len(texts), self.embed_mean.shape[0]), dtype=np.float32)
+        batches = token_budget_batches([len(ids) for ids in token_ids], batch_tokens)
+        if on_batch is not None:
+            on_batch(0, len(batches))
         with torch.inference_mode(), self.autocast():
-            for batch in token_budget_batches([len(ids) for ids in token_ids], batch_tokens):
+            for done, batch in enumerate(batches, start=1):
                 pooled = self.pool(*self.pad([token_ids[i] for i in batch]))
                 out[batch] = pooled.float().cpu().numpy()
+                if on_batch is not None:
+                    on_batch(done, len(batches))
         return out
 
     def sparse_features(self, texts: Sequence[str]) -> sp.csr_matrix | None:

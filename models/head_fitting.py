@@ -255,44 +255,105 @@ def fit_field(
     one candidate, each is scored by macro-F1 in a stratified ``CV_FOLDS``-fold cross-validation
     (``workers`` candidates fitted side by side, each on its own copy of the head, starting from
     its previous fold's solution, which only saves iterations); :func:`choose` picks one, which is
-    refitted on all rows.
+    refitted on all rows. :func:`select_head` then :func:`refit_head`.
     """
-    device = embeddings.device
-    per_class = class_weights(y, head.n_classes, config.class_weight)
+    choice = select_head(head, embeddings, sparse, neighbours, y, config, workers=workers)
+    refit_head(head, embeddings, sparse, neighbours, y, config, choice)
+    return choice
 
-    def part(
-        rows: np.ndarray, for_training: bool
-    ) -> tuple[torch.Tensor, SparseRows | None, torch.Tensor | None]:
-        rows_sparse = None
-        if sparse is not None:
-            rows_sparse = SparseRows.from_csr(sparse[rows], device, for_training=for_training)
-        return embeddings[rows], rows_sparse, neighbours[rows] if neighbours is not None else None
 
-    def fitter(rows: np.ndarray) -> Callable[[FieldHead, Strengths, bool], None]:
-        inputs = part(rows, True)
-        weights = torch.from_numpy(per_class[y[rows]]).to(device)
-        targets = torch.from_numpy(y[rows]).to(device)
-        return lambda h, c, warm: fit_head(h, inputs, targets, weights, c, config.max_iter, warm_start=warm)
+def selection_fits(y: np.ndarray, config: TrainConfig, *, sparse: bool, memory: bool) -> int:
+    """How many fits :func:`select_head` makes for labels ``y`` (candidates x folds; 0: no choice)."""
+    options = candidates(config, sparse=sparse, memory=memory)
+    if len(options) < 2 or len(y) == 0 or np.unique(y, return_counts=True)[1].min() < CV_FOLDS:
+        return 0
+    return len(options) * CV_FOLDS
 
+
+def select_head(
+    head: FieldHead,
+    embeddings: torch.Tensor,
+    sparse: sp.csr_matrix | None,
+    neighbours: torch.Tensor | None,
+    y: np.ndarray,
+    config: TrainConfig,
+    *,
+    workers: int = 1,
+    on_fit: Callable[[], None] | None = None,
+) -> HeadChoice:
+    """Choose the head's strengths by cross-validation (see :func:`fit_field`); ``on_fit`` is
+    called after each of the :func:`selection_fits` candidate fits. When a choice was made, ``head``
+    is left with the chosen candidate's last fold weights (the refit's warm start)."""
     options = candidates(config, sparse=sparse is not None, memory=neighbours is not None)
     folds = _folds(y, config.seed) if len(options) > 1 else []
     if not folds:
         note = "too few rows per class to cross-validate" if len(options) > 1 else "the one configured"
-        fitter(np.arange(len(y)))(head, options[0], False)
         return HeadChoice(options[0], note=note)
+    inputs = _Inputs(embeddings, sparse, neighbours, y, config, head.n_classes)
     heads = {c: copy.deepcopy(head) for c in options}
     fold_scores: dict[Strengths, list[float]] = {c: [] for c in options}
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for k, (fit_rows, val_rows) in enumerate(folds):
-            fit, held_out, truth = fitter(fit_rows), part(val_rows, False), y[val_rows]
+            fit, held_out, truth = inputs.fitter(fit_rows), inputs.part(val_rows, False), y[val_rows]
             jobs = [pool.submit(_scored_fit, heads[c], c, fit, held_out, truth, k > 0) for c in options]
             for c, job in zip(options, jobs, strict=True):
                 fold_scores[c].append(job.result())
+                if on_fit is not None:
+                    on_fit()
     scores = {c: tuple(s) for c, s in fold_scores.items()}
     best = choose(scores)
     head.load_state_dict(heads[best].state_dict())
-    fitter(np.arange(len(y)))(head, best, True)
     return HeadChoice(best, scores)
+
+
+def refit_head(
+    head: FieldHead,
+    embeddings: torch.Tensor,
+    sparse: sp.csr_matrix | None,
+    neighbours: torch.Tensor | None,
+    y: np.ndarray,
+    config: TrainConfig,
+    choice: HeadChoice,
+) -> None:
+    """Fit ``head`` on all rows with the chosen strengths (warm from :func:`select_head`'s weights
+    when it cross-validated, which only saves iterations; else from zero)."""
+    inputs = _Inputs(embeddings, sparse, neighbours, y, config, head.n_classes)
+    inputs.fitter(np.arange(len(y)))(head, choice.strengths, bool(choice.fold_scores))
+
+
+class _Inputs:
+    """A field's training inputs, cut into the rows of a fit or a validation fold."""
+
+    def __init__(
+        self,
+        embeddings: torch.Tensor,
+        sparse: sp.csr_matrix | None,
+        neighbours: torch.Tensor | None,
+        y: np.ndarray,
+        config: TrainConfig,
+        n_classes: int,
+    ) -> None:
+        self.embeddings, self.sparse, self.neighbours, self.y, self.config = (
+            embeddings, sparse, neighbours, y, config
+        )  # fmt: skip
+        self.per_class = class_weights(y, n_classes, config.class_weight)
+
+    def part(
+        self, rows: np.ndarray, for_training: bool
+    ) -> tuple[torch.Tensor, SparseRows | None, torch.Tensor | None]:
+        device = self.embeddings.device
+        rows_sparse = None
+        if self.sparse is not None:
+            rows_sparse = SparseRows.from_csr(self.sparse[rows], device, for_training=for_training)
+        neighbours = self.neighbours[rows] if self.neighbours is not None else None
+        return self.embeddings[rows], rows_sparse, neighbours
+
+    def fitter(self, rows: np.ndarray) -> Callable[[FieldHead, Strengths, bool], None]:
+        device, y, max_iter = self.embeddings.device, self.y, self.config.max_iter
+        inputs = self.part(rows, True)
+        weights = torch.from_numpy(self.per_class[y[rows]]).to(device)
+        targets = torch.from_numpy(y[rows]).to(device)
+        return lambda h, c, warm: fit_head(h, inputs, targets, weights, c, max_iter, warm_start=warm)
 
 
 def _scored_fit(

@@ -49,7 +49,7 @@ from models.encoders import EncoderSpec, resolve_encoder
 from models.evaluation import FieldEvaluation, apply_gap, evaluate_field
 from models.features import HashingConfig
 from models.fine_tune import fine_tune_encoder
-from models.head_fitting import HeadChoice, fit_field, one_thread
+from models.head_fitting import HeadChoice, one_thread, refit_head, select_head, selection_fits
 from models.manifest import (
     ClassifierConfig,
     FieldManifest,
@@ -60,6 +60,7 @@ from models.manifest import (
     TrainingSet,
     keys_sha256,
 )
+from models.progress import Phase, Progress, phase
 from models.text import text_hash, ticket_text
 from triage.settings import ModelSettings
 
@@ -452,44 +453,61 @@ def train(
     *,
     slice_column: str | None = None,
     test_frame: pd.DataFrame | None = None,
+    progress: Progress | None = None,
 ) -> TrainingResult:
     """Train and evaluate a model on ``frame`` (or on ``frame`` with ``test_frame`` as the hold-out).
 
     ``slice_column`` (e.g. ``language``) adds per-value evaluations of model and baseline.
+    ``progress`` (:class:`models.progress.Progress`) hears every phase in order with its steps:
+    ``preparation``, ``fine-tuning`` (only with ``fine_tune``), ``embedding`` (token-budget
+    batches), ``features`` (TF-IDF, memory), ``head selection`` (candidates x folds of every
+    field), ``final fit`` and ``evaluation`` (the hold-out's features, then each field).
     """
     started = time.perf_counter()
     _seed_everything(config.seed)
-    data, train_rows, test_rows, split = _split_data(frame, config, slice_column, test_frame)
-    fingerprint, train_keys = training_set(data, train_rows)
-    plan, skipped = _plan_fields(data.iloc[train_rows], config)
-    if not plan:
-        reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
-        raise TrainingError(f"no field can be trained: {reasons}")
-    for name, reason in skipped.items():
-        log.warning("field %s not trained: %s", name, reason)
+    with phase(progress, "preparation"):
+        data, train_rows, test_rows, split = _split_data(frame, config, slice_column, test_frame)
+        fingerprint, train_keys = training_set(data, train_rows)
+        plan, skipped = _plan_fields(data.iloc[train_rows], config)
+        if not plan:
+            reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+            raise TrainingError(f"no field can be trained: {reasons}")
+        for name, reason in skipped.items():
+            log.warning("field %s not trained: %s", name, reason)
 
-    encoder = resolve_encoder(config.base_encoder, config.store_root)
-    classifier = _new_classifier(encoder, plan, config)
-    train_texts = data[TEXT].iloc[train_rows].tolist()
-    labels = {  # per field, each training row's label index (-1: no label, or a class left out)
-        name: _label_index(data[name].iloc[train_rows].to_numpy(), names) for name, (names, _) in plan.items()
-    }
+        encoder = resolve_encoder(config.base_encoder, config.store_root)
+        classifier = _new_classifier(encoder, plan, config)
+        train_texts = data[TEXT].iloc[train_rows].tolist()
+        labels = {  # per field, each training row's label index (-1: no label, or a class left out)
+            name: _label_index(data[name].iloc[train_rows].to_numpy(), names)
+            for name, (names, _) in plan.items()
+        }
     timings = {"preparation": time.perf_counter() - started}
     clock = time.perf_counter()
     if config.fine_tune:
-        fine_tune_encoder(classifier, train_texts, labels, config)
-        embeddings = classifier.embed(data[TEXT].tolist(), batch_tokens=config.batch_tokens)
+        with phase(progress, "fine-tuning"):
+            fine_tune_encoder(classifier, train_texts, labels, config)
+        with phase(progress, "embedding", 0) as step:
+            embeddings = classifier.embed(
+                data[TEXT].tolist(), batch_tokens=config.batch_tokens, on_batch=step.at
+            )
     else:
-        embeddings = _embed(classifier, encoder, data, config)
+        with phase(progress, "embedding", 0) as step:
+            embeddings = _embed(classifier, encoder, data, config, step)
     timings["embedding"], clock = time.perf_counter() - clock, time.perf_counter()
-    chosen = _fit_heads(classifier, train_texts, embeddings[train_rows], labels, config)
+    chosen = _fit_heads(classifier, train_texts, embeddings[train_rows], labels, config, progress)
     timings["heads"], clock = time.perf_counter() - clock, time.perf_counter()
-    with one_thread():
-        test_texts = data[TEXT].iloc[test_rows].tolist()
-        proba = classifier.proba_from_features(embeddings[test_rows], classifier.sparse_features(test_texts))
-
-    holdout = data.iloc[test_rows].reset_index(drop=True)
-    outcomes, slices = _evaluate(data, train_rows, holdout, proba, plan, chosen, config, slice_column)
+    with phase(progress, "evaluation", 1 + len(plan)) as step:
+        with one_thread():
+            test_texts = data[TEXT].iloc[test_rows].tolist()
+            proba = classifier.proba_from_features(
+                embeddings[test_rows], classifier.sparse_features(test_texts)
+            )
+        step.step()
+        holdout = data.iloc[test_rows].reset_index(drop=True)
+        outcomes, slices = _evaluate(
+            data, train_rows, holdout, proba, plan, chosen, config, slice_column, step
+        )
     timings["evaluation"] = time.perf_counter() - clock
     return TrainingResult(
         model=classifier,
@@ -574,35 +592,56 @@ def _fit_heads(
     embeddings: np.ndarray,
     labels: dict[str, np.ndarray],
     config: TrainConfig,
+    progress: Progress | None = None,
 ) -> dict[str, HeadChoice]:
-    """Fit features, memory and every head on the training rows; returns each head's choice."""
-    memory_rows = _memory_rows(len(texts), config)
-    classifier.fit_features(texts, embeddings, labels, memory_rows)
-    sparse = classifier.sparse_features(texts)
-    self_index = np.full(len(texts), -1)
-    self_index[memory_rows] = np.arange(len(memory_rows))
-    neighbours = classifier.neighbour_features(embeddings, self_index=self_index)
+    """Fit features, memory and every head on the training rows; returns each head's choice.
 
-    def fit(name: str, y: np.ndarray) -> HeadChoice:
-        rows = np.flatnonzero(y >= 0)  # the training rows this head learns from
-        choice = fit_field(
-            classifier.head(name),
-            classifier.standardise(torch.from_numpy(embeddings[rows]).to(classifier.device)),
-            sparse[rows] if sparse is not None else None,
-            neighbours[name][rows] if neighbours else None,
-            y[rows],
-            config,
-            workers=workers,
+    Phases: ``features`` (TF-IDF and memory), ``head selection`` (every field's cross-validated
+    candidates) and ``final fit`` (each field's chosen head on all its rows)."""
+    with phase(progress, "features", 2) as step:
+        memory_rows = _memory_rows(len(texts), config)
+        classifier.fit_features(texts, embeddings, labels, memory_rows)
+        sparse = classifier.sparse_features(texts)
+        step.step()
+        self_index = np.full(len(texts), -1)
+        self_index[memory_rows] = np.arange(len(memory_rows))
+        neighbours = classifier.neighbour_features(embeddings, self_index=self_index)
+
+    rows = {name: np.flatnonzero(y >= 0) for name, y in labels.items()}  # the rows each head learns from
+
+    def inputs(name: str) -> tuple[torch.Tensor, Any, torch.Tensor | None, np.ndarray]:
+        mine = rows[name]
+        return (
+            classifier.standardise(torch.from_numpy(embeddings[mine]).to(classifier.device)),
+            sparse[mine] if sparse is not None else None,
+            neighbours[name][mine] if neighbours else None,
+            labels[name][mine],
         )
-        log.info("field %s (%d rows): %s", name, len(rows), choice.summary())
-        return choice
+
+    def select(name: str, step: Phase) -> HeadChoice:
+        return select_head(classifier.head(name), *inputs(name), config, workers=workers, on_fit=step.step)
+
+    def refit(name: str, choice: HeadChoice, step: Phase) -> None:
+        refit_head(classifier.head(name), *inputs(name), config, choice)
+        log.info("field %s (%d rows): %s", name, len(rows[name]), choice.summary())
+        step.step()
 
     # Heads and candidates are independent: fit them side by side, one torch thread each.
     threads = torch.get_num_threads()
     workers = max(1, threads // len(labels))
+    fits = sum(
+        selection_fits(labels[name][rows[name]], config, sparse=sparse is not None, memory=bool(neighbours))
+        for name in labels
+    )
     with one_thread(), ThreadPoolExecutor(max(1, min(threads, len(labels)))) as pool:
-        futures = {name: pool.submit(fit, name, y) for name, y in labels.items()}
-        return {name: future.result() for name, future in futures.items()}
+        with phase(progress, "head selection", fits) as step:
+            futures = {name: pool.submit(select, name, step) for name in labels}
+            chosen = {name: future.result() for name, future in futures.items()}
+        with phase(progress, "final fit", len(labels)) as step:
+            done = [pool.submit(refit, name, chosen[name], step) for name in labels]
+            for future in done:
+                future.result()
+    return chosen
 
 
 def _seed_everything(seed: int) -> None:
@@ -649,9 +688,14 @@ def _memory_rows(n_train: int, config: TrainConfig) -> np.ndarray:
 
 
 def _embed(
-    classifier: TriageClassifier, encoder: EncoderSpec, data: pd.DataFrame, config: TrainConfig
+    classifier: TriageClassifier,
+    encoder: EncoderSpec,
+    data: pd.DataFrame,
+    config: TrainConfig,
+    step: Phase | None = None,
 ) -> np.ndarray:
-    """Frozen embeddings of every row, each distinct text encoded once (through the cache if set)."""
+    """Frozen embeddings of every row, each distinct text encoded once (through the cache if set);
+    ``step`` counts the batches."""
     unique = data.drop_duplicates(HASH)
     hashes, texts = unique[HASH].tolist(), unique[TEXT].tolist()
     cache = None
@@ -670,7 +714,11 @@ def _embed(
         found = np.zeros((len(hashes), classifier.embed_mean.shape[0]), dtype=np.float32)
     if missing:
         log.info("embedding %d texts with %s", len(missing), encoder.name)
-        fresh = classifier.embed([texts[i] for i in missing], batch_tokens=config.batch_tokens)
+        fresh = classifier.embed(
+            [texts[i] for i in missing],
+            batch_tokens=config.batch_tokens,
+            on_batch=step.at if step is not None else None,
+        )
         found[missing] = fresh
         if cache is not None:
             cache.add([hashes[i] for i in missing], fresh)
@@ -690,8 +738,10 @@ def _evaluate(
     chosen: dict[str, HeadChoice],
     config: TrainConfig,
     slice_column: str | None,
+    step: Phase | None = None,
 ) -> tuple[dict[str, FieldOutcome], dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]]]:
-    """Model and baseline (trained on the same rows) on the hold-out, per field and per slice."""
+    """Model and baseline (trained on the same rows) on the hold-out, per field and per slice
+    (``step``: one per field)."""
     from models.baseline import TfidfBaseline
 
     outcomes: dict[str, FieldOutcome] = {}
@@ -719,6 +769,8 @@ def _evaluate(
             baseline=score(name, truth, base_proba, list(baseline.classes_)),
         )
         if slice_column is None:
+            if step is not None:
+                step.step()
             continue
         values = holdout[slice_column][labelled].to_numpy()
         for value in sorted({v for v in values if v is not None}):
@@ -730,4 +782,6 @@ def _evaluate(
                 score(name, part, model_proba[inside], labels),
                 score(name, part, base_proba[inside], list(baseline.classes_)),
             )
+        if step is not None:
+            step.step()
     return outcomes, slices

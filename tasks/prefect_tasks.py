@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import hashlib
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -186,6 +188,39 @@ def progress(stage: str) -> Iterator[Callable[[float], None]]:
     report(1.0)
 
 
+class PhaseArtifacts:
+    """Training's phases (:class:`models.progress.Progress`) as this flow run's progress artifacts,
+    one per phase (``train <phase>: progress``, through :func:`progress`: updated every 5%), and
+    one log line per phase with its seconds. Steps from training's worker threads are sent in the
+    context (Prefect's settings and client) of the thread that started the phase."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self._phase: tuple[AbstractContextManager[Callable[[float], None]], Callable[[float], None]] | None
+        self._phase, self._owner, self._context = None, 0, contextvars.copy_context()
+
+    def started(self, phase: str, total: int) -> None:
+        bar = progress(f"{self.stage} {phase}")
+        self._phase = (bar, bar.__enter__())
+        self._owner, self._context = threading.get_ident(), contextvars.copy_context()
+        get_run_logger().info("%s: %s ...", self.stage, phase)
+
+    def advanced(self, phase: str, done: int, total: int) -> None:
+        if self._phase is None or total <= 0:
+            return
+        report = self._phase[1]
+        if threading.get_ident() == self._owner:
+            report(done / total)
+        else:  # a worker thread: it has not inherited the flow run's context variables
+            self._context.copy().run(report, done / total)
+
+    def finished(self, phase: str, seconds: float) -> None:
+        if self._phase is not None:
+            self._phase[0].__exit__(None, None, None)  # the bar at 100%
+            self._phase = None
+        get_run_logger().info("%s: %s took %.1f s", self.stage, phase, seconds)
+
+
 @task(
     **_cached("extract"),
     **_RETRIES,
@@ -243,8 +278,9 @@ def train_task(ctx: StageContext, history: ExtractManifest, promote: bool = True
     async def specs(adapter: TicketSystemAdapter) -> dict[str, Any]:
         return await adapter.get_fields()
 
+    fields = run_async(with_adapter(ctx, specs))
     return logged(
-        train.train_from_history(ctx, history, run_async(with_adapter(ctx, specs)), promote=promote)
+        train.train_from_history(ctx, history, fields, promote=promote, progress=PhaseArtifacts("train"))
     )
 
 

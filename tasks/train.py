@@ -15,6 +15,7 @@ import pandas as pd
 from pydantic import Field, ValidationError
 
 from adapters.base import FieldSpec
+from models.progress import Progress, phase
 from models.store import ModelStore
 from models.training import TrainConfig, train
 from tasks.context import PipelineError, StageContext
@@ -62,9 +63,13 @@ def train_from_history(
     specs: Mapping[str, FieldSpec],
     *,
     promote: bool = True,
+    progress: Progress | None = None,
     **config_overrides: Any,
 ) -> TrainManifest:
-    """Train on ``history``'s resolved tickets and register the model (promoting it if not worse)."""
+    """Train on ``history``'s resolved tickets and register the model (promoting it if not worse).
+
+    ``progress`` hears training's phases (:func:`models.training.train`), then ``saving`` (the
+    model, its report and the promotion comparison)."""
     settings = ctx.settings()
     lake = ctx.lake(settings)
     with recorded(ctx, lake, "train", mode=None) as record:
@@ -85,12 +90,15 @@ def train_from_history(
             raise PipelineError(
                 f"invalid training configuration (config.yml `model:` section): {exc}"
             ) from None
-        result = train(frame, config)
+        result = train(frame, config, progress=progress)
         store = ModelStore(settings.model.store)
-        if promote:
-            version, promoted, reason = store.register(result)
-        else:
-            version, promoted, reason = store.save(result), False, "saved without promotion (promote=False)"
+        with phase(progress, "saving"):
+            if promote:
+                version, promoted, reason = store.register(result)
+            else:
+                version, promoted, reason = (
+                    store.save(result), False, "saved without promotion (promote=False)"
+                )  # fmt: skip
         metrics = {
             name: {
                 "macro_f1": outcome.evaluation.macro_f1,

@@ -38,6 +38,9 @@ def test_train_flow_learns_from_the_resolved_history_and_promotes(trained):
     assert all(t["status"] in (4, 5) for t in tickets if t["skip_reason"] is None)
     stages = [(r["stage"], r["status"]) for r in run_history(Lake(trained["lake"]), manifest.run_id)]
     assert sorted(stages) == [("extract", "ok"), ("run", "ok"), ("train", "ok")]
+    bars = {a["description"]: a["data"] for a in json.loads(artifacts_of(manifest.run_id))}
+    phases = ["preparation", "embedding", "features", "head selection", "final fit", "evaluation", "saving"]
+    assert all(bars.get(f"train {phase}: progress") == 100.0 for phase in phases), bars  # a bar per phase
 
 
 def test_triage_flow_applies_what_is_safe_and_reruns_write_nothing(world):

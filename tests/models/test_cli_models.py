@@ -31,6 +31,13 @@ def test_train_predict_list_promote_and_rollback(files):
     assert first.exit_code == 0, first.output
     assert "group" in first.output and "baseline" in first.output
     assert "promoted: first model in the store" in first.output
+    # not a terminal: one line as each phase starts and one as it ends, in order, with its seconds
+    phases = ["preparation", "embedding", "features", "head selection", "final fit", "evaluation"]
+    phases += ["saving", "report"]
+    lines = first.output.splitlines()
+    ends = [next(i for i, line in enumerate(lines) if line.startswith(f"{p} done in ")) for p in phases]
+    assert ends == sorted(ends) and all(f"{p} ..." in lines for p in phases)
+    assert "|" not in first.output  # no bars
     assert (files / "report" / "report.html").is_file()
     report = (files / "report" / "report.json").read_text()
     assert "triage train" in report and "--label-column group=queue" in report  # how it was made
@@ -100,3 +107,23 @@ def test_a_file_without_any_label_column_names_its_columns(files, tmp_path):
     assert "no label column for group, priority, type" in result.output
     assert "its columns: subject, body, queue" in result.output
     assert "--label-column group=COLUMN" in result.output
+
+
+def test_in_a_terminal_each_phase_gets_a_bar_with_an_estimate_and_the_end_a_line_per_phase():
+    import io
+
+    from models.progress import phase
+    from triage.cli.models import TerminalProgress
+
+    out = io.StringIO()
+    shown = TerminalProgress(out, tty=True, redraw_s=0.0)
+    for name, total in (("embedding", 4), ("head selection", 6)):
+        with phase(shown, name, total) as step:
+            for _ in range(total):
+                step.step()
+    shown.summary()
+    text = out.getvalue()
+    assert "4/4" in text and "6/6" in text and " left]" in text  # i/n and the remaining time
+    summary = text[text.index("phases (") :].splitlines()
+    assert [line.split()[0] for line in summary[1:]] == ["embedding", "head"]
+    assert all(line.rstrip().endswith(" s") for line in summary[1:])

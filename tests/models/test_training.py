@@ -140,3 +140,47 @@ def test_from_settings_follows_the_model_section():
     assert config.neighbours == 5
     assert config.fields == settings.enabled_fields()
     assert config.embedding_cache == settings.model.store / "embedding-cache"
+
+
+class RecordingProgress:
+    """A models.progress.Progress that keeps every event."""
+
+    def __init__(self):
+        self.events = []
+
+    def started(self, phase, total):
+        self.events.append(("started", phase, total))
+
+    def advanced(self, phase, done, total):
+        self.events.append(("advanced", phase, done, total))
+
+    def finished(self, phase, seconds):
+        self.events.append(("finished", phase, seconds))
+
+
+def test_training_reports_every_phase_in_order_with_steps_ending_at_their_total(tmp_path):
+    recorder = RecordingProgress()
+    train(labelled_tickets(60, seed=2), tiny_config(tmp_path, fields=["group", "type"]), progress=recorder)
+    phases, current = [], None  # (name, started total, [(done, total)], seconds), one phase at a time
+    for event in recorder.events:
+        if event[0] == "started":
+            assert current is None, f"{event[1]} started inside {current}"
+            current = (event[1], event[2], [])
+        elif event[0] == "advanced":
+            assert current is not None and event[1] == current[0]
+            current[2].append((event[2], event[3]))
+        else:
+            assert current is not None and event[1] == current[0] and event[2] >= 0.0
+            phases.append(current)
+            current = None
+    names = [name for name, _, _ in phases]
+    assert names == ["preparation", "embedding", "features", "head selection", "final fit", "evaluation"]
+    for name, _, steps in phases:
+        assert steps, f"{name} reported no step"
+        done = [d for d, _ in steps]
+        assert done == sorted(set(done)), f"{name} not monotone: {steps}"
+        assert steps[-1][0] == steps[-1][1] > 0, f"{name} does not end at its total: {steps}"
+    totals = {name: steps[-1][1] for name, _, steps in phases}
+    assert totals["head selection"] == 2 * 7 * 3  # two fields x seven candidates x three folds
+    assert totals["final fit"] == 2 and totals["evaluation"] == 3  # the hold-out's features, then per field
+    assert totals["embedding"] >= 1  # token-budget batches

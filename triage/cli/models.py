@@ -6,8 +6,11 @@ given on the command line win. Heavy modules (torch, transformers) are imported 
 
 from __future__ import annotations
 
+import shutil
+import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -94,6 +97,7 @@ def train_command(
 ) -> None:
     """Train a model on labelled tickets, evaluate it beside the baseline and store it."""
     from models.encoders import EncoderNotAvailableError
+    from models.progress import phase
     from models.report import write_report
     from models.store import ModelStore
     from models.tables import read_table
@@ -119,6 +123,7 @@ def train_command(
         "fine_tune": fine_tune,
     }
     overrides.update({k: v for k, v in optional.items() if v is not None})
+    shown = TerminalProgress()
     try:
         frame = read_table(data)
         chosen, absent = _fields_in_file(
@@ -133,15 +138,17 @@ def train_command(
         named = ", ".join(f if columns.get(f, f) == f else f"{f} (column {columns[f]})" for f in chosen)
         note = f" (no column for {', '.join(absent)}; see --label-column)" if absent else ""
         typer.echo(f"training {named} on {len(frame)} rows from {data}{note} ...")
-        result = train(frame, train_config, slice_column=slice_column, test_frame=test_frame)
+        result = train(frame, train_config, slice_column=slice_column, test_frame=test_frame, progress=shown)
         result.command = command_line(ctx)
         result.dataset_name = data.name + (f" (test: {test_data.name})" if test_data else "")
         model_store = ModelStore(root)
-        if promote:
-            version, promoted, reason = model_store.register(result)
-        else:
-            version, promoted, reason = model_store.save(result), False, "not promoted (--no-promote)"
+        with phase(shown, "saving"):  # the model, its evaluation report and (with --promote) the comparison
+            if promote:
+                version, promoted, reason = model_store.register(result)
+            else:
+                version, promoted, reason = model_store.save(result), False, "not promoted (--no-promote)"
     except (TrainingError, EncoderNotAvailableError, FileNotFoundError, ValueError) as exc:
+        shown.close()
         typer.echo(f"cannot train: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -161,8 +168,74 @@ def train_command(
     typer.echo(f"version {version.version} saved in {version.path}")
     typer.echo(("promoted: " if promoted else "not promoted: ") + reason)
     if report_dir is not None:
-        paths = write_report(result.report(version.version), report_dir)
+        with phase(shown, "report"):
+            paths = write_report(result.report(version.version), report_dir)
         typer.echo(f"report: {paths['html']}")
+    shown.summary()
+
+
+class TerminalProgress:
+    """Training's phases (:class:`models.progress.Progress`) in the terminal.
+
+    Where stdout is a terminal: a bar per phase with its steps (``i/n``), the elapsed time and an
+    estimate of the phase's remaining time, and at the end one line per phase with its seconds.
+    Elsewhere (a log file, a pipe) only one line as each phase starts and one as it ends, with its
+    seconds.
+    """
+
+    def __init__(self, out: TextIO | None = None, *, tty: bool | None = None, redraw_s: float = 0.1) -> None:
+        self.out, self.redraw_s = out or sys.stdout, redraw_s
+        self.tty = self.out.isatty() if tty is None else tty
+        self.seconds: dict[str, float] = {}
+        self.bar: Any = None  # a tqdm bar (tqdm ships no types)
+        self.began = time.perf_counter()
+
+    def started(self, phase: str, total: int) -> None:
+        if not self.tty:
+            typer.echo(f"{phase} ...", file=self.out)
+            return
+        from tqdm import tqdm  # type: ignore[import-untyped]
+
+        self.close()
+        self.bar = tqdm(
+            total=total or None,
+            desc=f"{phase:<14}",
+            file=self.out,
+            leave=False,
+            # the terminal's size, 80 x 24 where it reports 0 x 0 (tqdm would then draw nothing)
+            ncols=min(shutil.get_terminal_size().columns, 120),
+            nrows=shutil.get_terminal_size().lines,
+            mininterval=self.redraw_s,
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed} elapsed, ~{remaining} left]",
+        )
+
+    def advanced(self, phase: str, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def finished(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+        self.close()
+        if not self.tty:
+            typer.echo(f"{phase} done in {seconds:.1f} s", file=self.out)
+
+    def close(self) -> None:
+        """Remove a running bar (also when training fails, so the error is not drawn over)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def summary(self) -> None:
+        """In a terminal, one line per phase with its seconds (elsewhere the phases' lines said it)."""
+        if not self.tty or not self.seconds:
+            return
+        total = time.perf_counter() - self.began
+        typer.echo(f"phases ({total:.1f} s in all):", file=self.out)
+        for name, seconds in self.seconds.items():
+            typer.echo(f"  {name:<14} {seconds:8.1f} s", file=self.out)
 
 
 def _fields_in_file(
