@@ -1,17 +1,12 @@
-"""Test-wide isolation: no test reads the developer's config.yml or environment overrides.
+"""Test-wide isolation: no test reads the developer's config.yml or environment overrides, and no
+log handler is left writing to a stream a test closed."""
 
-Prefect and torch are imported here on purpose: they attach logging handlers to the sys.stderr of
-the moment they are first imported, and this is pytest's stream for the whole session. First
-imported inside a ``CliRunner.invoke``, the handlers kept that runner's stderr, closed afterwards,
-and every later log record printed a "--- Logging error ---" traceback (the suite ran about ten
-times slower).
-"""
-
+import contextlib
+import logging
 import os
+import sys
 
-import prefect  # noqa: F401
 import pytest
-import torch  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +18,19 @@ def _isolated_settings(monkeypatch, tmp_path):
     empty.write_text("{}\n")
     monkeypatch.setenv("TRIAGE_CONFIG", str(empty))
     yield
+
+
+@pytest.fixture(autouse=True)
+def _handlers_on_open_streams():
+    """Prefect, transformers and torch attach handlers to the sys.stderr of the moment they first log.
+    Inside ``CliRunner.invoke`` that is the runner's stream, closed afterwards: every later record then
+    printed a "--- Logging error ---" traceback (the suite ran about ten times slower). Such handlers
+    are pointed back at the current sys.stderr after each test."""
+    yield
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
+                with handler.lock or contextlib.nullcontext():
+                    handler.stream = sys.stderr  # not setStream: it flushes the closed stream
