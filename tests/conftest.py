@@ -24,13 +24,17 @@ def _isolated_settings(monkeypatch, tmp_path):
 def _handlers_on_open_streams():
     """Prefect, transformers and torch attach handlers to the sys.stderr of the moment they first log.
     Inside ``CliRunner.invoke`` that is the runner's stream, closed afterwards: every later record then
-    printed a "--- Logging error ---" traceback (the suite ran about ten times slower). Such handlers
-    are pointed back at the current sys.stderr after each test."""
+    printed a "--- Logging error ---" traceback (the suite ran about ten times slower). Such handlers,
+    and the rich console Prefect's handler prints through, are pointed back at sys.stderr after each test."""
     yield
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     for logger in loggers:
         for handler in getattr(logger, "handlers", ()):
-            stream = getattr(handler, "stream", None)
-            if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
-                with handler.lock or contextlib.nullcontext():
+            if not isinstance(handler, logging.StreamHandler):
+                continue
+            with handler.lock or contextlib.nullcontext():
+                if getattr(handler.stream, "closed", False):
                     handler.stream = sys.stderr  # not setStream: it flushes the closed stream
+                console = getattr(handler, "console", None)  # Prefect's PrefectConsoleHandler
+                if console is not None and getattr(console.file, "closed", False):
+                    console.file = sys.stderr
