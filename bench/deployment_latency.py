@@ -1,7 +1,7 @@
 """Benchmark: from an hourly run's scheduled start to Completed, on a real server and process worker.
 
 A `prefect server start` (PostgreSQL by default), `prefect work-pool create`, `prefect deploy --all`
-and `prefect worker start`, exactly as README "Deployment" and tests/flows/test_server_deployments.py
+and `prefect worker start`, exactly as docs/operators.md ("Deployment") and tests/flows/test_server_deployments.py
 run them, against the simulator. The train deployment runs once (setup, timed apart); then
 ``--runs`` hourly runs are each scheduled ``--lead`` seconds ahead (a Scheduled run, as the scheduler
 creates them) and timed from the scheduled start to Completed: the worker's pickup and the flow-run
@@ -135,7 +135,7 @@ def record(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
 
 `{result["command"]}` ({result["when"]}; {result["machine"]}; server on {args.database}).
 
-A real `prefect server start`, `prefect deploy --all` and `prefect worker start` (README "Deployment"),
+A real `prefect server start`, `prefect deploy --all` and `prefect worker start` (docs/operators.md, "Deployment"),
 the simulator with {SIMULATOR.open_tickets} open tickets to triage in apply mode, each run scheduled
 {args.lead:g} s ahead. Times from the flow run as the server records it.
 

@@ -60,7 +60,7 @@ DONE_INDEX = "_state/audit_done.parquet"
 _DONE_READ = ["phase", "status", "ticket_id", "field", "label", "method"]
 _DONE_KEY = ("ticket_id", "field", "label", "kind")
 
-#: Every audit reason code with what it means (the README's table is generated from this).
+#: Every audit reason code with what it means (docs/safe-writes.md's audit reason-code table is generated from this).
 AUDIT_REASONS: dict[str, str] = {
     "agent_changed": "skipped: the field changed since the snapshot (an agent set it); left alone",
     "already_set": "skipped: the ticket already has this value",

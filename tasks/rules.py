@@ -34,7 +34,7 @@ from triage.settings import FieldRule
 
 Action = Literal["apply", "suggest", "skip"]
 
-#: Every reason code with what it means (the README's reason-code table is generated from this).
+#: Every reason code with what it means (docs/safe-writes.md's reason-code table is generated from this).
 REASONS: dict[str, str] = {
     "confident": "probability reached the apply threshold",
     "suggest_band": "probability reached the suggest threshold but not the apply threshold",

@@ -1,18 +1,20 @@
-"""The README's lake reference is the schemas' own description, so it cannot drift from the code."""
+"""The docs' lake reference is the schemas' own description, so it cannot drift from the code, and the
+configuration reference names every setting."""
 
 from pathlib import Path
 
 from triage.lake.schemas import reference_markdown
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+LAKE, OPERATORS = DOCS / "lake.md", DOCS / "operators.md"
 START, END = "<!-- lake-reference:start -->", "<!-- lake-reference:end -->"
 
 
-def test_readme_lake_reference_matches_the_schemas():
-    text = README.read_text(encoding="utf-8")
+def test_docs_lake_reference_matches_the_schemas():
+    text = LAKE.read_text(encoding="utf-8")
     documented = text[text.index(START) + len(START) : text.index(END)].strip()
     assert documented == reference_markdown().strip(), (
-        "README.md's lake reference is stale: regenerate it with "
+        "docs/lake.md's lake reference is stale: replace the lines between its markers with the output of "
         "`python -c 'from triage.lake.schemas import reference_markdown; print(reference_markdown())'`"
     )
 
@@ -23,11 +25,11 @@ def _section(text: str, heading: str) -> str:
     return text[start:].split("\n#", 1)[0]
 
 
-def test_readme_configuration_tables_name_every_setting():
+def test_docs_configuration_tables_name_every_setting():
     from adapters.freshdesk.config import FreshdeskConfig
     from triage.settings import FieldRule, ModelSettings, PipelineSettings
 
-    text = README.read_text(encoding="utf-8")
+    text = OPERATORS.read_text(encoding="utf-8")
     tables = {
         "### `ticket_system`": FreshdeskConfig,
         "### `fields.<name>`": FieldRule,
@@ -37,4 +39,4 @@ def test_readme_configuration_tables_name_every_setting():
     for heading, model in tables.items():
         section = _section(text, heading)
         missing = [key for key in model.model_fields if f"`{key}`" not in section]
-        assert not missing, f"README.md's {heading} table lacks {missing}"
+        assert not missing, f"docs/operators.md's {heading} table lacks {missing}"

@@ -128,7 +128,7 @@ class Server:
     def prefect(
         self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess:
-        """Run ``prefect --no-prompt ARGS`` from the repository root, as the README shows."""
+        """Run ``prefect --no-prompt ARGS`` from the repository root, as docs/operators.md ("Deployment") shows."""
         return subprocess.run(
             [PREFECT, "--no-prompt", *args],
             env=dict(env or self.client_env(PREFECT_HOME=str(self.folder / "cli-home"))),

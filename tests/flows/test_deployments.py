@@ -60,7 +60,7 @@ def test_every_deployment_validates_its_parameters_and_never_overlaps_itself(dep
             flow.validate_parameters(deployment.get("parameters") or {})
         assert deployment["concurrency_limit"]["limit"] == 1, name
         assert deployment["enforce_parameter_schema"] is True, name
-        # The pool is named when deploying, the checkout by each worker (README "Deployment").
+        # The pool is named when deploying, the checkout by each worker (docs/operators.md, "Deployment").
         assert deployment["work_pool"]["name"] == "{{ $TRIAGE_WORK_POOL }}", name
 
 

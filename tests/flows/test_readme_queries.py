@@ -1,5 +1,5 @@
-"""`triage demo` end to end (small), then every README query marked `triage-query` on its output: the SQL
-through `triage sql`, the Python as written."""
+"""`triage demo` end to end (small), then every query marked `triage-query` in the docs (docs/lake.md) on its
+output: the SQL through `triage sql`, the Python as written."""
 
 from __future__ import annotations
 
@@ -15,19 +15,18 @@ from triage.lake.views import connect
 
 pytestmark = pytest.mark.flow
 ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
 BLOCK = re.compile(r"```(sql|python)\n(.*?)```", re.S)
 
 
-def readme_queries() -> list[tuple[str, str]]:
-    """(language, code) of each block marked ``triage-query`` in README.md (or the pipeline notes)."""
-    for source in (ROOT / "README.md", ROOT / ".notes" / "readme-pipeline.md"):
-        if source.is_file():
-            blocks = [
-                (lang, code) for lang, code in BLOCK.findall(source.read_text()) if "triage-query:" in code
-            ]
-            if blocks:
-                return blocks
-    return []
+def docs_queries() -> list[tuple[str, str]]:
+    """(language, code) of each block marked ``triage-query`` in the docs' pages (docs/lake.md has them)."""
+    return [
+        (lang, code)
+        for source in sorted(DOCS.glob("*.md"))
+        for lang, code in BLOCK.findall(source.read_text(encoding="utf-8"))
+        if "triage-query:" in code
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +56,9 @@ def test_the_demo_writes_and_reports_against_the_hidden_labels(demo_lake):
     assert sorted(runs) == [("train", "ok", 1), ("triage", "ok", 1)]
 
 
-def test_every_readme_query_runs_on_a_real_runs_output(demo_lake, monkeypatch, capsys):
-    queries = readme_queries()
-    if not queries:
-        pytest.skip("no `triage-query` blocks in README.md or .notes/readme-pipeline.md")
+def test_every_docs_query_runs_on_a_real_runs_output(demo_lake, monkeypatch, capsys):
+    queries = docs_queries()
+    assert queries, "no block marked `triage-query` in docs/*.md (docs/lake.md's example queries have them)"
     monkeypatch.chdir(demo_lake.parent)  # the queries use the default path data/lake
     (demo_lake.parent / "data").mkdir()
     (demo_lake.parent / "data" / "lake").symlink_to(demo_lake)

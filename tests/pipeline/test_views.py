@@ -20,7 +20,7 @@ from triage.lake import Lake, Window, record_stage
 from triage.lake.schemas import TABLE_DOCS
 from triage.lake.views import VIEWS, connect, views_markdown
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+LAKE_DOCS = Path(__file__).resolve().parents[2] / "docs" / "lake.md"
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
 
@@ -195,17 +195,17 @@ def test_a_fresh_lake_answers_every_table_and_view_with_no_rows(tmp_path):
         assert con.sql(f"SELECT count(*) FROM {name}").fetchall() == [(0,)], name
 
 
-def test_each_view_has_the_columns_its_doc_names_and_the_readme_lists_them(tmp_path):
+def test_each_view_has_the_columns_its_doc_names_and_the_docs_list_them(tmp_path):
     con = connect(tmp_path / "lake")
     for view in VIEWS:
         described = [row[0] for row in con.sql(f"DESCRIBE {view.name}").fetchall()]
         assert described == list(view.columns), view.name
         assert set(view.derived) <= set(view.columns), view.name
-    text = README.read_text(encoding="utf-8")
+    text = LAKE_DOCS.read_text(encoding="utf-8")
     start, end = "<!-- lake-views:start -->", "<!-- lake-views:end -->"
     documented = text[text.index(start) + len(start) : text.index(end)].strip()
     assert documented == views_markdown().strip(), (
-        "README.md's list of views is stale: regenerate it with "
+        "docs/lake.md's list of views is stale: replace the lines between its markers with the output of "
         "`python -c 'from triage.lake.views import views_markdown; print(views_markdown())'`"
     )
 

@@ -1,7 +1,7 @@
 """The Arrow schema of every lake table, each column documented for analysts.
 
 This module is the one home of the lake's columns: writers validate against these schemas, and the
-README's table reference is generated from the ``doc`` metadata (:func:`describe`).
+docs' table reference (docs/lake.md) is generated from the ``doc`` metadata (:func:`describe`).
 
 Every table is hive-partitioned ``<table>/date=YYYY-MM-DD/run=<run_id>/*.parquet``: ``date`` is the UTC
 date of the run's window end and ``run`` repeats ``run_id`` (which every row also carries).
@@ -259,7 +259,7 @@ def describe(table: str) -> list[tuple[str, str, str]]:
 
 
 def reference_markdown() -> str:
-    """The column reference of every table, as Markdown (the README's lake section is this text)."""
+    """The column reference of every table, as Markdown (docs/lake.md's column reference is this text)."""
     parts = []
     for table in TABLES:
         parts += [f"#### `{table}`", "", "| column | type | meaning |", "|---|---|---|"]

@@ -194,7 +194,7 @@ def catalog() -> list[tuple[str, str, str]]:
 
 
 def views_markdown() -> str:
-    """The views as Markdown (the README's list is this text)."""
+    """The views as Markdown (docs/lake.md's list is this text)."""
     lines: list[str] = []
     seen: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], str] = {}
     for view in VIEWS:
