@@ -22,6 +22,8 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d "$$(mktemp -d)"
 	# Two processes: the flow tests (Prefect harness, real servers, S3) apart from the plain-Python ones.
 	$(BIN)/python -m pytest -q --ignore=tests/flows
 	$(BIN)/python -m pytest -q tests/flows

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from adapters.errors import MalformedTicketError, TicketSystemError, UnknownLabelError
+from triage.adapters.errors import MalformedTicketError, TicketSystemError, UnknownLabelError
 
 FieldKind = Literal["group", "priority", "type", "status", "dropdown"]
 OnMalformed = Callable[[MalformedTicketError], None]
@@ -126,7 +126,7 @@ class TicketSystemAdapter(ABC):
     @abstractmethod
     def __init__(self, config: BaseModel) -> None:
         """Build the adapter from its settings, an instance of ``config_model`` (how
-        :func:`adapters.registry.build_adapter` calls it). Extra parameters must be keyword-only with
+        :func:`triage.adapters.registry.build_adapter` calls it). Extra parameters must be keyword-only with
         defaults."""
 
     # -- Open Ticket AI's contract -------------------------------------------------------------
@@ -168,7 +168,7 @@ class TicketSystemAdapter(ABC):
         lost to edits made while it reads; a ticket edited then may come twice (both versions).
 
         A ticket that cannot be parsed is passed to ``on_malformed`` and skipped; without a
-        callback it raises :class:`~adapters.errors.MalformedTicketError`.
+        callback it raises :class:`~triage.adapters.errors.MalformedTicketError`.
         """
 
     @abstractmethod

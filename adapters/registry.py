@@ -6,7 +6,7 @@ from importlib.metadata import entry_points
 
 from pydantic import BaseModel, ValidationError
 
-from adapters.base import TicketSystemAdapter
+from triage.adapters.base import TicketSystemAdapter
 from triage.settings import ConfigError, TicketSystemSettings, is_secret_key, shown_input
 
 GROUP = "triage.adapters"

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests" / "flows"))
 from flow_config import SIMULATOR, write_config  # noqa: E402
 from prefect_server import Server, Worker, database  # noqa: E402
 
-from adapters.simulator import run_simulator  # noqa: E402
+from triage.simulator import run_simulator  # noqa: E402
 
 POOL = "triage"
 

@@ -54,9 +54,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.store import ModelStore  # noqa: E402
-from models.text import ticket_text  # noqa: E402
-from models.training import TrainConfig, train  # noqa: E402
+from triage.models.store import ModelStore  # noqa: E402
+from triage.models.text import ticket_text  # noqa: E402
+from triage.models.training import TrainConfig, train  # noqa: E402
 
 TOBI = ROOT.parent / "shared" / "data" / "tobi_bueck" / "combined_v4v5_sample_en_de_dedup.csv"
 RESULTS = ROOT / "bench" / "results" / "inference.json"
@@ -186,7 +186,7 @@ def otai_pipelines(model_dir: Path, labels: dict[str, list[str]]) -> list:
 
 
 def throughput(args: argparse.Namespace) -> dict:
-    from models.inference import InferenceEngine, compare
+    from triage.models.inference import InferenceEngine, compare
 
     busy = False
 
@@ -287,7 +287,7 @@ def memory(args: argparse.Namespace) -> dict:
 
 def _rss(store: str, src: str, dst: str) -> None:
     """Child process: stream ``src`` through the current model and report peak RSS."""
-    from models.inference import InferenceEngine
+    from triage.models.inference import InferenceEngine
 
     engine = InferenceEngine.load(store)
     started = time.perf_counter()

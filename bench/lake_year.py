@@ -5,8 +5,8 @@
 
 Builds synthetic history with the project's own writers and schemas (``Lake.write`` validates every row
 against ``triage.lake.schemas``), run after run, then measures the reads an hourly run makes of history:
-:func:`tasks.audit.done_changes` (the next run's 1,000 written tickets), :func:`tasks.audit.dangling_intents`,
-:func:`tasks.audit.owed_results`, :func:`tasks.audit.own_writes` (since the next window's start),
+:func:`triage.tasks.audit.done_changes` (the next run's 1,000 written tickets), :func:`triage.tasks.audit.dangling_intents`,
+:func:`triage.tasks.audit.owed_results`, :func:`triage.tasks.audit.own_writes` (since the next window's start),
 :func:`triage.lake.runs.last_high_water_mark` and :func:`triage.lake.runs.completed_windows`. Each
 measurement runs in a fresh subprocess (so its peak RSS is its own), ``--repeat`` times, first against an
 empty lake (the baseline the goal is relative to: at most 2 s and 200 MB more).
@@ -19,7 +19,7 @@ them however old. Five ``runs`` rows a run (one file each, as ``record_stage`` w
 
 Layouts: ``parts`` writes a run's audit as the push stage does, an intent part and a result part per batch of
 30 writes (66 files a run), and never compacts: the lake as it was before compaction existed. ``compacted``
-writes a run's audit as 2 parts and runs :func:`tasks.compact.compact_all` at the end of every
+writes a run's audit as 2 parts and runs :func:`triage.tasks.compact.compact_all` at the end of every
 simulated day (as the nightly flow's compaction and push's own do); the measured run then meets what a real
 run meets. Results: bench/results/<label>.json, merged with earlier labels into lake_year.json/.md.
 """
@@ -300,7 +300,7 @@ def build(lake: Lake, history: History, runs: int) -> float:
     while history.hour < runs:
         history.write_run()
         if history.layout == "compacted" and (history.hour % 24 == 0 or history.hour == runs):
-            from tasks.compact import compact_all  # the lake before compaction existed runs without it
+            from triage.tasks.compact import compact_all  # the lake before compaction existed runs without it
 
             compact_all(lake, settled_before=datetime.now(UTC))
     return time.perf_counter() - started
@@ -308,8 +308,8 @@ def build(lake: Lake, history: History, runs: int) -> float:
 
 def measure(path: str, hour: int) -> dict[str, Any]:
     """One hourly run's history reads against the lake at ``path`` (run in a fresh process)."""
-    from tasks.audit import dangling_intents, done_changes, owed_results, own_writes
     from triage.lake.runs import completed_windows, last_high_water_mark
+    from triage.tasks.audit import dangling_intents, done_changes, owed_results, own_writes
 
     lake = Lake(path)
     ids = list(np.random.default_rng(1_000_000 + hour).choice(touched(hour), WRITES_PER_RUN, replace=False))

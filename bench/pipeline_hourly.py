@@ -35,11 +35,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.simulator import SimulatorConfig, run_simulator  # noqa: E402
-from flows.incremental import TriageParams, triage_flow  # noqa: E402
-from flows.train import TrainParams, train_flow  # noqa: E402
+from triage.flows.incremental import TriageParams, triage_flow  # noqa: E402
+from triage.flows.train import TrainParams, train_flow  # noqa: E402
 from triage.lake import Lake  # noqa: E402
 from triage.lake.runs import run_history  # noqa: E402
+from triage.simulator import SimulatorConfig, run_simulator  # noqa: E402
 
 
 def write_config(

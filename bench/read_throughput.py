@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
-from adapters.simulator import SimulatorConfig, run_simulator
+from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
+from triage.simulator import SimulatorConfig, run_simulator
 
 LIST_CALLS_PER_WINDOW = 20
 TICKETS_PER_PAGE = 100

@@ -26,8 +26,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
-from adapters.simulator import Simulator, SimulatorConfig, run_simulator
+from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
+from triage.simulator import Simulator, SimulatorConfig, run_simulator
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from adapters.simulator import Simulator, SimulatorConfig
-from adapters.simulator.server import BackgroundServer
+from triage.simulator import Simulator, SimulatorConfig
+from triage.simulator.server import BackgroundServer
 
 
 def full_read(client: httpx.Client) -> tuple[int, int]:

@@ -55,10 +55,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.simulator import Simulator, SimulatorConfig, run_simulator  # noqa: E402
-from adapters.simulator.config import RateLimits  # noqa: E402
-from adapters.simulator.verdict import Wanted, judge, native_value  # noqa: E402
 from triage.lake import Lake  # noqa: E402
+from triage.simulator import Simulator, SimulatorConfig, run_simulator  # noqa: E402
+from triage.simulator.config import RateLimits  # noqa: E402
+from triage.simulator.verdict import Wanted, judge, native_value  # noqa: E402
 
 TRIAGE = ROOT / ".venv" / "bin" / "triage"
 STAGES = ("extract", "predict", "decide", "push")

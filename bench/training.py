@@ -5,7 +5,7 @@
 The data are the demo's: resolved tickets (status 4 or 5) of a generated account of ``--tickets``
 tickets (3,500 is the demo's own account), fields group, priority and type, as ``triage demo``
 trains on them (max length 128, at least 10 examples per class). Each size trains
-once with ``models.training.train`` and no embedding cache, so the embedding is timed in full; the
+once with ``triage.models.training.train`` and no embedding cache, so the embedding is timed in full; the
 stages are :attr:`TrainingResult.timings`. "heads" is what a nightly retrain costs beyond
 embedding new tickets (hashed TF-IDF, neighbour memory, cross-validated choice of each head and its
 final fit); "evaluation" includes fitting the TF-IDF baseline on the same rows.
@@ -31,12 +31,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.simulator import SimulatorConfig  # noqa: E402
-from adapters.simulator.account import PRIORITIES  # noqa: E402
-from adapters.simulator.simulator import Simulator  # noqa: E402
-from models.report import write_report  # noqa: E402
-from models.training import TrainConfig, train  # noqa: E402
+from triage.models.report import write_report  # noqa: E402
+from triage.models.training import TrainConfig, train  # noqa: E402
 from triage.settings import PipelineSettings  # noqa: E402
+from triage.simulator import SimulatorConfig  # noqa: E402
+from triage.simulator.account import PRIORITIES  # noqa: E402
+from triage.simulator.simulator import Simulator  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "training.json"
 PRIORITY = {number: name for name, number in PRIORITIES.items()}

@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 from prefect import flow
 from pydantic import BaseModel, Field, model_validator
 
-from flows.common import current_attempt, current_run_id, publish, start_flow
-from flows.incremental import config_path, run_stages, settings_overrides
-from tasks.context import StageContext
-from tasks.manifest import Manifest
-from tasks.prefect_tasks import progress
+from triage.flows.common import current_attempt, current_run_id, publish, start_flow
+from triage.flows.incremental import config_path, run_stages, settings_overrides
 from triage.lake import Lake
 from triage.lake.runs import UtcDatetime, completed_windows
 from triage.settings import Mode, load_settings
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import Manifest
+from triage.tasks.prefect_tasks import progress
 
 
 class BackfillParams(BaseModel):

@@ -16,14 +16,14 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 
-from flows.report import counts_rows, markdown_report
-from tasks.context import StageContext
-from tasks.manifest import Manifest
-from tasks.runlog import recorded
+from triage.flows.report import counts_rows, markdown_report
 from triage.lake.lease import hold
 from triage.redaction import install as install_redaction
 from triage.redaction import register_secret
 from triage.settings import API_KEY_ENV, SECRET_BLOCK_ENV
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import Manifest
+from triage.tasks.runlog import recorded
 
 
 def current_run_id() -> str:

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from flows.incremental import RunSummary, TriageParams, triage_flow
-from flows.train import TrainParams, train_flow
-from tasks.train import TrainManifest
+from triage.flows.incremental import RunSummary, TriageParams, triage_flow
+from triage.flows.train import TrainParams, train_flow
 from triage.lake import Lake
+from triage.tasks.train import TrainManifest
 
 if TYPE_CHECKING:
-    from adapters.simulator.config import Plan
+    from triage.simulator.config import Plan
 
 MARKER = ".triage-demo"
 
@@ -129,7 +129,7 @@ def score_writes(
 
 def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> DemoResult:
     """Start the simulator, train through the train flow, triage in apply mode, score the writes."""
-    from adapters.simulator import SimulatorConfig, run_simulator
+    from triage.simulator import SimulatorConfig, run_simulator
 
     folder = options.folder.resolve()
     prepare_folder(folder)

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel, Field, model_validator
 
-from flows.common import (
+from triage.flows.common import (
     current_attempt,
     current_run_id,
     publish,
@@ -21,13 +21,13 @@ from flows.common import (
     scheduled_time,
     start_flow,
 )
-from tasks.context import StageContext
-from tasks.manifest import Counts, ExtractManifest, Manifest, PushManifest
-from tasks.prefect_tasks import decide_task, extract_task, for_run, predict_task, push_task
-from tasks.runlog import whole_run
 from triage.lake import Lake, next_window
 from triage.lake.runs import UtcDatetime
 from triage.settings import Mode, load_settings
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import Counts, ExtractManifest, Manifest, PushManifest
+from triage.tasks.prefect_tasks import decide_task, extract_task, for_run, predict_task, push_task
+from triage.tasks.runlog import whole_run
 
 
 class TriageParams(BaseModel):

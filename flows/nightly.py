@@ -7,12 +7,12 @@ from __future__ import annotations
 from prefect import flow, task
 from pydantic import BaseModel, Field
 
-from flows.common import current_run_id, publish, recorded_run, scheduled_time, start_flow
-from flows.train import history_context, train_notes, train_stages
-from tasks.compact import compact
-from tasks.context import StageContext
-from tasks.outcomes import OutcomesManifest
-from tasks.prefect_tasks import extract_task, for_run, outcomes_task
+from triage.flows.common import current_run_id, publish, recorded_run, scheduled_time, start_flow
+from triage.flows.train import history_context, train_notes, train_stages
+from triage.tasks.compact import compact
+from triage.tasks.context import StageContext
+from triage.tasks.outcomes import OutcomesManifest
+from triage.tasks.prefect_tasks import extract_task, for_run, outcomes_task
 
 
 class NightlyParams(BaseModel):

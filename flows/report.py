@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tasks.context import StageContext
-from tasks.manifest import Manifest
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import Manifest
 
 _ORDER = {"extract": 0, "predict": 1, "decide": 2, "push": 3, "train": 4, "outcomes": 5}
 

@@ -7,12 +7,19 @@ from datetime import datetime, timedelta
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from flows.common import current_attempt, current_run_id, publish, recorded_run, scheduled_time, start_flow
-from flows.incremental import config_path
-from tasks.context import StageContext
-from tasks.prefect_tasks import extract_task, for_run, train_task
-from tasks.train import TrainManifest
+from triage.flows.common import (
+    current_attempt,
+    current_run_id,
+    publish,
+    recorded_run,
+    scheduled_time,
+    start_flow,
+)
+from triage.flows.incremental import config_path
 from triage.settings import load_settings
+from triage.tasks.context import StageContext
+from triage.tasks.prefect_tasks import extract_task, for_run, train_task
+from triage.tasks.train import TrainManifest
 
 
 class TrainParams(BaseModel):

@@ -2,15 +2,15 @@
 
 One forward pass of the encoder over a batch gives the pooled embedding every head reads, so all
 fields cost one encoder pass. With the ``hybrid`` head each field also reads hashed word and
-character n-gram TF-IDF features (:mod:`models.features`), which carry exact wording the frozen
+character n-gram TF-IDF features (:mod:`triage.models.features`), which carry exact wording the frozen
 embedding blurs; the ``linear`` head reads the embedding only.
 
-A neighbour memory (:mod:`models.memory`) can add, for every field, the labels of the most similar
+A neighbour memory (:mod:`triage.models.memory`) can add, for every field, the labels of the most similar
 training tickets as a third input of the heads.
 
 On disk (a model version folder): ``encoder/`` as transformers saves model and tokenizer
 (safetensors), ``heads.safetensors`` (head weights, embedding standardisation, IDF weights, the
-memory) and the classifier's settings inside ``model.json`` (see :mod:`models.manifest`).
+memory) and the classifier's settings inside ``model.json`` (see :mod:`triage.models.manifest`).
 Nothing is pickled.
 """
 
@@ -30,11 +30,11 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from models.batching import pad_batch, token_budget_batches
-from models.features import HashedTfidf, HashingConfig
-from models.heads import FieldHead, SparseRows
-from models.manifest import ClassifierConfig, ModelFolderError
-from models.memory import NeighbourMemory
+from triage.models.batching import pad_batch, token_budget_batches
+from triage.models.features import HashedTfidf, HashingConfig
+from triage.models.heads import FieldHead, SparseRows
+from triage.models.manifest import ClassifierConfig, ModelFolderError
+from triage.models.memory import NeighbourMemory
 from triage.settings import ModelSettings
 
 DEFAULT_BATCH_TOKENS = ModelSettings().batch_tokens

@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-from models.encoders import BUILD_INFO, E5_QUERY_PREFIX
+from triage.models.encoders import BUILD_INFO, E5_QUERY_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ def _write_folder(image: E5Image, folder: Path, dtype: str, source: Path) -> Non
             "name": MODEL_NAME,
             "query_prefix": E5_QUERY_PREFIX,
             "pooling": "mean",
-            "builder": "models.e5_rebuild",
+            "builder": "triage.models.e5_rebuild",
             "format_version": FORMAT_VERSION,
             "dtype": dtype,
             "source": source.name,

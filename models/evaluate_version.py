@@ -1,7 +1,7 @@
 """Evaluate a stored model version on a labelled table, beside a baseline trained on the same table.
 
-The table is prepared and split exactly as training does (:func:`models.training.prepare_frame`,
-:func:`models.training.split_holdout`), or a separate test table is given. The TF-IDF baseline is
+The table is prepared and split exactly as training does (:func:`triage.models.training.prepare_frame`,
+:func:`triage.models.training.split_holdout`), or a separate test table is given. The TF-IDF baseline is
 trained on the table's training part, on the rows whose label the model's head knows (the same
 footing training gives it); labels outside the head count as errors for both. The stored model
 only predicts the test part.
@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.baseline import TfidfBaseline
-from models.evaluation import FieldEvaluation, apply_gap, evaluate_field
-from models.inference import InferenceEngine
-from models.report import EvaluationReport
-from models.training import (
+from triage.models.baseline import TfidfBaseline
+from triage.models.evaluation import FieldEvaluation, apply_gap, evaluate_field
+from triage.models.inference import InferenceEngine
+from triage.models.report import EvaluationReport
+from triage.models.training import (
     MIN_SLICE_ROWS,
     TEXT,
     TrainConfig,

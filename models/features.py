@@ -27,7 +27,7 @@ from sklearn.preprocessing import normalize
 class HashingConfig:
     """Hash space sizes (0 turns a block off), n-gram ranges and minimum document frequencies.
 
-    The defaults are the baseline's (:mod:`models.baseline`): every word 1-2-gram, char 3-5-grams
+    The defaults are the baseline's (:mod:`triage.models.baseline`): every word 1-2-gram, char 3-5-grams
     seen in at least two training texts.
     """
 

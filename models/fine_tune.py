@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from models.head_fitting import class_weights
+from triage.models.head_fitting import class_weights
 
 if TYPE_CHECKING:
-    from models.classifier import TriageClassifier
-    from models.training import TrainConfig
+    from triage.models.classifier import TriageClassifier
+    from triage.models.training import TrainConfig
 
 log = logging.getLogger(__name__)
 IGNORE = -100

@@ -1,6 +1,6 @@
 """Fitting a field's linear head: convex, deterministic, its blocks chosen by cross-validation.
 
-A head (:class:`models.heads.FieldHead`) is fitted with L-BFGS on class-weighted cross-entropy
+A head (:class:`triage.models.heads.FieldHead`) is fitted with L-BFGS on class-weighted cross-entropy
 plus one L2 penalty per input block (embedding, TF-IDF, memory); a block can be switched off. The
 problem is convex, so the result does not depend on a random start. The candidates start with the
 baseline's own model (TF-IDF only, at the baseline's C), then add the embedding (a small grid of
@@ -24,10 +24,10 @@ import torch
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from models.heads import FieldHead, SparseRows
+from triage.models.heads import FieldHead, SparseRows
 
 if TYPE_CHECKING:
-    from models.training import TrainConfig
+    from triage.models.training import TrainConfig
 
 
 C_DENSE_GRID = (0.001, 0.01, 0.1)

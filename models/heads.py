@@ -62,7 +62,7 @@ class FieldHead(nn.Module):
     """Linear head for one field over up to three blocks of inputs.
 
     Always the (standardised) embedding; with ``n_sparse > 0`` the TF-IDF row; with ``memory`` the
-    neighbour label shares of :class:`models.memory.NeighbourMemory` (one weight per label pair).
+    neighbour label shares of :class:`triage.models.memory.NeighbourMemory` (one weight per label pair).
     """
 
     def __init__(self, dim: int, n_sparse: int, n_classes: int, *, memory: bool = False) -> None:

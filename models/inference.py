@@ -1,9 +1,9 @@
 """Batched inference: every triaged field for many tickets in one encoder pass per batch.
 
 Texts are tokenised once, sorted by length and cut into batches under a token budget, padded only
-to the longest text of each batch (:mod:`models.batching`), run under ``torch.inference_mode`` with
+to the longest text of each batch (:mod:`triage.models.batching`), run under ``torch.inference_mode`` with
 bf16 autocast on CUDA. On CPU the encoder can run int8 (``precision="int8"``: linear layers
-quantised dynamically, see :func:`models.encoders.quantise_int8`); :func:`compare` says whether its
+quantised dynamically, see :func:`triage.models.encoders.quantise_int8`); :func:`compare` says whether its
 predictions stay within :data:`TOLERANCE` of float32. A model folder is loaded once per process (a
 small cache keyed by folder, device and precision). Results do not depend on how texts are batched,
 beyond float rounding.
@@ -29,12 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from models.classifier import DEFAULT_BATCH_TOKENS, TriageClassifier, pick_device
-from models.encoders import quantise_int8
-from models.manifest import MANIFEST_FILE, ModelManifest
-from models.tables import iter_table, table_kind
-from models.text import text_hash, ticket_text
 from triage.lake.schemas import PREDICTIONS
+from triage.models.classifier import DEFAULT_BATCH_TOKENS, TriageClassifier, pick_device
+from triage.models.encoders import quantise_int8
+from triage.models.manifest import MANIFEST_FILE, ModelManifest
+from triage.models.tables import iter_table, table_kind
+from triage.models.text import text_hash, ticket_text
 
 OUTPUT_COLUMNS = [
     "ticket_id",
@@ -102,7 +102,7 @@ def resolve_model_folder(path_or_store_root: str | Path, version: str | None = N
         if version is not None and path.name != version:
             raise ValueError(f"{path} is version {path.name}, not {version}")
         return path
-    from models.store import ModelStore
+    from triage.models.store import ModelStore
 
     store = ModelStore(path)
     if version is not None:
@@ -252,7 +252,7 @@ class InferenceEngine:
         return info.apply.threshold, info.suggest.threshold
 
     def predict(self, texts: Sequence[str]) -> dict[str, FieldPredictions]:
-        """Probabilities of every field for ready-made texts (see :func:`models.text.ticket_text`)."""
+        """Probabilities of every field for ready-made texts (see :func:`triage.models.text.ticket_text`)."""
         proba = self.model.predict_proba(list(texts), batch_tokens=self.batch_tokens)
         return {
             field: FieldPredictions(field, self.labels(field), proba[field], self.top_k)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.evaluation import FieldEvaluation, compare_macro_f1
+from triage.models.evaluation import FieldEvaluation, compare_macro_f1
 
 Plot = tuple[str, bytes]
 """A plot: its file (relative to the report folder) and its PNG bytes."""
@@ -131,7 +131,7 @@ def write_report(report: EvaluationReport, out_dir: Path) -> dict[str, Path]:
     """
     out_dir = Path(out_dir)
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    from models.report_plots import field_plots
+    from triage.models.report_plots import field_plots
 
     paths: dict[str, Path] = {}
     plots: dict[str, dict[str, Plot]] = {}

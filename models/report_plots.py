@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from models.evaluation import FieldEvaluation
+from triage.models.evaluation import FieldEvaluation
 
 COLORS = {"model": "tab:blue", "baseline": "tab:orange"}
 MAX_NAMED_LABELS = 30

@@ -5,7 +5,7 @@ Layout under the store root::
     versions/<version>/        model.json, heads.safetensors, encoder/ (transformers), report/
                                (encoder files identical to the previous version's are hard links)
     current.json               {"version", "previous": [...], "reason", "updated_at"}
-    encoders/                  base encoders built here (e5-small, see models.encoders)
+    encoders/                  base encoders built here (e5-small, see triage.models.encoders)
 
 Version ids sort by creation time (``20261129-210501-ab12cd``, UTC). A version folder is written
 under a temporary name and renamed when complete; ``current.json`` is replaced atomically.
@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from models.classifier import ENCODER_DIR, TriageClassifier
-from models.evaluation import FieldEvaluation, apply_gap, evaluate_field
-from models.manifest import (
+from triage.models.classifier import ENCODER_DIR, TriageClassifier
+from triage.models.evaluation import FieldEvaluation, apply_gap, evaluate_field
+from triage.models.manifest import (
     MANIFEST_FILE,
     ModelManifest,
     Promotion,
@@ -52,7 +52,7 @@ from models.manifest import (
 )
 
 if TYPE_CHECKING:
-    from models.training import TrainConfig, TrainingResult
+    from triage.models.training import TrainConfig, TrainingResult
 
 VERSIONS_DIR = "versions"
 CURRENT_FILE = "current.json"
@@ -141,7 +141,7 @@ class ModelStore:
 
     def save(self, result: TrainingResult) -> ModelVersion:
         """Write ``result`` as a new version (model, heads, model.json, evaluation report); not promoted."""
-        from models.report import write_report
+        from triage.models.report import write_report
 
         created = datetime.now(UTC)
         version = new_version_id(created)
@@ -365,7 +365,7 @@ def promotion_tickets(result: TrainingResult, current: ModelManifest) -> tuple[p
     current model's training cutoff; for data without times, the whole hold-out only when both
     trained on the same tickets (same fingerprint). Otherwise none: the rule says why.
     """
-    from models.training import TIME
+    from triage.models.training import TIME
 
     holdout = result.holdout
     mine, theirs = result.training_set, current.training.training_set
@@ -393,8 +393,8 @@ def score_version(
     model: Path | TriageClassifier, tickets: pd.DataFrame, fields: list[str], config: TrainConfig
 ) -> dict[str, FieldEvaluation]:
     """A model (a version folder, or one in memory) scored on ``tickets``' labelled rows, per field."""
-    from models.inference import InferenceEngine
-    from models.training import TEXT
+    from triage.models.inference import InferenceEngine
+    from triage.models.training import TEXT
 
     if isinstance(model, Path):
         model = InferenceEngine.load(model, device=config.device, batch_tokens=config.batch_tokens).model

@@ -43,14 +43,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sklearn.model_selection import train_test_split
 
-from models.classifier import TriageClassifier, pick_device
-from models.embedding_cache import EmbeddingCache, encoder_fingerprint
-from models.encoders import EncoderSpec, resolve_encoder
-from models.evaluation import FieldEvaluation, apply_gap, evaluate_field
-from models.features import HashingConfig
-from models.fine_tune import fine_tune_encoder
-from models.head_fitting import HeadChoice, one_thread, refit_head, select_head, selection_fits
-from models.manifest import (
+from triage.models.classifier import TriageClassifier, pick_device
+from triage.models.embedding_cache import EmbeddingCache, encoder_fingerprint
+from triage.models.encoders import EncoderSpec, resolve_encoder
+from triage.models.evaluation import FieldEvaluation, apply_gap, evaluate_field
+from triage.models.features import HashingConfig
+from triage.models.fine_tune import fine_tune_encoder
+from triage.models.head_fitting import HeadChoice, one_thread, refit_head, select_head, selection_fits
+from triage.models.manifest import (
     ClassifierConfig,
     FieldManifest,
     ModelManifest,
@@ -60,12 +60,12 @@ from models.manifest import (
     TrainingSet,
     keys_sha256,
 )
-from models.progress import Phase, Progress, phase
-from models.text import text_hash, ticket_text
+from triage.models.progress import Phase, Progress, phase
+from triage.models.text import text_hash, ticket_text
 from triage.settings import ModelSettings
 
 if TYPE_CHECKING:
-    from models.report import EvaluationReport
+    from triage.models.report import EvaluationReport
     from triage.settings import Settings
 
 _DEFAULTS = ModelSettings()
@@ -116,7 +116,7 @@ class TrainConfig(BaseModel):
         default=None,
         gt=0.0,
         description="Inverse L2 strength of the embedding weights; None: the head's blocks and this "
-        "strength are chosen per field by cross-validation (models.head_fitting).",
+        "strength are chosen per field by cross-validation (triage.models.head_fitting).",
     )
     c_sparse: float | None = Field(
         default=None,
@@ -293,7 +293,7 @@ class TrainingResult:
 
     def report(self, version: str | None = None) -> EvaluationReport:
         """The evaluation report (model beside baseline per field and slice) for models-eval's writer."""
-        from models.report import EvaluationReport
+        from triage.models.report import EvaluationReport
 
         return EvaluationReport(
             dataset={
@@ -458,7 +458,7 @@ def train(
     """Train and evaluate a model on ``frame`` (or on ``frame`` with ``test_frame`` as the hold-out).
 
     ``slice_column`` (e.g. ``language``) adds per-value evaluations of model and baseline.
-    ``progress`` (:class:`models.progress.Progress`) hears every phase in order with its steps:
+    ``progress`` (:class:`triage.models.progress.Progress`) hears every phase in order with its steps:
     ``preparation``, ``fine-tuning`` (only with ``fine_tune``), ``embedding`` (token-budget
     batches), ``features`` (TF-IDF, memory), ``head selection`` (candidates x folds of every
     field), ``final fit`` and ``evaluation`` (the hold-out's features, then each field).
@@ -742,7 +742,7 @@ def _evaluate(
 ) -> tuple[dict[str, FieldOutcome], dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]]]:
     """Model and baseline (trained on the same rows) on the hold-out, per field and per slice
     (``step``: one per field)."""
-    from models.baseline import TfidfBaseline
+    from triage.models.baseline import TfidfBaseline
 
     outcomes: dict[str, FieldOutcome] = {}
     slices: dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]] = {}

@@ -1,8 +1,8 @@
 """Compaction of the whole lake under its lease (the nightly flow's task, and a migration of a lake).
 
 Every table's date partitions that hold parts become one file each (:mod:`triage.lake.compaction`),
-the audit's open items folded into their state first (:func:`tasks.audit.fold_open_items`) and the
-changes done added to their index after (:func:`tasks.audit.index_done`); parts a
+the audit's open items folded into their state first (:func:`triage.tasks.audit.fold_open_items`) and the
+changes done added to their index after (:func:`triage.tasks.audit.index_done`); parts a
 retried stage would replace only once older than ``pipeline.retain_parts_days``; then retained parts
 older than that are deleted (vacuum). Push merges its own audit
 parts after every run; this merges the other tables, whatever a cut-off run left, and old partitions
@@ -10,7 +10,7 @@ a backfill wrote to.
 
 Migrating a lake written before compaction existed is the same work, once:
 
-    python -m tasks.compact --config config.yml
+    python -m triage.tasks.compact --config config.yml
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import argparse
 import logging
 from datetime import datetime, timedelta
 
-from tasks.audit import fold_open_items, index_done
-from tasks.context import StageContext
 from triage.lake import Lake
 from triage.lake.compaction import Merged, compact_lake, summary, vacuum
 from triage.lake.lease import hold
 from triage.lake.runs import utcnow
 from triage.settings import load_settings
+from triage.tasks.audit import fold_open_items, index_done
+from triage.tasks.context import StageContext
 
 log = logging.getLogger(__name__)
 

@@ -1,17 +1,17 @@
-"""Decide: apply the per-field rules (:mod:`tasks.rules`) to every eligible ticket into ``decisions``."""
+"""Decide: apply the per-field rules (:mod:`triage.tasks.rules`) to every eligible ticket into ``decisions``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import FieldSpec
-from tasks.context import StageContext
-from tasks.manifest import DecideManifest, ExtractManifest, PredictManifest, count_rows
-from tasks.rules import Prediction, decide_ticket
-from tasks.runlog import recorded
-from tasks.snapshots import current_values, latest_snapshots, row_ticket
+from triage.adapters.base import FieldSpec
 from triage.lake.runs import utcnow
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import DecideManifest, ExtractManifest, PredictManifest, count_rows
+from triage.tasks.rules import Prediction, decide_ticket
+from triage.tasks.runlog import recorded
+from triage.tasks.snapshots import current_values, latest_snapshots, row_ticket
 
 PART_PREFIX = "decide-"
 PART_ROWS = 100_000

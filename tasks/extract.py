@@ -15,16 +15,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from adapters.base import Ticket, TicketSystemAdapter
-from adapters.errors import MalformedTicketError
-from tasks.audit import OwnWrites, own_writes
-from tasks.context import StageContext
-from tasks.manifest import ExtractManifest, add_count
-from tasks.runlog import recorded
-from tasks.snapshots import quarantine_row, ticket_row
+from triage.adapters.base import Ticket, TicketSystemAdapter
+from triage.adapters.errors import MalformedTicketError
 from triage.lake import Lake
 from triage.lake.runs import last_high_water_mark, utcnow
 from triage.settings import Settings
+from triage.tasks.audit import OwnWrites, own_writes
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import ExtractManifest, add_count
+from triage.tasks.runlog import recorded
+from triage.tasks.snapshots import quarantine_row, ticket_row
 
 Purpose = Literal["triage", "history"]
 Progress = Callable[[float], None]

@@ -14,12 +14,12 @@ from typing import Any
 import pyarrow.compute as pc
 from pydantic import Field
 
-from adapters.base import FieldSpec
-from tasks.context import StageContext
-from tasks.manifest import ExtractManifest, Manifest
-from tasks.runlog import recorded
-from tasks.snapshots import label_of, latest_snapshots, row_ticket
+from triage.adapters.base import FieldSpec
 from triage.lake import Lake
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import ExtractManifest, Manifest
+from triage.tasks.runlog import recorded
+from triage.tasks.snapshots import label_of, latest_snapshots, row_ticket
 
 PART = "outcomes-00001"
 

@@ -7,14 +7,14 @@ from typing import Any
 
 import pandas as pd
 
-from models.inference import InferenceEngine
-from models.store import ModelStore
-from tasks.context import PipelineError, StageContext
-from tasks.manifest import ExtractManifest, PredictManifest, add_count
-from tasks.runlog import recorded
-from tasks.snapshots import latest_snapshots
 from triage.lake.runs import utcnow
+from triage.models.inference import InferenceEngine
+from triage.models.store import ModelStore
 from triage.settings import Settings
+from triage.tasks.context import PipelineError, StageContext
+from triage.tasks.manifest import ExtractManifest, PredictManifest, add_count
+from triage.tasks.runlog import recorded
+from triage.tasks.snapshots import latest_snapshots
 
 PART_PREFIX = "predict-"
 CHUNK_ROWS = 2000

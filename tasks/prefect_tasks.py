@@ -1,10 +1,10 @@
 """The Prefect tasks: thin wrappers that add retries, result caching and progress to the stages.
 
-The stage logic lives in plain modules (:mod:`tasks.extract`, :mod:`tasks.predict`, ...) that
+The stage logic lives in plain modules (:mod:`triage.tasks.extract`, :mod:`triage.tasks.predict`, ...) that
 import nothing of Prefect. Here:
 
 - retries with exponential backoff and jitter, only for transient ticket-system failures
-  (:func:`adapters.errors.is_transient`);
+  (:func:`triage.adapters.errors.is_transient`);
 - extract and predict persist their manifests (as JSON) under a cache key made of the run id (the
   flow-run id) and the window, in storage every worker reaches (:func:`result_storage`), so a retried
   flow run gets them back as ``Cached`` on any worker and reuses the lake partitions they point to;
@@ -38,15 +38,15 @@ from prefect.filesystems import RemoteFileSystem
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
-from adapters.base import TicketSystemAdapter
-from adapters.errors import is_transient
-from adapters.registry import build_adapter
-from tasks import decide, extract, outcomes, predict, push, train
-from tasks.context import StageContext
-from tasks.manifest import DecideManifest, ExtractManifest, Manifest, PredictManifest, PushManifest
-from tasks.outcomes import OutcomesManifest
-from tasks.train import TrainManifest
+from triage.adapters.base import TicketSystemAdapter
+from triage.adapters.errors import is_transient
+from triage.adapters.registry import build_adapter
 from triage.lake.io import check_uri
+from triage.tasks import decide, extract, outcomes, predict, push, train
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import DecideManifest, ExtractManifest, Manifest, PredictManifest, PushManifest
+from triage.tasks.outcomes import OutcomesManifest
+from triage.tasks.train import TrainManifest
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -189,7 +189,7 @@ def progress(stage: str) -> Iterator[Callable[[float], None]]:
 
 
 class PhaseArtifacts:
-    """Training's phases (:class:`models.progress.Progress`) as this flow run's progress artifacts,
+    """Training's phases (:class:`triage.models.progress.Progress`) as this flow run's progress artifacts,
     one per phase (``train <phase>: progress``, through :func:`progress`: updated every 5%), and
     one log line per phase with its seconds. Steps from training's worker threads are sent in the
     context (Prefect's settings and client) of the thread that started the phase."""

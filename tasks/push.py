@@ -4,21 +4,21 @@ Order of work, each step safe to repeat:
 
 1. Re-read the tickets changed since the extract (one incremental read, not one call per ticket).
 2. Resolve intents left without a result (a crash, or an answer lost) from that re-read
-   (:mod:`tasks.push_recovery`): a ticket carrying the value was written (``ok``), one without it
+   (:mod:`triage.tasks.push_recovery`): a ticket carrying the value was written (``ok``), one without it
    was not (``not_applied``); a note is looked up in the ticket's conversations. A bulk write
    younger than ``pipeline.bulk_settle_seconds`` may still be running: its ticket waits.
 3. Shadow mode stops here: nothing is sent.
 4. The changes to make: this run's decisions plus those earlier pushes still owe (latest result
-   ``not_applied``), re-checked (:func:`tasks.push_plan.recheck`) and planned as requests.
-5. Per batch (:mod:`tasks.push_send`): ``intent`` rows; then each request re-reads its tickets
+   ``not_applied``), re-checked (:func:`triage.tasks.push_plan.recheck`) and planned as requests.
+5. Per batch (:mod:`triage.tasks.push_send`): ``intent`` rows; then each request re-reads its tickets
    right before it is sent (a single update reads its ticket; a bulk update the tickets changed
    since the last read), is re-checked against them, sent, and gets ``result`` rows. A transient or
    authentication failure stops the stage after recording what is known: a request whose answer
-   was lost as a re-read shows it (:mod:`tasks.push_recovery`), the batch's unsent requests
+   was lost as a re-read shows it (:mod:`triage.tasks.push_recovery`), the batch's unsent requests
    ``not_applied`` (``not_sent``); the retry or the next run sends what is owed. Suggestion notes
    re-read between batches every ``pipeline.push_reread_seconds``.
 6. The run's audit parts are merged into their date's file, their open items folded into the audit's
-   state (:func:`tasks.audit.compact_audit`), so the next run reads no more of history than is open.
+   state (:func:`triage.tasks.audit.compact_audit`), so the next run reads no more of history than is open.
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from adapters.base import TicketSystemAdapter
-from tasks.audit import KIND, compact_audit, dangling_intents, done_changes, owed_results
-from tasks.context import StageContext
-from tasks.manifest import DecideManifest, ExtractManifest, PushManifest, add_count
-from tasks.push_plan import Change, Method, Request, recheck
-from tasks.push_recovery import owed_changes, resolve_open
-from tasks.push_send import send_all
-from tasks.push_state import PushState, Rows, changed_since, skip_row
-from tasks.runlog import recorded
-from tasks.snapshots import latest_snapshots, row_ticket
+from triage.adapters.base import TicketSystemAdapter
 from triage.lake import Lake
 from triage.lake.compaction import summary
 from triage.lake.runs import utcnow
+from triage.tasks.audit import KIND, compact_audit, dangling_intents, done_changes, owed_results
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import DecideManifest, ExtractManifest, PushManifest, add_count
+from triage.tasks.push_plan import Change, Method, Request, recheck
+from triage.tasks.push_recovery import owed_changes, resolve_open
+from triage.tasks.push_send import send_all
+from triage.tasks.push_state import PushState, Rows, changed_since, skip_row
+from triage.tasks.runlog import recorded
+from triage.tasks.snapshots import latest_snapshots, row_ticket
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from adapters.base import FieldSpec, Ticket
-from tasks.audit import ChangeKey, change_key
+from triage.adapters.base import FieldSpec, Ticket
 from triage.settings import FieldRule
+from triage.tasks.audit import ChangeKey, change_key
 
 Method = Literal["update", "bulk_update", "note"]
 BULK_MAX_IDS = 100

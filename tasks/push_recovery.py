@@ -13,11 +13,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from adapters.base import Ticket
-from adapters.errors import TicketSystemError
-from tasks.audit import change_key
-from tasks.push_plan import Change, Request, Skip, note_reference
-from tasks.push_state import (
+from triage.adapters.base import Ticket
+from triage.adapters.errors import TicketSystemError
+from triage.lake.runs import utcnow
+from triage.tasks.audit import change_key
+from triage.tasks.push_plan import Change, Request, Skip, note_reference
+from triage.tasks.push_state import (
     PushState,
     Rows,
     audit_row,
@@ -27,8 +28,7 @@ from tasks.push_state import (
     result_rows,
     skip_row,
 )
-from tasks.snapshots import snapshots_at
-from triage.lake.runs import utcnow
+from triage.tasks.snapshots import snapshots_at
 
 
 async def resolve_open(state: PushState, dangling: Rows, fresh: Mapping[int, Ticket]) -> tuple[set[int], int]:

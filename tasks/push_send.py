@@ -3,7 +3,7 @@
 Per batch: ``intent`` rows; then per request a re-read (a single update reads its ticket, a bulk
 update the tickets changed since the last read), the re-check, the request and its ``result`` rows.
 A stopping failure records what is known first: the lost request as a re-read shows it
-(:func:`tasks.push_recovery.after_lost`), the batch's unsent requests ``not_applied`` (``not_sent``).
+(:func:`triage.tasks.push_recovery.after_lost`), the batch's unsent requests ``not_applied`` (``not_sent``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from adapters.base import TicketSystemAdapter
-from adapters.errors import AuthenticationError, TicketSystemError, is_transient
-from tasks.push_plan import Request
-from tasks.push_recovery import after_lost, found_written
-from tasks.push_state import PushState, Rows, audit_row, changed_since, result_rows, skip_row
+from triage.adapters.base import TicketSystemAdapter
+from triage.adapters.errors import AuthenticationError, TicketSystemError, is_transient
 from triage.lake.runs import utcnow
 from triage.redaction import redact
+from triage.tasks.push_plan import Request
+from triage.tasks.push_recovery import after_lost, found_written
+from triage.tasks.push_state import PushState, Rows, audit_row, changed_since, result_rows, skip_row
 
 #: Single updates and notes are recorded in batches of this many requests (one intent and one
 #: result part each); a bulk update is its own batch.

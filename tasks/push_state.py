@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from adapters.base import FieldSpec, Ticket, TicketSystemAdapter
-from adapters.errors import MalformedTicketError
-from tasks.audit import write_audit
-from tasks.context import StageContext
-from tasks.manifest import add_count
-from tasks.push_plan import Change, Method, Request, Skip, plan_notes, plan_writes, recheck
-from tasks.snapshots import quarantine_row
+from triage.adapters.base import FieldSpec, Ticket, TicketSystemAdapter
+from triage.adapters.errors import MalformedTicketError
 from triage.lake import Lake
 from triage.lake.runs import utcnow
 from triage.settings import Settings
+from triage.tasks.audit import write_audit
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import add_count
+from triage.tasks.push_plan import Change, Method, Request, Skip, plan_notes, plan_writes, recheck
+from triage.tasks.snapshots import quarantine_row
 
 Rows = list[dict[str, Any]]
 

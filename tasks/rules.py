@@ -28,9 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from adapters.base import FieldSpec
-from tasks.snapshots import label_of
+from triage.adapters.base import FieldSpec
 from triage.settings import FieldRule
+from triage.tasks.snapshots import label_of
 
 Action = Literal["apply", "suggest", "skip"]
 

@@ -8,13 +8,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tasks.context import StageContext
-from tasks.manifest import Counts, PushManifest, add_count
 from triage.lake import Lake, record_stage
 from triage.lake.runs import utcnow
 from triage.redaction import redact
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import Counts, PushManifest, add_count
 
-#: Reason codes of results that resolved a write cut off by a crash (see ``tasks.audit.AUDIT_REASONS``).
+#: Reason codes of results that resolved a write cut off by a crash (see ``triage.tasks.audit.AUDIT_REASONS``).
 RECOVERY_REASONS = ("confirmed_on_reread", "not_found_on_reread", "note_unverifiable")
 
 

@@ -1,4 +1,4 @@
-"""Ticket snapshots in the ``tickets`` table: to and from :class:`~adapters.base.Ticket`."""
+"""Ticket snapshots in the ``tickets`` table: to and from :class:`~triage.adapters.base.Ticket`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from adapters.base import FieldSpec, Ticket
-from adapters.errors import MalformedTicketError
+from triage.adapters.base import FieldSpec, Ticket
+from triage.adapters.errors import MalformedTicketError
 from triage.lake import Lake
 
 

@@ -1,7 +1,7 @@
 """Train: a model from the helpdesk's resolved tickets (the agents' final values are the labels).
 
 Reads the history extract from the lake, turns native values into labels with the ticket system's
-field metadata, trains and evaluates (:func:`models.training.train`), and registers the version in
+field metadata, trains and evaluates (:func:`triage.models.training.train`), and registers the version in
 the model store, which promotes it only if it is not worse than the current one.
 """
 
@@ -14,14 +14,14 @@ from typing import Any
 import pandas as pd
 from pydantic import Field, ValidationError
 
-from adapters.base import FieldSpec
-from models.progress import Progress, phase
-from models.store import ModelStore
-from models.training import TrainConfig, train
-from tasks.context import PipelineError, StageContext
-from tasks.manifest import ExtractManifest, Manifest
-from tasks.runlog import recorded
-from tasks.snapshots import label_of, latest_snapshots, row_ticket
+from triage.adapters.base import FieldSpec
+from triage.models.progress import Progress, phase
+from triage.models.store import ModelStore
+from triage.models.training import TrainConfig, train
+from triage.tasks.context import PipelineError, StageContext
+from triage.tasks.manifest import ExtractManifest, Manifest
+from triage.tasks.runlog import recorded
+from triage.tasks.snapshots import label_of, latest_snapshots, row_ticket
 
 
 class TrainManifest(Manifest):
@@ -68,7 +68,7 @@ def train_from_history(
 ) -> TrainManifest:
     """Train on ``history``'s resolved tickets and register the model (promoting it if not worse).
 
-    ``progress`` hears training's phases (:func:`models.training.train`), then ``saving`` (the
+    ``progress`` hears training's phases (:func:`triage.models.training.train`), then ``saving`` (the
     model, its report and the promotion comparison)."""
     settings = ctx.settings()
     lake = ctx.lake(settings)

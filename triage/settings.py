@@ -5,7 +5,7 @@ e.g. ``TRIAGE_PIPELINE__MODE=apply``), the YAML file, defaults. The ticket-syste
 come from ``FRESHDESK_API_KEY``; it is held as a :class:`~pydantic.SecretStr` and never rendered.
 
 Adapter-specific keys (``freshdesk_domain`` ...) live under ``ticket_system`` and are validated by
-the adapter's own config model when the adapter is built (see :mod:`adapters.registry`).
+the adapter's own config model when the adapter is built (see :mod:`triage.adapters.registry`).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ class ModelSettings(_Section):
     seed: int = 42
     train_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Further options of models.training.TrainConfig (head, hashing, ...) for the train flow.",
+        description="Further options of triage.models.training.TrainConfig (head, hashing, ...) for the train flow.",
     )
 
 

@@ -3,9 +3,9 @@
 Registered as the ``freshdesk`` entry point of the ``triage.adapters`` group.
 """
 
-from adapters.freshdesk.adapter import FreshdeskAdapter
-from adapters.freshdesk.client import ResponseInfo
-from adapters.freshdesk.config import FreshdeskConfig
-from adapters.freshdesk.search import SearchTooBroadError
+from triage.adapters.freshdesk.adapter import FreshdeskAdapter
+from triage.adapters.freshdesk.client import ResponseInfo
+from triage.adapters.freshdesk.config import FreshdeskConfig
+from triage.adapters.freshdesk.search import SearchTooBroadError
 
 __all__ = ["FreshdeskAdapter", "FreshdeskConfig", "ResponseInfo", "SearchTooBroadError"]

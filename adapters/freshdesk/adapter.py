@@ -1,4 +1,4 @@
-"""The Freshdesk adapter: :class:`~adapters.base.TicketSystemAdapter` over Freshdesk's REST API v2."""
+"""The Freshdesk adapter: :class:`~triage.adapters.base.TicketSystemAdapter` over Freshdesk's REST API v2."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from adapters.base import BulkUpdateResult, FieldSpec, OnMalformed, Ticket, TicketSystemAdapter
-from adapters.errors import (
+from triage.adapters.base import BulkUpdateResult, FieldSpec, OnMalformed, Ticket, TicketSystemAdapter
+from triage.adapters.errors import (
     AuthenticationError,
     ForbiddenError,
     MalformedResponseError,
@@ -22,13 +22,13 @@ from adapters.errors import (
     TransientError,
     ValidationError,
 )
-from adapters.freshdesk import incremental
-from adapters.freshdesk.client import FreshdeskClient, ResponseInfo, clear_last_response, last_response
-from adapters.freshdesk.config import TICKET_UPDATE, TICKETS_LIST, FreshdeskConfig
-from adapters.freshdesk.jobs import BULK_MAX_IDS, job_outcome
-from adapters.freshdesk.parsing import FieldMetadata, field_metadata, html_to_text, parse_ticket
-from adapters.freshdesk.ratelimit import Clock, Sleep
-from adapters.freshdesk.search import (
+from triage.adapters.freshdesk import incremental
+from triage.adapters.freshdesk.client import FreshdeskClient, ResponseInfo, clear_last_response, last_response
+from triage.adapters.freshdesk.config import TICKET_UPDATE, TICKETS_LIST, FreshdeskConfig
+from triage.adapters.freshdesk.jobs import BULK_MAX_IDS, job_outcome
+from triage.adapters.freshdesk.parsing import FieldMetadata, field_metadata, html_to_text, parse_ticket
+from triage.adapters.freshdesk.ratelimit import Clock, Sleep
+from triage.adapters.freshdesk.search import (
     MAX_PAGES,
     MAX_RESULTS,
     PAGE_SIZE,
@@ -36,7 +36,7 @@ from adapters.freshdesk.search import (
     build_query,
     needs_metadata,
 )
-from adapters.freshdesk.updates import build_properties, merge_tags
+from triage.adapters.freshdesk.updates import build_properties, merge_tags
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class FreshdeskAdapter(TicketSystemAdapter):
         return parse_ticket(response.body)
 
     async def find_tickets(self, query: Mapping[str, Any], *, max_results: int | None = None) -> list[Ticket]:
-        """Tickets matching ``query`` through Freshdesk search (see :mod:`adapters.freshdesk.search`).
+        """Tickets matching ``query`` through Freshdesk search (see :mod:`triage.adapters.freshdesk.search`).
 
         Search returns at most 300 tickets. When more match, :class:`SearchTooBroadError` is
         raised unless ``max_results`` asks for the first ``max_results`` (capped at 300).

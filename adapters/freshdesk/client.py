@@ -1,7 +1,7 @@
 """HTTP transport to Freshdesk: Basic auth, pacing, retries with backoff, typed errors.
 
 :class:`FreshdeskClient` sends one logical request and returns its parsed JSON, or raises one of
-:mod:`adapters.errors`. It waits on the shared :class:`RateBudget` before every attempt, honours
+:mod:`triage.adapters.errors`. It waits on the shared :class:`RateBudget` before every attempt, honours
 ``Retry-After`` on 429 by waiting and resending, and retries 5xx answers, timeouts, dropped
 connections and unparsable bodies with exponential backoff and jitter. Requests that are not
 idempotent (a POST of a note) are resent only when Freshdesk surely did not act on them.
@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from adapters.errors import (
+from triage.adapters.errors import (
     AuthenticationError,
     FieldError,
     ForbiddenError,
@@ -36,8 +36,8 @@ from adapters.errors import (
     TransientError,
     ValidationError,
 )
-from adapters.freshdesk.config import FreshdeskConfig
-from adapters.freshdesk.ratelimit import Clock, RateBudget, Sleep
+from triage.adapters.freshdesk.config import FreshdeskConfig
+from triage.adapters.freshdesk.ratelimit import Clock, RateBudget, Sleep
 from triage.redaction import redact, register_secret
 
 logger = logging.getLogger(__name__)

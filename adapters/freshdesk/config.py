@@ -53,7 +53,7 @@ def _is_loopback(host: str) -> bool:
 
 
 class FreshdeskConfig(BaseModel):
-    """Settings of :class:`~adapters.freshdesk.FreshdeskAdapter`.
+    """Settings of :class:`~triage.adapters.freshdesk.FreshdeskAdapter`.
 
     Give ``freshdesk_domain`` (``acme`` or ``acme.freshdesk.com``) or an explicit ``base_url``
     (e.g. a local simulator's ``http://127.0.0.1:8765/api/v2``). The key comes from

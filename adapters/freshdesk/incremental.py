@@ -26,11 +26,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from adapters.base import OnMalformed, Ticket
-from adapters.errors import MalformedResponseError, MalformedTicketError, ValidationError
-from adapters.freshdesk.client import FreshdeskClient
-from adapters.freshdesk.config import TICKETS_LIST
-from adapters.freshdesk.parsing import format_timestamp, parse_ticket
+from triage.adapters.base import OnMalformed, Ticket
+from triage.adapters.errors import MalformedResponseError, MalformedTicketError, ValidationError
+from triage.adapters.freshdesk.client import FreshdeskClient
+from triage.adapters.freshdesk.config import TICKETS_LIST
+from triage.adapters.freshdesk.parsing import format_timestamp, parse_ticket
 
 logger = logging.getLogger(__name__)
 

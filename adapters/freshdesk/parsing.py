@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from adapters.base import FieldSpec, Ticket
-from adapters.errors import MalformedTicketError
+from triage.adapters.base import FieldSpec, Ticket
+from triage.adapters.errors import MalformedTicketError
 
 #: Freshdesk's fixed priorities (used when /ticket_fields does not list them).
 PRIORITIES = {"Low": 1, "Medium": 2, "High": 3, "Urgent": 4}

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from adapters.freshdesk.config import RateLimits
+from triage.adapters.freshdesk.config import RateLimits
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from adapters.errors import FieldError, ValidationError
-from adapters.freshdesk.parsing import FieldMetadata
-from adapters.freshdesk.updates import NATIVE_KEYS, native_value
+from triage.adapters.errors import FieldError, ValidationError
+from triage.adapters.freshdesk.parsing import FieldMetadata
+from triage.adapters.freshdesk.updates import NATIVE_KEYS, native_value
 
 MAX_QUERY_LENGTH = 512
 PAGE_SIZE = 30

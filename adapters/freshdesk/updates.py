@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from adapters.base import FieldSpec
-from adapters.errors import FieldError, UnknownLabelError, ValidationError
-from adapters.freshdesk.parsing import FieldMetadata
+from triage.adapters.base import FieldSpec
+from triage.adapters.errors import FieldError, UnknownLabelError, ValidationError
+from triage.adapters.freshdesk.parsing import FieldMetadata
 
 #: Triage field name -> Freshdesk property.
 NATIVE_KEYS = {"group": "group_id", "priority": "priority", "type": "type", "status": "status"}

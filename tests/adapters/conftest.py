@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from freshdesk_fakes import API_KEY, BASE, GROUPS, TICKET_FIELDS, FakeTime, headers
 
-from adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
+from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
 
 
 @pytest.fixture

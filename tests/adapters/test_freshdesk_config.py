@@ -6,9 +6,9 @@ import pytest
 from freshdesk_fakes import API_KEY
 from pydantic import ValidationError
 
-from adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
-from adapters.freshdesk.config import TICKET_UPDATE, TICKETS_LIST
-from adapters.registry import build_adapter
+from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
+from triage.adapters.freshdesk.config import TICKET_UPDATE, TICKETS_LIST
+from triage.adapters.registry import build_adapter
 from triage.settings import ConfigError, load_settings
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from freshdesk_fakes import BASE, T0, FakeFreshdesk, respond, spread, ticket_json
 
-from adapters.errors import MalformedTicketError
-from adapters.freshdesk import incremental
+from triage.adapters.errors import MalformedTicketError
+from triage.adapters.freshdesk import incremental
 
 LIST_URL = re.compile(r".*/api/v2/tickets\?.*")
 
@@ -136,7 +136,7 @@ async def test_a_whole_cap_in_one_second_moves_on_and_warns(adapter, httpx_mock,
     later = [ticket_json(20, T0 + timedelta(seconds=1)), ticket_json(21, T0 + timedelta(seconds=2))]
     fake = FakeFreshdesk(same + later)
     serve(httpx_mock, fake)
-    with caplog.at_level(logging.WARNING, logger="adapters.freshdesk"):
+    with caplog.at_level(logging.WARNING, logger="triage.adapters.freshdesk"):
         read = await read_all(adapter)
     assert [t.id for t in read] == [1, 2, 3, 4, 5, 6, 20, 21]  # 7 and 8 are beyond reach
     assert "share updated_at=2024-05-01T00:00:00Z" in caplog.text

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from freshdesk_fakes import FakeTime
 
-from adapters.freshdesk.config import TICKET_UPDATE, TICKETS_LIST, RateLimits
-from adapters.freshdesk.ratelimit import RateBudget
+from triage.adapters.freshdesk.config import TICKET_UPDATE, TICKETS_LIST, RateLimits
+from triage.adapters.freshdesk.ratelimit import RateBudget
 
 
 def budget(fake: FakeTime, total: int = 200, list_limit: int = 20, window: float = 60) -> RateBudget:

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters.base import Ticket
-from adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig, incremental
-from adapters.simulator import Simulator, SimulatorConfig, run_simulator
+from triage.adapters.base import Ticket
+from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig, incremental
+from triage.simulator import Simulator, SimulatorConfig, run_simulator
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 UNLIMITED = {"plan": "custom", "rate_limit_total": 10**6, "rate_limit_tickets_list": 10**6}

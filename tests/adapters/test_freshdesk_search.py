@@ -8,9 +8,9 @@ from datetime import date
 import pytest
 from freshdesk_fakes import respond, ticket_json
 
-from adapters.errors import UnknownLabelError, ValidationError
-from adapters.freshdesk import SearchTooBroadError
-from adapters.freshdesk.search import build_query
+from triage.adapters.errors import UnknownLabelError, ValidationError
+from triage.adapters.freshdesk import SearchTooBroadError
+from triage.adapters.freshdesk.search import build_query
 
 SEARCH_URL = re.compile(r".*/api/v2/search/tickets\?.*")
 

@@ -9,7 +9,7 @@ import traceback
 import httpx
 from freshdesk_fakes import API_KEY, BASE, respond, ticket_json
 
-from adapters.errors import TicketSystemError
+from triage.adapters.errors import TicketSystemError
 
 FORMS = (API_KEY, base64.b64encode(f"{API_KEY}:X".encode()).decode())
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters.errors import GoneError, TicketSystemError, ValidationError
-from adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
-from adapters.simulator import SimulatorConfig, run_simulator
+from triage.adapters.errors import GoneError, TicketSystemError, ValidationError
+from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
+from triage.simulator import SimulatorConfig, run_simulator
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 UNLIMITED = {"plan": "custom", "rate_limit_total": 10**6, "rate_limit_tickets_list": 10**6}

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from freshdesk_fakes import API_KEY, BASE, respond, ticket_json
 
-from adapters.errors import (
+from triage.adapters.errors import (
     AuthenticationError,
     ForbiddenError,
     GoneError,
@@ -20,7 +20,7 @@ from adapters.errors import (
     ValidationError,
     is_transient,
 )
-from adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
+from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
 
 TICKET_URL = f"{BASE}/tickets/7"
 

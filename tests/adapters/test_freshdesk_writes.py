@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from freshdesk_fakes import BASE, GROUPS, T0, TICKET_FIELDS, headers, respond, ticket_json
 
-from adapters.errors import GoneError, TransientError, UnknownLabelError, ValidationError
-from adapters.freshdesk.parsing import parse_ticket
+from triage.adapters.errors import GoneError, TransientError, UnknownLabelError, ValidationError
+from triage.adapters.freshdesk.parsing import parse_ticket
 
 TICKET_URL = f"{BASE}/tickets/7"
 

@@ -26,7 +26,7 @@ def _section(text: str, heading: str) -> str:
 
 
 def test_docs_configuration_tables_name_every_setting():
-    from adapters.freshdesk.config import FreshdeskConfig
+    from triage.adapters.freshdesk.config import FreshdeskConfig
     from triage.settings import FieldRule, ModelSettings, PipelineSettings
 
     text = OPERATORS.read_text(encoding="utf-8")

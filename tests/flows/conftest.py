@@ -13,7 +13,7 @@ import os
 import pytest
 from flow_config import SIMULATOR, write_config
 
-from adapters.simulator import run_simulator
+from triage.simulator import run_simulator
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,7 @@ def session_sim():
 @pytest.fixture(scope="session")
 def trained(prefect_harness, session_sim, tmp_path_factory):
     """The train flow run once: history extracted through the adapter, a model in a shared store."""
-    from flows.train import TrainParams, train_flow
+    from triage.flows.train import TrainParams, train_flow
 
     folder = tmp_path_factory.mktemp("train")
     config = write_config(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from adapters.simulator import SimulatorConfig
+from triage.simulator import SimulatorConfig
 
 #: Small hash spaces and fixed regularisation: the heads train in seconds instead of minutes.
 FAST_TRAINING = {"hashing": {"word_buckets": 16384, "char_buckets": 16384}, "c_dense": 1.0, "c_sparse": 1.0}

@@ -10,28 +10,28 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from typer.testing import CliRunner
 
-from adapters.simulator.verdict import doubled
 from triage.lake import Lake
 from triage.lake.lease import hold
 from triage.lake.runs import run_history
+from triage.simulator.verdict import doubled
 
 pytestmark = pytest.mark.flow
 
 
 def test_two_runs_at_once_write_every_change_once(world, monkeypatch):
-    import tasks.push
-    from flows.incremental import TriageParams, triage_flow
+    import triage.tasks.push
+    from triage.flows.incremental import TriageParams, triage_flow
 
     sim, config = world["sim"], world["config"]  # the second run waits (pipeline.lease_wait_seconds: 120)
     both_planned = threading.Barrier(2, timeout=3)
-    real = tasks.push.push
+    real = triage.tasks.push.push
 
     async def together(*args, **kwargs):  # without a lease both runs would push side by side
         with contextlib.suppress(threading.BrokenBarrierError):
             await asyncio.to_thread(both_planned.wait)
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.push, "push", together)
+    monkeypatch.setattr(triage.tasks.push, "push", together)
     with ThreadPoolExecutor(2) as pool:
         runs = [pool.submit(triage_flow, TriageParams(config=str(config))) for _ in range(2)]
         summaries = [r.result(timeout=240) for r in runs]

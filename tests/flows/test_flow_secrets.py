@@ -20,7 +20,7 @@ import pytest
 from flow_config import SIMULATOR, write_config
 from typer.testing import CliRunner
 
-from adapters.simulator import FaultRule, run_simulator
+from triage.simulator import FaultRule, run_simulator
 
 pytestmark = pytest.mark.flow
 
@@ -83,14 +83,14 @@ def test_the_api_key_is_in_no_output_of_a_train_run_and_triage_runs_in_both_mode
 ):
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
 
-    import flows.incremental
-    from flows.incremental import TriageParams, triage_flow
-    from flows.train import TrainParams, train_flow
+    import triage.flows.incremental
     from triage.cli import app
+    from triage.flows.incremental import TriageParams, triage_flow
+    from triage.flows.train import TrainParams, train_flow
 
     monkeypatch.setenv("FRESHDESK_API_KEY", KEY)
-    retried = flows.incremental.extract_task.with_options(retry_delay_seconds=0)
-    monkeypatch.setattr(flows.incremental, "extract_task", retried)  # its retry without the backoff
+    retried = triage.flows.incremental.extract_task.with_options(retry_delay_seconds=0)
+    monkeypatch.setattr(triage.flows.incremental, "extract_task", retried)  # its retry without the backoff
     get = {"method": "GET", "path": "/tickets"}
     with Records() as records, run_simulator(dataclasses.replace(SIMULATOR, api_key=KEY, tickets=350)) as sim:
         store = tmp_path / "models"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from models.store import ModelStore
 from triage.lake import Lake
 from triage.lake.runs import run_history, utcnow
+from triage.models.store import ModelStore
 
 pytestmark = pytest.mark.flow
 
@@ -44,7 +44,7 @@ def test_train_flow_learns_from_the_resolved_history_and_promotes(trained):
 
 
 def test_triage_flow_applies_what_is_safe_and_reruns_write_nothing(world):
-    from flows.incremental import TriageParams, triage_flow
+    from triage.flows.incremental import TriageParams, triage_flow
 
     sim, lake = world["sim"], Lake(world["lake"])
     first = triage_flow(TriageParams(config=str(world["config"])))
@@ -89,7 +89,7 @@ def artifacts_of(run_id: str) -> str:
 
 
 def test_the_run_leaves_artifacts(world):
-    from flows.incremental import TriageParams, triage_flow
+    from triage.flows.incremental import TriageParams, triage_flow
 
     summary = triage_flow(TriageParams(config=str(world["config"]), mode="shadow"))
     artifacts = json.loads(artifacts_of(summary.run_id))
@@ -102,10 +102,10 @@ def test_the_run_leaves_artifacts(world):
 
 
 def test_a_failed_run_retried_reuses_extract_and_predict(world, monkeypatch):
-    import tasks.push
-    from flows.incremental import TriageParams, triage_flow
+    import triage.tasks.push
+    from triage.flows.incremental import TriageParams, triage_flow
 
-    real, calls = tasks.push.push, []
+    real, calls = triage.tasks.push.push, []
 
     async def fails_once(*args, **kwargs):
         calls.append(1)
@@ -113,7 +113,7 @@ def test_a_failed_run_retried_reuses_extract_and_predict(world, monkeypatch):
             raise RuntimeError("push broke")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.push, "push", fails_once)
+    monkeypatch.setattr(triage.tasks.push, "push", fails_once)
     summary = triage_flow.with_options(retries=1, retry_delay_seconds=0)(
         TriageParams(config=str(world["config"]))
     )
@@ -124,14 +124,14 @@ def test_a_failed_run_retried_reuses_extract_and_predict(world, monkeypatch):
 
 
 def test_backfill_resumes_after_a_failed_batch(world, monkeypatch):
-    import tasks.decide
-    from flows.backfill import BackfillParams, backfill_flow
+    import triage.tasks.decide
+    from triage.flows.backfill import BackfillParams, backfill_flow
 
     end = utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     params = BackfillParams(
         start=end - timedelta(hours=48), end=end, batch_hours=24, mode="shadow", config=str(world["config"])
     )
-    real, calls = tasks.decide.decide, []
+    real, calls = triage.tasks.decide.decide, []
 
     def second_batch_fails(*args, **kwargs):
         calls.append(1)
@@ -139,7 +139,7 @@ def test_backfill_resumes_after_a_failed_batch(world, monkeypatch):
             raise RuntimeError("decide broke")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.decide, "decide", second_batch_fails)
+    monkeypatch.setattr(triage.tasks.decide, "decide", second_batch_fails)
     with pytest.raises(RuntimeError, match="decide broke"):
         backfill_flow(params)
     resumed = backfill_flow(params)
@@ -156,8 +156,8 @@ def test_backfill_resumes_after_a_failed_batch(world, monkeypatch):
 
 
 def test_nightly_compares_predictions_with_the_values_agents_finally_set(world):
-    from flows.incremental import TriageParams, triage_flow
-    from flows.nightly import NightlyParams, nightly_flow
+    from triage.flows.incremental import TriageParams, triage_flow
+    from triage.flows.nightly import NightlyParams, nightly_flow
 
     sim, lake = world["sim"], Lake(world["lake"])
     run = triage_flow(TriageParams(config=str(world["config"])))
@@ -185,7 +185,7 @@ def test_nightly_compares_predictions_with_the_values_agents_finally_set(world):
 def test_the_api_key_is_nowhere_in_the_lake_the_artifacts_or_the_persisted_results(world, caplog):
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
 
-    from flows.incremental import TriageParams, triage_flow
+    from triage.flows.incremental import TriageParams, triage_flow
 
     key = world["sim"].api_key
     with caplog.at_level("DEBUG"):
@@ -203,7 +203,7 @@ def test_the_api_key_is_nowhere_in_the_lake_the_artifacts_or_the_persisted_resul
 def test_the_api_key_can_come_from_a_prefect_secret_block(world, monkeypatch):
     from prefect.blocks.system import Secret
 
-    from flows.incremental import TriageParams, triage_flow
+    from triage.flows.incremental import TriageParams, triage_flow
 
     Secret(value=world["sim"].api_key).save("freshdesk-api-key-test", overwrite=True)
     monkeypatch.delenv("FRESHDESK_API_KEY")

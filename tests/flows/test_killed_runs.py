@@ -21,8 +21,8 @@ import pytest
 from flow_config import write_config
 from typer.testing import CliRunner
 
-from adapters.simulator.verdict import judge, native_value
 from triage.lake import Lake
+from triage.simulator.verdict import judge, native_value
 
 pytestmark = pytest.mark.flow
 

@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 import pytest
 from flow_config import write_config
 
-from adapters.freshdesk.updates import NATIVE_KEYS
+from triage.adapters.freshdesk.updates import NATIVE_KEYS
 from triage.lake import Lake
 from triage.lake.lease import LakeBusyError, LakeLease, hold
 from triage.lake.runs import run_history
@@ -64,14 +64,14 @@ def s3() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def s3_run(s3, prefect_harness, session_sim, tmp_path_factory) -> Iterator[dict[str, Any]]:
     """Train, then triage in apply mode with a push that writes and then fails once, all on S3."""
-    import tasks.push
-    from flows.incremental import TriageParams, triage_flow
-    from flows.train import TrainParams, train_flow
+    import triage.tasks.push
+    from triage.flows.incremental import TriageParams, triage_flow
+    from triage.flows.train import TrainParams, train_flow
 
     session_sim.reset()
     folder = tmp_path_factory.mktemp("s3")
     config = write_config(folder / "triage.yml", session_sim.base_url, lake=LAKE, store=folder / "models")
-    real, attempts = tasks.push.push, []
+    real, attempts = triage.tasks.push.push, []
 
     async def writes_then_fails(*args: Any, **kwargs: Any) -> Any:
         done = await real(*args, **kwargs)
@@ -83,7 +83,7 @@ def s3_run(s3, prefect_harness, session_sim, tmp_path_factory) -> Iterator[dict[
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FRESHDESK_API_KEY", session_sim.api_key)
         trained = train_flow(TrainParams(config=str(config), days=400))
-        patch.setattr(tasks.push, "push", writes_then_fails)
+        patch.setattr(triage.tasks.push, "push", writes_then_fails)
         triaged = triage_flow.with_options(retries=1, retry_delay_seconds=0)(TriageParams(config=str(config)))
     yield {"sim": session_sim, "trained": trained, "triaged": triaged, "attempts": len(attempts)}
 
@@ -159,8 +159,8 @@ def test_a_second_run_refuses_the_s3_lake_while_the_first_holds_its_lease(s3):
 def test_an_s3_uri_with_an_endpoint_or_keys_in_it_is_refused_for_the_lake_and_the_results(
     tmp_path, monkeypatch
 ):
-    from tasks.context import StageContext
-    from tasks.prefect_tasks import result_storage
+    from triage.tasks.context import StageContext
+    from triage.tasks.prefect_tasks import result_storage
 
     monkeypatch.setenv("FRESHDESK_API_KEY", "not-used")
     for uri in (

@@ -18,9 +18,9 @@ import pytest
 from flow_config import SIMULATOR, write_config
 from prefect_server import Server, Worker, database
 
-from adapters.simulator import run_simulator
 from triage.lake import Lake
 from triage.lake.runs import run_history
+from triage.simulator import run_simulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.deployment]
 POOL = "triage"

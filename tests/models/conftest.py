@@ -11,7 +11,7 @@ RARE = {"Facilities": 4}
 
 def tiny_config(tmp_path, **overrides):
     """Training settings for tests: the packaged MiniLM, short texts, small class minimum."""
-    from models.training import TrainConfig
+    from triage.models.training import TrainConfig
 
     values = {"max_length": 32, "min_examples_per_class": 10, "store_root": tmp_path}
     return TrainConfig(**{**values, **overrides})
@@ -36,7 +36,7 @@ def tickets():
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, tickets):
     """A TrainingResult on the synthetic tickets (three fields, one rare group)."""
-    from models.training import train
+    from triage.models.training import train
 
     return train(tickets, tiny_config(tmp_path_factory.mktemp("encoders")))
 
@@ -44,7 +44,7 @@ def trained(tmp_path_factory, tickets):
 @pytest.fixture(scope="session")
 def stored(tmp_path_factory, trained):
     """A store holding ``trained`` as its current version: (store root, ModelVersion)."""
-    from models.store import ModelStore
+    from triage.models.store import ModelStore
 
     root = tmp_path_factory.mktemp("store")
     version, promoted, _ = ModelStore(root).register(trained)

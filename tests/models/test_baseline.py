@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from models.baseline import TfidfBaseline
+from triage.models.baseline import TfidfBaseline
 
 TOPICS = {
     "billing": ["invoice charged twice", "refund my payment", "wrong amount on the invoice", "billing error"],

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.batching import pad_batch, token_budget_batches
+from triage.models.batching import pad_batch, token_budget_batches
 
 
 def test_batches_cover_every_row_once_within_the_budget():

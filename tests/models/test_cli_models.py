@@ -112,8 +112,8 @@ def test_a_file_without_any_label_column_names_its_columns(files, tmp_path):
 def test_in_a_terminal_each_phase_gets_a_bar_with_an_estimate_and_the_end_a_line_per_phase():
     import io
 
-    from models.progress import phase
     from triage.cli.models import TerminalProgress
+    from triage.models.progress import phase
 
     out = io.StringIO()
     shown = TerminalProgress(out, tty=True, redraw_s=0.0)

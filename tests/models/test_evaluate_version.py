@@ -36,8 +36,8 @@ def _tickets() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
     """A tiny MiniLM model trained on the table and registered in a store (a few seconds)."""
-    from models.store import ModelStore
-    from models.training import TrainConfig, train
+    from triage.models.store import ModelStore
+    from triage.models.training import TrainConfig, train
 
     root = tmp_path_factory.mktemp("store")
     # a fixed L2 strength skips the per-field search: 4x faster, and this test is about evaluation

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from models.evaluation import compare_macro_f1, evaluate_field, expected_calibration_error
+from triage.models.evaluation import compare_macro_f1, evaluate_field, expected_calibration_error
 
 LABELS = ["a", "b", "c"]
 # true label, argmax prediction (confidence):  a a(.95) | a a(.85) | a b(.55) | b b(.65) | b c(.75) | c c(.92)

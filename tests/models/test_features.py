@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from models.features import HashedTfidf, HashingConfig
+from triage.models.features import HashedTfidf, HashingConfig
 
 TEXTS = ["the printer is broken", "Drucker kaputt kaputt", "the the printer again", "vpn is down"]
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from model_tickets import labelled_tickets
 
-from models.baseline import TfidfBaseline
-from models.features import HashedTfidf
-from models.head_fitting import (
+from triage.models.baseline import TfidfBaseline
+from triage.models.features import HashedTfidf
+from triage.models.head_fitting import (
     CHOICE_MARGIN,
     OFF,
     HeadChoice,
@@ -19,9 +19,9 @@ from models.head_fitting import (
     fit_field,
     fit_head,
 )
-from models.heads import FieldHead, SparseRows
-from models.text import ticket_text
-from models.training import TrainConfig
+from triage.models.heads import FieldHead, SparseRows
+from triage.models.text import ticket_text
+from triage.models.training import TrainConfig
 
 DIM = 8
 

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from model_tickets import labelled_tickets
 
-from models.inference import OUTPUT_COLUMNS, InferenceEngine, prediction_schema
-from models.text import ticket_text
-from models.training import TEXT
+from triage.models.inference import OUTPUT_COLUMNS, InferenceEngine, prediction_schema
+from triage.models.text import ticket_text
+from triage.models.training import TEXT
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from models.memory import NeighbourMemory
+from triage.models.memory import NeighbourMemory
 
 
 def _unit(rows):
@@ -33,7 +33,7 @@ def test_leave_one_out_never_counts_a_row_as_its_own_neighbour():
 def test_unlabelled_neighbours_add_nothing_and_blocks_agree(monkeypatch):
     memory = NeighbourMemory(EMB, LABELS, {"group": 2}, k=5)
     whole = memory.features(EMB)["group"]
-    monkeypatch.setattr("models.memory.BLOCK_ROWS", 2)
+    monkeypatch.setattr("triage.models.memory.BLOCK_ROWS", 2)
     np.testing.assert_allclose(memory.features(EMB)["group"], whole, rtol=1e-6)
 
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import tiny_config
 from torch import nn
 
-from models.inference import TOLERANCE, Comparison, FieldPredictions, InferenceEngine, compare
-from models.text import ticket_text
+from triage.models.inference import TOLERANCE, Comparison, FieldPredictions, InferenceEngine, compare
+from triage.models.text import ticket_text
 from triage.settings import ConfigError, ModelSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +22,8 @@ TOBI = ROOT.parent / "shared" / "data" / "tobi_bueck" / "combined_v4v5_sample_en
 def real_model(tmp_path_factory) -> tuple[Path, list[str]]:
     """A store with a linear-head model (the embedding alone, where int8's change shows fully) trained
     on 300 real tobi_bueck tickets, and 300 other real tickets to predict."""
-    from models.store import ModelStore
-    from models.training import train
+    from triage.models.store import ModelStore
+    from triage.models.training import train
 
     if not TOBI.is_file():
         pytest.skip(f"shared data not here: {TOBI}")
@@ -83,7 +83,7 @@ def test_compare_judges_labels_and_probabilities_per_field():
 
 
 def test_the_precision_setting_reaches_the_engine(stored, tmp_path, monkeypatch):
-    from tasks.predict import load_engine
+    from triage.tasks.predict import load_engine
 
     root, _ = stored
     assert ModelSettings().precision == "float32", "int8 is outside the tolerance (see the xfail above)"

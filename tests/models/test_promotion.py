@@ -17,10 +17,10 @@ import pytest
 from conftest import tiny_config
 from model_tickets import TOPICS, labelled_tickets
 
-from models.evaluation import apply_gap, evaluate_field
-from models.manifest import ModelManifest, keys_sha256
-from models.store import ModelStore, promotion_tickets, score_version
-from models.training import ID, TrainingError, prepare_frame, train
+from triage.models.evaluation import apply_gap, evaluate_field
+from triage.models.manifest import ModelManifest, keys_sha256
+from triage.models.store import ModelStore, promotion_tickets, score_version
+from triage.models.training import ID, TrainingError, prepare_frame, train
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 CURRENT_TRAINED = range(0, 216)
@@ -169,7 +169,7 @@ def test_a_candidate_that_loses_the_apply_threshold_is_not_promoted(store, candi
         proba = sure if folder == current_version.path else np.full(sure.shape, 1 / len(labels))
         return {"group": evaluate_field("group", truth, proba, labels)}
 
-    monkeypatch.setattr("models.store.score_version", scored)
+    monkeypatch.setattr("triage.models.store.score_version", scored)
     _, promoted, reason = store.register(candidate)
     assert not promoted and reason.startswith("worse than current")
     assert (

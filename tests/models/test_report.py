@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from models.evaluation import evaluate_field
-from models.report import EvaluationReport, underperforming_fields, verdict, write_report
+from triage.models.evaluation import evaluate_field
+from triage.models.report import EvaluationReport, underperforming_fields, verdict, write_report
 
 LABELS = ["Billing <b>", "Network", "Hardware"]
 

@@ -11,11 +11,11 @@ import pytest
 from conftest import tiny_config
 from model_tickets import labelled_tickets
 
-from models.classifier import HEADS_FILE, PICKLE_SUFFIXES
-from models.inference import InferenceEngine, clear_cache
-from models.manifest import ModelFolderError, ModelManifest
-from models.store import CURRENT_FILE, ModelStore, StoreError, new_version_id
-from models.training import HASH, ID, prepare_frame, train
+from triage.models.classifier import HEADS_FILE, PICKLE_SUFFIXES
+from triage.models.inference import InferenceEngine, clear_cache
+from triage.models.manifest import ModelFolderError, ModelManifest
+from triage.models.store import CURRENT_FILE, ModelStore, StoreError, new_version_id
+from triage.models.training import HASH, ID, prepare_frame, train
 
 SMALL_HOLDOUT = 20
 """``min_tickets`` for the synthetic tickets' hold-out (31 rows)."""
@@ -62,7 +62,7 @@ def test_version_ids_sort_by_creation_time():
 
 def test_versions_saved_in_the_same_second_list_in_the_order_they_were_saved(tmp_path, trained, monkeypatch):
     names = iter(["20261130-120000-ffffff", "20261130-120000-000000"])  # by name the second sorts first
-    monkeypatch.setattr("models.store.new_version_id", lambda _now: next(names))
+    monkeypatch.setattr("triage.models.store.new_version_id", lambda _now: next(names))
     store = ModelStore(tmp_path)
     first, second = store.save(trained), store.save(trained)
     assert [v.version for v in store.list()] == [first.version, second.version]

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from models.text import html_to_text, text_hash, ticket_text
+from triage.models.text import html_to_text, text_hash, ticket_text
 
 
 def test_html_becomes_plain_text_with_line_structure():

@@ -7,8 +7,8 @@ import torch
 from conftest import RARE, tiny_config
 from model_tickets import labelled_tickets
 
-from models.text import ticket_text
-from models.training import TrainingError, data_hash, prepare_frame, train
+from triage.models.text import ticket_text
+from triage.models.training import TrainingError, data_hash, prepare_frame, train
 
 
 def test_every_field_is_trained_and_evaluated_beside_the_baseline(trained):
@@ -67,7 +67,7 @@ def test_same_data_and_seed_train_the_same_model_whatever_the_row_order(tmp_path
 def test_a_different_seed_gives_a_different_split(trained, tickets, tmp_path):
     other = prepare_frame(tickets, tiny_config(tmp_path, seed=1))
     assert data_hash(other, ["group", "priority", "type"]) == trained.data_hash  # same data
-    from models.training import split_holdout
+    from triage.models.training import split_holdout
 
     _, test_rows, _ = split_holdout(other, tiny_config(tmp_path, seed=1))
     assert sorted(other.iloc[test_rows]["text_hash"]) != sorted(trained.holdout["text_hash"])
@@ -116,8 +116,8 @@ def test_config_refuses_inconsistent_settings(tmp_path):
 
 
 def test_fine_tuning_changes_the_encoder_and_still_trains_every_field(tmp_path):
-    from models.classifier import load_encoder
-    from models.encoders import resolve_encoder
+    from triage.models.classifier import load_encoder
+    from triage.models.encoders import resolve_encoder
 
     config = tiny_config(
         tmp_path, fields=["group"], fine_tune=True, epochs=1, batch_size=16, learning_rate=1e-4, c_dense=0.01
@@ -130,7 +130,7 @@ def test_fine_tuning_changes_the_encoder_and_still_trains_every_field(tmp_path):
 
 
 def test_from_settings_follows_the_model_section():
-    from models.training import TrainConfig
+    from triage.models.training import TrainConfig
     from triage.settings import load_settings
 
     model = {"max_length": 64, "seed": 7, "base_encoder": "e5-small", "train_options": {"neighbours": 5}}
@@ -143,7 +143,7 @@ def test_from_settings_follows_the_model_section():
 
 
 class RecordingProgress:
-    """A models.progress.Progress that keeps every event."""
+    """A triage.models.progress.Progress that keeps every event."""
 
     def __init__(self):
         self.events = []

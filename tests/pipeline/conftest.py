@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import write_config
 
-from adapters.registry import build_adapter
-from adapters.simulator import SimulatorConfig, run_simulator
-from tasks.context import StageContext
+from triage.adapters.registry import build_adapter
 from triage.lake.runs import utcnow
+from triage.simulator import SimulatorConfig, run_simulator
+from triage.tasks.context import StageContext
 
 THRESHOLDS = {"group": (0.8, 0.5), "priority": (0.8, 0.5), "type": (0.8, 0.5)}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from tasks.context import StageContext
-from tasks.manifest import ExtractManifest, PredictManifest
-from tasks.snapshots import latest_snapshots
+from triage.tasks.context import StageContext
+from triage.tasks.manifest import ExtractManifest, PredictManifest
+from triage.tasks.snapshots import latest_snapshots
 
 THRESHOLDS = {"group": (0.8, 0.5), "priority": (0.8, 0.5), "type": (0.8, 0.5)}
 

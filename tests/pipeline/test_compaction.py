@@ -15,13 +15,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-import tasks.audit as audit_trail
 import triage.lake.compaction as compaction
-from tasks.audit import dangling_intents, done_changes, owed_results, own_writes
-from tasks.compact import compact_all, compact_and_vacuum
+import triage.tasks.audit as audit_trail
 from triage.lake import Lake, record_stage
 from triage.lake.io import RETAINED
 from triage.lake.runs import Window, completed_windows, last_high_water_mark
+from triage.tasks.audit import dangling_intents, done_changes, owed_results, own_writes
+from triage.tasks.compact import compact_all, compact_and_vacuum
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TOLERANCE = timedelta(seconds=5)
@@ -303,7 +303,7 @@ class ReadCounter:
             read_table=lambda *a, **kw: self.read(pq.read_table(*a, **kw)),
             write_table=pq.write_table,
         )
-        monkeypatch.setattr("tasks.audit.pq", state_io)
+        monkeypatch.setattr("triage.tasks.audit.pq", state_io)
 
     def read(self, table: Any) -> Any:
         self.files += 1

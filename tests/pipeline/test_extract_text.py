@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from adapters.simulator import responses
-from tasks.extract import extract
+from triage.simulator import responses
+from triage.tasks.extract import extract
 
 BROKEN_SUBJECT = "Printer \ud83d down"
 BROKEN_DESCRIPTION = "It says \udc00 and stops"

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from pipeline_helpers import fake_predictions, truth_predictions, wanted_writes, write_config
 
-import tasks.push_send
-from adapters.errors import TicketSystemError, is_transient
-from adapters.simulator import FaultRule
-from adapters.simulator.verdict import judge
-from tasks.decide import decide
-from tasks.extract import extract
-from tasks.push import push
+import triage.tasks.push_send
+from triage.adapters.errors import TicketSystemError, is_transient
 from triage.lake.runs import run_history
+from triage.simulator import FaultRule
+from triage.simulator.verdict import judge
+from triage.tasks.decide import decide
+from triage.tasks.extract import extract
+from triage.tasks.push import push
 
 pytestmark = pytest.mark.asyncio
 
@@ -49,7 +49,7 @@ def results_for(ctx, ticket_id: int) -> set[tuple[str, str]]:
 async def test_a_ticket_spammed_or_deleted_after_extract_gets_no_write_and_the_rest_go_out_once(
     make_ctx, adapter_for, sim, config, monkeypatch, how, path, when
 ):
-    monkeypatch.setattr(tasks.push_send, "SINGLE_BATCH", 1)
+    monkeypatch.setattr(triage.tasks.push_send, "SINGLE_BATCH", 1)
     write_config(config, sim, config.parent, bulk_update=path == "bulk", push_reread_seconds=0)
     ctx = make_ctx(mode="suggest" if path == "note" else None)
     fields = ("group",) if path == "bulk" else ("group", "priority", "type")

@@ -17,14 +17,14 @@ import pyarrow.fs as pafs
 import pytest
 from pipeline_helpers import fake_predictions, truth_predictions, wanted_writes
 
-import tasks.push_send
-from adapters.simulator.verdict import judge
-from tasks.decide import decide
-from tasks.extract import extract
-from tasks.push import push
+import triage.tasks.push_send
 from triage.lake import Lake
 from triage.lake import lease as lease_module
 from triage.lake.lease import LakeBusyError, LakeLease, LeaseLostError, hold
+from triage.simulator.verdict import judge
+from triage.tasks.decide import decide
+from triage.tasks.extract import extract
+from triage.tasks.push import push
 
 HOLDER = textwrap.dedent(
     """
@@ -112,7 +112,7 @@ def test_object_storage_takes_the_lease_by_writing_then_reading_back(tmp_path, m
 async def test_a_run_that_lost_its_lease_stops_before_its_next_write_batch(
     make_ctx, adapter_for, sim, monkeypatch
 ):
-    monkeypatch.setattr(tasks.push_send, "SINGLE_BATCH", 5)
+    monkeypatch.setattr(triage.tasks.push_send, "SINGLE_BATCH", 5)
     ctx = make_ctx().model_copy(update={"overrides": {"pipeline": {"bulk_update": False}}})
     lake = ctx.lake()
     renew = LakeLease.renew

@@ -2,10 +2,10 @@
 
 from datetime import UTC, datetime
 
-from adapters.base import FieldSpec, Ticket
-from tasks.audit import change_key
-from tasks.push_plan import Change, note_body, plan_notes, plan_writes, recheck
+from triage.adapters.base import FieldSpec, Ticket
 from triage.settings import FieldRule
+from triage.tasks.audit import change_key
+from triage.tasks.push_plan import Change, note_body, plan_notes, plan_writes, recheck
 
 T0 = datetime(2026, 11, 29, 9, tzinfo=UTC)
 T1 = datetime(2026, 11, 29, 10, tzinfo=UTC)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from adapters.base import FieldSpec
-from tasks.rules import REASONS, Prediction, decide_ticket
+from triage.adapters.base import FieldSpec
 from triage.settings import FieldRule
+from triage.tasks.rules import REASONS, Prediction, decide_ticket
 
 SPECS = {
     "group": FieldSpec("group", "Group", "group", {"Billing": 101, "Technical Support": 102}),

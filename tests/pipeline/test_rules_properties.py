@@ -1,5 +1,5 @@
-"""Property-based tests of the decision rules (:mod:`tasks.rules`): what must hold for any prediction,
-ticket, field metadata and configuration, whatever the numbers (README "Deciding and writing safely")."""
+"""Property-based tests of the decision rules (:mod:`triage.tasks.rules`): what must hold for any prediction,
+ticket, field metadata and configuration, whatever the numbers (docs/safe-writes.md)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from adapters.base import FieldSpec
-from tasks.rules import REASONS, Decision, Prediction, decide_ticket
+from triage.adapters.base import FieldSpec
 from triage.settings import FieldRule
+from triage.tasks.rules import REASONS, Decision, Prediction, decide_ticket
 
 SPECS: dict[str, FieldSpec] = {
     "group": FieldSpec("group", "Group", "group", {"Billing": 101, "Technical Support": 102, "R&D": 103}),
@@ -140,7 +140,7 @@ def effective(case: Mapping[str, Any], name: str) -> tuple[float | None, float |
 
 
 def is_set(name: str, native: Any, *, touched: bool, specs: Mapping[str, FieldSpec]) -> bool:
-    """Whether a ticket's value counts as someone's choice (README: a default only when untouched)."""
+    """Whether a ticket's value counts as someone's choice (docs/safe-writes.md: a default only when untouched)."""
     if native is None or native == "":
         return False
     spec = specs.get(name)

@@ -6,11 +6,11 @@ import pyarrow.compute as pc
 import pytest
 from pipeline_helpers import api_changes, fake_predictions, truth_predictions, write_config
 
-from adapters.errors import MalformedTicketError
-from tasks.decide import decide
-from tasks.extract import extract
-from tasks.push import push
+from triage.adapters.errors import MalformedTicketError
 from triage.lake.runs import run_history
+from triage.tasks.decide import decide
+from triage.tasks.extract import extract
+from triage.tasks.push import push
 
 pytestmark = pytest.mark.asyncio
 
@@ -174,7 +174,7 @@ async def test_an_agents_edit_while_push_is_writing_is_not_overwritten(
     make_ctx, adapter_for, sim, config, monkeypatch, bulk
 ):
     """A long push (minutes at Freshdesk's limits) re-reads before each batch it sends."""
-    import tasks.push_send as push_send
+    import triage.tasks.push_send as push_send
 
     monkeypatch.setattr(push_send, "SINGLE_BATCH", 1)
     write_config(config, sim, config.parent, bulk_update=bulk, push_reread_seconds=0)
@@ -267,7 +267,7 @@ class Crash(BaseException):
 async def test_a_crash_in_the_middle_of_push_then_a_rerun_writes_everything_exactly_once(
     make_ctx, adapter_for, sim, config, monkeypatch, bulk
 ):
-    import tasks.push_state as push_state
+    import triage.tasks.push_state as push_state
 
     write_config(config, sim, config.parent, bulk_update=bulk)
     ctx = make_ctx()
@@ -332,8 +332,8 @@ async def test_a_crash_in_the_middle_of_push_then_a_rerun_writes_everything_exac
 async def test_transient_failures_stop_push_and_a_retry_finishes_without_duplicates(
     make_ctx, adapter_for, sim, config
 ):
-    from adapters.errors import TransientError
-    from adapters.simulator import FaultRule
+    from triage.adapters.errors import TransientError
+    from triage.simulator import FaultRule
 
     write_config(config, sim, config.parent, bulk_update=False)
     ctx = make_ctx()
@@ -362,8 +362,8 @@ async def test_transient_failures_stop_push_and_a_retry_finishes_without_duplica
 
 
 async def test_a_rejected_write_is_audited_with_status_request_id_and_field(tmp_path, monkeypatch, make_ctx):
-    from adapters.registry import build_adapter
-    from adapters.simulator import SimulatorConfig, run_simulator
+    from triage.adapters.registry import build_adapter
+    from triage.simulator import SimulatorConfig, run_simulator
 
     strict = SimulatorConfig(tickets=120, open_tickets=8, seed=5, required_for_agents=("cf_order_number",))
     with run_simulator(strict) as other:
@@ -387,8 +387,8 @@ async def test_a_rejected_write_is_audited_with_status_request_id_and_field(tmp_
 async def test_a_cut_off_bulk_write_waits_while_its_job_may_still_run(
     make_ctx, adapter_for, sim, config, settle, expected
 ):
-    from tasks.audit import write_audit
     from triage.lake.runs import utcnow
+    from triage.tasks.audit import write_audit
 
     write_config(config, sim, config.parent, bulk_settle_seconds=settle)
     ctx = make_ctx()

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tasks.audit import write_audit
-from tasks.context import StageContext
-from tasks.push_plan import Change, Request
-from tasks.push_state import audit_row
 from triage.lake import Lake, Window, record_stage
 from triage.lake.schemas import TABLE_DOCS
 from triage.lake.views import VIEWS, connect, views_markdown
+from triage.tasks.audit import write_audit
+from triage.tasks.context import StageContext
+from triage.tasks.push_plan import Change, Request
+from triage.tasks.push_state import audit_row
 
 LAKE_DOCS = Path(__file__).resolve().parents[2] / "docs" / "lake.md"
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

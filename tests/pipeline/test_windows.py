@@ -7,19 +7,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pipeline_helpers import write_config
 
-from adapters.simulator import SimulatorConfig, run_simulator
-from tasks.context import StageContext
-from tasks.extract import extract
 from triage.lake import Lake, Window, record_stage
 from triage.lake.runs import completed_windows, next_window, utcnow
 from triage.settings import load_settings
+from triage.simulator import SimulatorConfig, run_simulator
+from triage.tasks.context import StageContext
+from triage.tasks.extract import extract
 
 NAIVE_START, NAIVE_END = datetime(2026, 1, 1), datetime(2026, 1, 2)
 
 
 def test_parameters_without_a_timezone_mean_utc():
-    from flows.backfill import BackfillParams
-    from flows.incremental import TriageParams
+    from triage.flows.backfill import BackfillParams
+    from triage.flows.incremental import TriageParams
 
     params = TriageParams(since=NAIVE_START, until=NAIVE_END)
     assert (params.since, params.until) == (NAIVE_START.replace(tzinfo=UTC), NAIVE_END.replace(tzinfo=UTC))
@@ -32,7 +32,7 @@ def test_parameters_without_a_timezone_mean_utc():
 
 
 def test_a_backfill_given_naive_dates_recognises_its_completed_batches(tmp_path):
-    from flows.backfill import BackfillParams, batches
+    from triage.flows.backfill import BackfillParams, batches
 
     lake = Lake(tmp_path)
     params = BackfillParams(start=NAIVE_START, end=NAIVE_END, batch_hours=12)

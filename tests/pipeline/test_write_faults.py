@@ -10,12 +10,12 @@ import time
 import pytest
 from pipeline_helpers import fake_predictions, truth_predictions, wanted_writes, write_config
 
-from adapters.errors import TicketSystemError, TransientError, is_transient
-from adapters.simulator import FaultRule
-from adapters.simulator.verdict import judge
-from tasks.decide import decide
-from tasks.extract import extract
-from tasks.push import push
+from triage.adapters.errors import TicketSystemError, TransientError, is_transient
+from triage.simulator import FaultRule
+from triage.simulator.verdict import judge
+from triage.tasks.decide import decide
+from triage.tasks.extract import extract
+from triage.tasks.push import push
 
 pytestmark = pytest.mark.asyncio
 
@@ -348,8 +348,8 @@ async def test_a_bulk_job_report_missing_a_ticket_is_checked_by_re_reading(make_
 
 
 async def test_a_cut_off_note_on_a_ticket_gone_for_good_does_not_block_push(make_ctx, adapter_for, sim):
-    from tasks.audit import write_audit
     from triage.lake.runs import utcnow
+    from triage.tasks.audit import write_audit
 
     ctx = make_ctx(mode="suggest")
     intent = {

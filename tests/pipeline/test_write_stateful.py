@@ -29,19 +29,19 @@ from hypothesis.stateful import (
 )
 from pipeline_helpers import fake_predictions, write_config
 
-import tasks.push_state as push_state
-from adapters.errors import TicketSystemError, is_transient
-from adapters.registry import build_adapter
-from adapters.simulator import FaultRule, SimulatorConfig, run_simulator
-from adapters.simulator.verdict import NATIVE, doubled, lost, native_value, overwritten
-from tasks.context import StageContext
-from tasks.decide import decide
-from tasks.extract import extract
-from tasks.manifest import DecideManifest, ExtractManifest, PredictManifest
-from tasks.push import push
+import triage.tasks.push_state as push_state
+from triage.adapters.errors import TicketSystemError, is_transient
+from triage.adapters.registry import build_adapter
 from triage.lake import Lake, next_window, record_stage
 from triage.lake.runs import utcnow
 from triage.settings import load_settings
+from triage.simulator import FaultRule, SimulatorConfig, run_simulator
+from triage.simulator.verdict import NATIVE, doubled, lost, native_value, overwritten
+from triage.tasks.context import StageContext
+from triage.tasks.decide import decide
+from triage.tasks.extract import extract
+from triage.tasks.manifest import DecideManifest, ExtractManifest, PredictManifest
+from triage.tasks.push import push
 
 API_KEY = "sim-stateful-write-safety"
 SIM_CONFIG = SimulatorConfig(

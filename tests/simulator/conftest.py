@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from adapters.simulator import Simulator, SimulatorConfig, run_simulator
+from triage.simulator import Simulator, SimulatorConfig, run_simulator
 
 
 @pytest.fixture

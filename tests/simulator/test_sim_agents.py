@@ -8,9 +8,9 @@ from collections import Counter
 import httpx
 import pytest
 
-from adapters.simulator import Simulator, SimulatorConfig, run_simulator
-from adapters.simulator.agents import UNRESOLVED
-from adapters.simulator.timeutil import format_ts
+from triage.simulator import Simulator, SimulatorConfig, run_simulator
+from triage.simulator.agents import UNRESOLVED
+from triage.simulator.timeutil import format_ts
 
 EDITABLE = {"group_id", "priority", "type", "tags", "status"}
 

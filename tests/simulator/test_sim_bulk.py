@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapters.simulator import Simulator, SimulatorConfig, run_simulator
+from triage.simulator import Simulator, SimulatorConfig, run_simulator
 
 #: Jobs run this long after they are queued, on the simulator's clock, which the tests move on.
 BULK_DELAY = 60.0

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from adapters.simulator import FaultRule, RateLimits, SimulatorConfig, run_simulator
+from triage.simulator import FaultRule, RateLimits, SimulatorConfig, run_simulator
 
 RATE_LIMITED = {"message": "You have exceeded the limit of requests per minute"}
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from adapters.simulator import SimulatorConfig, run_simulator
+from triage.simulator import SimulatorConfig, run_simulator
 
 EVERYTHING = {"updated_since": "2000-01-01T00:00:00Z", "per_page": 100}
 

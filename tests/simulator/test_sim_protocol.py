@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from adapters.simulator import SimulatorConfig, run_simulator, run_simulator_async
+from triage.simulator import SimulatorConfig, run_simulator, run_simulator_async
 
 INVALID_CREDENTIALS = {
     "code": "invalid_credentials",

@@ -11,8 +11,8 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
-from adapters.simulator import DatasetError, Simulator, SimulatorConfig, run_simulator
-from adapters.simulator.generator import generate_tickets
+from triage.simulator import DatasetError, Simulator, SimulatorConfig, run_simulator
+from triage.simulator.generator import generate_tickets
 
 SHARED_CSV = (
     Path(__file__).resolve().parents[3]

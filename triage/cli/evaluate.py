@@ -56,12 +56,12 @@ def evaluate(
     config: ConfigOption = None,
 ) -> None:
     """Evaluate a stored model version on a labelled file; write report.json/.md/.html with plots."""
-    from models.evaluate_version import evaluate_version
-    from models.inference import InferenceEngine
-    from models.report import underperforming_fields, write_report
-    from models.store import StoreError
-    from models.tables import read_table
-    from models.training import TrainingError
+    from triage.models.evaluate_version import evaluate_version
+    from triage.models.inference import InferenceEngine
+    from triage.models.report import underperforming_fields, write_report
+    from triage.models.store import StoreError
+    from triage.models.tables import read_table
+    from triage.models.training import TrainingError
 
     columns = field_columns(label_column or [])
     root = store_root(config, store)

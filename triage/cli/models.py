@@ -26,7 +26,7 @@ from triage.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from models.store import ModelVersion
+    from triage.models.store import ModelVersion
 
 models_app = typer.Typer(help="Stored model versions: list, promote, roll back.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -96,12 +96,12 @@ def train_command(
     config: ConfigOption = None,
 ) -> None:
     """Train a model on labelled tickets, evaluate it beside the baseline and store it."""
-    from models.encoders import EncoderNotAvailableError
-    from models.progress import phase
-    from models.report import write_report
-    from models.store import ModelStore
-    from models.tables import read_table
-    from models.training import EMBEDDING_CACHE_DIR, TrainConfig, TrainingError, train
+    from triage.models.encoders import EncoderNotAvailableError
+    from triage.models.progress import phase
+    from triage.models.report import write_report
+    from triage.models.store import ModelStore
+    from triage.models.tables import read_table
+    from triage.models.training import EMBEDDING_CACHE_DIR, TrainConfig, TrainingError, train
 
     settings = settings_or_exit(config)
     root = store_root(config, store)
@@ -175,7 +175,7 @@ def train_command(
 
 
 class TerminalProgress:
-    """Training's phases (:class:`models.progress.Progress`) in the terminal.
+    """Training's phases (:class:`triage.models.progress.Progress`) in the terminal.
 
     Where stdout is a terminal: a bar per phase with its steps (``i/n``), the elapsed time and an
     estimate of the phase's remaining time, and at the end one line per phase with its seconds.
@@ -245,9 +245,9 @@ def _fields_in_file(
 
     ``asked`` (``--fields``) and every field given a ``--label-column`` must have their column; by
     default every known field (enabled in the settings, or given a column) whose column the file has.
-    Raises :class:`~models.training.TrainingError` (one line, naming the file's columns) otherwise.
+    Raises :class:`~triage.models.training.TrainingError` (one line, naming the file's columns) otherwise.
     """
-    from models.training import TrainingError
+    from triage.models.training import TrainingError
 
     column = lambda name: label_columns.get(name, name)  # noqa: E731
     has = f"{data.name} (its columns: {', '.join(columns)})"
@@ -287,8 +287,8 @@ def predict_command(
     config: ConfigOption = None,
 ) -> None:
     """Predict every field of a stored model for a file of tickets (streamed in chunks)."""
-    from models.inference import InferenceEngine
-    from models.store import StoreError
+    from triage.models.inference import InferenceEngine
+    from triage.models.store import StoreError
 
     settings = settings_or_exit(config)
     root = store_root(config, store)
@@ -320,8 +320,8 @@ def _describe(version: ModelVersion) -> str:
 
 def _store_failures() -> tuple[type[Exception], ...]:
     """What a damaged store raises: its message names the file (exit 1, no traceback)."""
-    from models.manifest import ModelFolderError
-    from models.store import StoreError
+    from triage.models.manifest import ModelFolderError
+    from triage.models.store import StoreError
 
     return StoreError, ModelFolderError
 
@@ -329,7 +329,7 @@ def _store_failures() -> tuple[type[Exception], ...]:
 @models_app.command("list")
 def list_command(store: StoreOption = None, config: ConfigOption = None) -> None:
     """Every stored version, oldest first; * marks the current one."""
-    from models.store import ModelStore
+    from triage.models.store import ModelStore
 
     try:
         versions = ModelStore(store_root(config, store)).list()
@@ -354,7 +354,7 @@ def promote_command(
     config: ConfigOption = None,
 ) -> None:
     """Make VERSION current, whatever its metrics (roll back with `triage models rollback`)."""
-    from models.store import ModelStore
+    from triage.models.store import ModelStore
 
     try:
         promoted = ModelStore(store_root(config, store)).promote(version)
@@ -367,7 +367,7 @@ def promote_command(
 @models_app.command("rollback")
 def rollback_command(store: StoreOption = None, config: ConfigOption = None) -> None:
     """Make the previously current version current again."""
-    from models.store import ModelStore
+    from triage.models.store import ModelStore
 
     try:
         current = ModelStore(store_root(config, store)).rollback()

@@ -36,7 +36,7 @@ RUN_COMMANDS = "run, backfill, retrain and nightly"
 def settings_or_exit(config: Path | None, *, adapter: bool = False) -> Settings:
     """The settings from ``config`` (and the environment), with the adapter's own keys checked too
     when ``adapter``; exit 2 with the message naming each bad key (and every missing connection key)."""
-    from adapters.registry import adapter_config
+    from triage.adapters.registry import adapter_config
     from triage.settings import ConfigError, load_settings
 
     try:
@@ -62,7 +62,7 @@ def connection_gaps(settings: Settings) -> list[str]:
     Raises :class:`~triage.settings.ConfigError` for any other problem (a bad value, an unknown key or
     adapter), checked with stand-ins for the absent connection keys.
     """
-    from adapters.registry import adapter_config
+    from triage.adapters.registry import adapter_config
     from triage.settings import ConfigError, TicketSystemSettings
 
     options = settings.ticket_system.adapter_options()

@@ -18,8 +18,8 @@ from triage.cli.app import app
 from triage.cli.options import ConfigOption, settings_or_exit
 
 if TYPE_CHECKING:
-    from adapters.simulator.config import Plan
     from triage.settings import Mode
+    from triage.simulator.config import Plan
 
 T = TypeVar("T")
 ModeOption = Annotated[
@@ -119,7 +119,7 @@ def run_command(
     """One incremental triage run: extract, predict, decide, push."""
     path = validated_config(config)
     check_window(since, until)
-    from flows.incremental import TriageParams, triage_flow
+    from triage.flows.incremental import TriageParams, triage_flow
 
     # --mode is passed as typed; TriageParams rejects other values (exit 2 naming the option).
     params = flow_parameters(
@@ -139,7 +139,7 @@ def backfill_command(
 ) -> None:
     """Triage a past date range in resumable batches."""
     path = validated_config(config)
-    from flows.backfill import BackfillParams, backfill_flow
+    from triage.flows.backfill import BackfillParams, backfill_flow
 
     params = flow_parameters(
         lambda: BackfillParams(
@@ -162,7 +162,7 @@ def retrain_command(
 ) -> None:
     """Train from the helpdesk's resolved tickets (through the adapter), evaluate, promote if not worse."""
     path = validated_config(config)
-    from flows.train import TrainParams, train_flow, train_notes
+    from triage.flows.train import TrainParams, train_flow, train_notes
 
     trained = _run_flow(lambda: train_flow(TrainParams(config=path, days=days, promote=promote)))
     typer.echo("\n".join(train_notes(trained)))
@@ -178,7 +178,7 @@ def nightly_command(
 ) -> None:
     """Retrain + evaluate, and report how recent predictions compare with agents' final values."""
     path = validated_config(config)
-    from flows.nightly import NightlyParams, nightly_flow, outcome_notes
+    from triage.flows.nightly import NightlyParams, nightly_flow, outcome_notes
 
     outcomes = _run_flow(lambda: nightly_flow(NightlyParams(config=path, days=days, retrain=retrain)))
     typer.echo("\n".join(outcome_notes(outcomes)))
@@ -211,7 +211,7 @@ def demo_command(
     import os
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # flow logs only when they matter
-    from flows.demo import DemoOptions, format_result, run_demo
+    from triage.flows.demo import DemoOptions, format_result, run_demo
 
     options = DemoOptions(
         folder=folder,

@@ -51,7 +51,7 @@ def simulator(
     ] = 0.0,
 ) -> None:
     """Serve a simulated Freshdesk (REST API v2 under /api/v2, admin API under /_simulator/)."""
-    from adapters.simulator import DatasetError, Simulator, SimulatorConfig, serve_forever
+    from triage.simulator import DatasetError, Simulator, SimulatorConfig, serve_forever
 
     if plan not in PLANS:
         raise typer.BadParameter(f"must be one of {', '.join(PLANS)}", param_hint="--plan")

@@ -8,13 +8,13 @@ phase, then ``ticket_id``; ``runs`` by ``started_at``) in row groups of :data:`R
 min/max statistics, and named by the newest time it holds (:data:`NEWEST`). A read of recent rows skips
 older files by name; a filter on a time or on a few tickets skips the row groups the statistics rule out
 (pyarrow prunes an ``isin`` of a few dozen values at most: the audit's look-up of a run's tickets goes
-through its done index, :func:`tasks.audit.done_changes`). A partition that gets new parts later (the
+through its done index, :func:`triage.tasks.audit.done_changes`). A partition that gets new parts later (the
 current day; a backfill writing an old window's date now) is merged again with its merged file.
 
 Order of work, safe to stop anywhere (readers go through :meth:`triage.lake.io.Lake.files`):
 
 1. ``before_merge(parts)``, when given: the audit's open items are folded into their state file
-   (:func:`tasks.audit.fold_open_items`) before the parts stop being read on their own;
+   (:func:`triage.tasks.audit.fold_open_items`) before the parts stop being read on their own;
 2. the merged file is written under a hidden name and renamed into place; its footer lists the files it
    replaces (``triage.covers``), which readers skip from that moment: nothing is read twice or missed;
 3. the replaced parts move to ``<lake>/_retained/`` (outside the tables' folders), where a run retried
@@ -58,7 +58,7 @@ ROW_GROUP_ROWS = 4096
 #: The columns a table's merged file is sorted by (``ticket_id`` where the table has one).
 SORT_KEYS = {"audit": ("phase", "ticket_id"), "runs": ("started_at",), "quarantine": ("quarantined_at",)}
 #: A column whose values never share a row group: an intent's ``completed_at`` is null, and a row group
-#: holding nulls and values is never skipped by a ``completed_at`` filter (:func:`tasks.audit.own_writes`).
+#: holding nulls and values is never skipped by a ``completed_at`` filter (:func:`triage.tasks.audit.own_writes`).
 SPLIT_BY = {"audit": "phase"}
 #: The column whose newest value a merged file's name carries (``<table>-<newest>-<id>.parquet``): a read
 #: of recent rows skips older files by name, without opening them. Other tables: the time of merging.

@@ -13,13 +13,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from adapters.simulator.account import PRIORITIES, Account, build_account
-from adapters.simulator.config import SimulatorConfig
-from adapters.simulator.dataset import load_labelled
-from adapters.simulator.generator import GROUPS, PRODUCTS, TYPES, LabelledText, generate_tickets
-from adapters.simulator.presets import preset_open_ticket
-from adapters.simulator.store import ChangeRecord
-from adapters.simulator.tickets import StoredTicket
+from triage.simulator.account import PRIORITIES, Account, build_account
+from triage.simulator.config import SimulatorConfig
+from triage.simulator.dataset import load_labelled
+from triage.simulator.generator import GROUPS, PRODUCTS, TYPES, LabelledText, generate_tickets
+from triage.simulator.presets import preset_open_ticket
+from triage.simulator.store import ChangeRecord
+from triage.simulator.tickets import StoredTicket
 
 _SOURCES = (1, 2, 3, 7)
 _SOURCE_WEIGHTS = (0.6, 0.25, 0.1, 0.05)

@@ -2,7 +2,7 @@
 triage uses (auth, list/search/show/update, notes, bulk update and jobs, field metadata, rate
 limits, errors), seeded with labelled tickets whose true labels it keeps hidden.
 
-    from adapters.simulator import SimulatorConfig, run_simulator
+    from triage.simulator import SimulatorConfig, run_simulator
 
     with run_simulator(SimulatorConfig(tickets=1000, open_tickets=100)) as sim:
         sim.base_url, sim.api_key      # point a Freshdesk client here
@@ -10,13 +10,13 @@ limits, errors), seeded with labelled tickets whose true labels it keeps hidden.
         sim.writes                     # every write request received
 """
 
-from adapters.simulator.api import ApiRequest
-from adapters.simulator.config import PLAN_LIMITS, FaultRule, RateLimits, SimulatorConfig
-from adapters.simulator.dataset import DatasetError
-from adapters.simulator.responses import ApiResponse
-from adapters.simulator.server import run_simulator, run_simulator_async, serve_forever
-from adapters.simulator.simulator import Simulator
-from adapters.simulator.store import ChangeRecord, WriteRecord
+from triage.simulator.api import ApiRequest
+from triage.simulator.config import PLAN_LIMITS, FaultRule, RateLimits, SimulatorConfig
+from triage.simulator.dataset import DatasetError
+from triage.simulator.responses import ApiResponse
+from triage.simulator.server import run_simulator, run_simulator_async, serve_forever
+from triage.simulator.simulator import Simulator
+from triage.simulator.store import ChangeRecord, WriteRecord
 
 __all__ = [
     "PLAN_LIMITS",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adapters.simulator.generator import LabelledText
+from triage.simulator.generator import LabelledText
 
 REQUIRED_COLUMNS = ("subject", "body", "queue", "priority", "type")
 

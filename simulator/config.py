@@ -88,7 +88,7 @@ class SimulatorConfig:
 
     A busy helpdesk: ``open_preset_fraction`` of the open tickets arrive with values already set
     by their requester (priority, type) or an agent (group, type, tags, a deliberate Low), logged in
-    :attr:`~adapters.simulator.Simulator.changes`; ``agent_edits_per_minute`` agents edit
+    :attr:`~triage.simulator.Simulator.changes`; ``agent_edits_per_minute`` agents edit
     unresolved tickets while the server runs; ``clock_offset_seconds`` puts the simulator's clock
     ahead of this machine's (negative: behind).
     """

@@ -20,15 +20,15 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from adapters.simulator.account import PRIORITIES, STATUSES
-from adapters.simulator.agents import AgentLoop, pick_unresolved, random_edit
-from adapters.simulator.api import ApiRequest, FreshdeskApi, Route, credits_for, match_route
-from adapters.simulator.bulk import job_json
-from adapters.simulator.config import SimulatorConfig
-from adapters.simulator.faults import FaultInjector, FaultPlan
-from adapters.simulator.generator import generate_ticket
-from adapters.simulator.ratelimit import RateLimiter
-from adapters.simulator.responses import (
+from triage.simulator.account import PRIORITIES, STATUSES
+from triage.simulator.agents import AgentLoop, pick_unresolved, random_edit
+from triage.simulator.api import ApiRequest, FreshdeskApi, Route, credits_for, match_route
+from triage.simulator.bulk import job_json
+from triage.simulator.config import SimulatorConfig
+from triage.simulator.faults import FaultInjector, FaultPlan
+from triage.simulator.generator import generate_ticket
+from triage.simulator.ratelimit import RateLimiter
+from triage.simulator.responses import (
     ACCESS_DENIED,
     INVALID_CREDENTIALS,
     RATE_LIMITED,
@@ -38,10 +38,10 @@ from adapters.simulator.responses import (
     request_error,
     server_error,
 )
-from adapters.simulator.seeding import Seed, build_seed, labelled_texts, true_labels, untriaged_ticket
-from adapters.simulator.store import ChangeRecord, Clock, TicketStore, WriteRecord
-from adapters.simulator.tickets import full_view
-from adapters.simulator.timeutil import format_ts
+from triage.simulator.seeding import Seed, build_seed, labelled_texts, true_labels, untriaged_ticket
+from triage.simulator.store import ChangeRecord, Clock, TicketStore, WriteRecord
+from triage.simulator.tickets import full_view
+from triage.simulator.timeutil import format_ts
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ API_VERSION = "latest=v2; requested=v2"
 
 
 class Simulator:
-    """One simulated account. Build it, then serve it with :func:`~adapters.simulator.run_simulator`
+    """One simulated account. Build it, then serve it with :func:`~triage.simulator.run_simulator`
     (which sets :attr:`base_url`) or call :meth:`handle` directly."""
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
@@ -235,7 +235,7 @@ class Simulator:
             return self.store.apply(ticket, values, source="agent", actor=agent_id)
 
     def random_agent_edit(self) -> ChangeRecord | None:
-        """One agent's edit of a random unresolved ticket (see :mod:`adapters.simulator.agents`);
+        """One agent's edit of a random unresolved ticket (see :mod:`triage.simulator.agents`);
         ``None`` when no ticket is unresolved."""
         with self._lock:
             ticket = pick_unresolved(self.store, self._agent_rng)

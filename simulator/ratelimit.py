@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.simulator.config import RateLimits
+from triage.simulator.config import RateLimits
 
 #: ``X-RateLimit-Total`` reported when no limit is configured.
 UNLIMITED_TOTAL = 1_000_000

@@ -7,16 +7,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.simulator.account import STATUSES, Account
-from adapters.simulator.responses import (
+from triage.simulator.account import STATUSES, Account
+from triage.simulator.responses import (
     INVALID_DATE,
     QUERY_FORMAT_INVALID,
     field_error,
     invalid_field,
     one_of,
 )
-from adapters.simulator.tickets import StoredTicket
-from adapters.simulator.timeutil import parse_day
+from triage.simulator.tickets import StoredTicket
+from triage.simulator.timeutil import parse_day
 
 MAX_QUERY_LENGTH = 512
 PAGE_SIZE = 30

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from adapters.simulator.account import Account
-from adapters.simulator.tickets import StoredTicket
-from adapters.simulator.timeutil import format_ts
+from triage.simulator.account import Account
+from triage.simulator.tickets import StoredTicket
+from triage.simulator.timeutil import format_ts
 
 ChangeSource = Literal["api", "bulk", "agent", "requester", "note"]
 _TAG = re.compile(r"<[^>]+>")
@@ -106,7 +106,7 @@ _TRACKED = (
 class TicketStore:
     """All tickets plus a sorted ``(updated_at, id)`` index and a cache of list orderings.
 
-    Not thread-safe by itself: :class:`~adapters.simulator.simulator.Simulator` serialises access.
+    Not thread-safe by itself: :class:`~triage.simulator.simulator.Simulator` serialises access.
     """
 
     def __init__(self, account: Account, tickets: Iterable[StoredTicket], clock: Clock) -> None:

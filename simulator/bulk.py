@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.simulator.responses import MISSING_FIELD, field_error, invalid_field, should_be
-from adapters.simulator.store import Job, TicketStore
-from adapters.simulator.validation import validate_update
+from triage.simulator.responses import MISSING_FIELD, field_error, invalid_field, should_be
+from triage.simulator.store import Job, TicketStore
+from triage.simulator.validation import validate_update
 
 MAX_BULK_IDS = 100
 SPAM_OR_DELETED = "The ticket is spam or deleted and cannot be updated"

@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from adapters.simulator.config import RateLimits
-from adapters.simulator.simulator import Simulator, basic_username
+from triage.simulator.config import RateLimits
+from triage.simulator.simulator import Simulator, basic_username
 
 PREFIX = "/_simulator"
 

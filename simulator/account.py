@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.simulator.timeutil import format_ts
+from triage.simulator.timeutil import format_ts
 
 STATUSES: dict[int, tuple[str, str]] = {
     2: ("Open", "Being Processed"),

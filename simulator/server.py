@@ -15,10 +15,10 @@ from typing import Any
 
 import uvicorn
 
-from adapters.simulator.admin import build_admin_app
-from adapters.simulator.api import ApiRequest
-from adapters.simulator.config import SimulatorConfig
-from adapters.simulator.simulator import Simulator
+from triage.simulator.admin import build_admin_app
+from triage.simulator.api import ApiRequest
+from triage.simulator.config import SimulatorConfig
+from triage.simulator.simulator import Simulator
 
 API_PREFIX = "/api/v2"
 

@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from adapters.simulator.simulator import Simulator
+    from triage.simulator.simulator import Simulator
 
 #: Triage's field name -> the ticket's native field.
 NATIVE = {"group": "group_id", "priority": "priority", "type": "type"}

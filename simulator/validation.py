@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from adapters.simulator.account import CUSTOM_TEXT_MAX, SOURCES, STATUSES, Account, CustomField
-from adapters.simulator.responses import field_error, invalid_field, one_of, should_be
-from adapters.simulator.tickets import StoredTicket
-from adapters.simulator.timeutil import parse_input_datetime
+from triage.simulator.account import CUSTOM_TEXT_MAX, SOURCES, STATUSES, Account, CustomField
+from triage.simulator.responses import field_error, invalid_field, one_of, should_be
+from triage.simulator.tickets import StoredTicket
+from triage.simulator.timeutil import parse_input_datetime
 
 MAX_TAG_LENGTH = 32
 MAX_SUBJECT_LENGTH = 255

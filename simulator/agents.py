@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from adapters.simulator.account import PRIORITIES, Account
-from adapters.simulator.config import MAX_EDITS_PER_MINUTE
-from adapters.simulator.store import TicketStore
-from adapters.simulator.tickets import StoredTicket
+from triage.simulator.account import PRIORITIES, Account
+from triage.simulator.config import MAX_EDITS_PER_MINUTE
+from triage.simulator.store import TicketStore
+from triage.simulator.tickets import StoredTicket
 
 #: Open, Pending, Waiting on Customer, Waiting on Third Party.
 UNRESOLVED = (2, 3, 6, 7)

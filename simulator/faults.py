@@ -6,7 +6,7 @@ import random
 import threading
 from dataclasses import asdict, dataclass, field
 
-from adapters.simulator.config import FaultRule
+from triage.simulator.config import FaultRule
 
 
 @dataclass

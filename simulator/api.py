@@ -1,8 +1,8 @@
 """The Freshdesk REST API v2 endpoints the simulator serves, as plain functions of a request.
 
 :class:`FreshdeskApi` routes an :class:`ApiRequest` (path after ``/api/v2``) to its handler and
-returns an :class:`~adapters.simulator.responses.ApiResponse`. Authentication, rate limits,
-faults and logging wrap it in :class:`~adapters.simulator.simulator.Simulator`.
+returns an :class:`~triage.simulator.responses.ApiResponse`. Authentication, rate limits,
+faults and logging wrap it in :class:`~triage.simulator.simulator.Simulator`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from adapters.simulator import bulk, listing, search
-from adapters.simulator.responses import (
+from triage.simulator import bulk, listing, search
+from triage.simulator.responses import (
     INVALID_JSON,
     MISSING_FIELD,
     MISSING_PARAMS,
@@ -32,9 +32,9 @@ from adapters.simulator.responses import (
     should_be,
     validation_failed,
 )
-from adapters.simulator.store import Job, TicketStore
-from adapters.simulator.tickets import StoredTicket, full_view, list_item, stats_json, with_description
-from adapters.simulator.validation import validate_update
+from triage.simulator.store import Job, TicketStore
+from triage.simulator.tickets import StoredTicket, full_view, list_item, stats_json, with_description
+from triage.simulator.validation import validate_update
 
 SHOW_INCLUDES = ("conversations", "requester", "company", "stats", "sla_policy")
 MAX_INCLUDED_CONVERSATIONS = 10

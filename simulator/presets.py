@@ -3,7 +3,7 @@
 A requester may pick a priority above Low and a type on the portal form (when the ticket is
 created). An agent may then have assigned the ticket's group, lowered the priority to Low on
 purpose, set its type or tagged it (at a random moment between creation and now). Each step is a
-:class:`~adapters.simulator.store.ChangeRecord` with its source and the person's id.
+:class:`~triage.simulator.store.ChangeRecord` with its source and the person's id.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from adapters.simulator.account import Account
-from adapters.simulator.agents import AGENT_TAGS, LOW, agent_of
-from adapters.simulator.generator import LabelledText
-from adapters.simulator.store import ChangeRecord, ChangeSource
-from adapters.simulator.tickets import StoredTicket
-from adapters.simulator.timeutil import format_ts
+from triage.simulator.account import Account
+from triage.simulator.agents import AGENT_TAGS, LOW, agent_of
+from triage.simulator.generator import LabelledText
+from triage.simulator.store import ChangeRecord, ChangeSource
+from triage.simulator.tickets import StoredTicket
+from triage.simulator.timeutil import format_ts
 
 REQUESTER_PRIORITIES = (2, 3, 4)
 

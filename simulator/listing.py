@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.simulator.responses import (
+from triage.simulator.responses import (
     INVALID_DATE,
     ISO_DATETIME,
     PAGE_BEYOND,
@@ -14,8 +14,8 @@ from adapters.simulator.responses import (
     one_of,
     should_be,
 )
-from adapters.simulator.store import TicketStore
-from adapters.simulator.timeutil import one_month_before, parse_input_datetime, start_of_day
+from triage.simulator.store import TicketStore
+from triage.simulator.timeutil import one_month_before, parse_input_datetime, start_of_day
 
 LIST_PARAMS = (
     "filter",

@@ -6,7 +6,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.simulator.timeutil import format_ts
+from triage.simulator.timeutil import format_ts
 
 
 @dataclass(slots=True)
