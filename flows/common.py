@@ -43,7 +43,7 @@ def scheduled_time() -> datetime:
 
 
 #: The project's loggers whose warnings (429 waits, 5xx retries, ...) belong in the run's logs in the UI.
-PROJECT_LOGGERS = ("adapters", "tasks", "models")
+PROJECT_LOGGERS = ("triage",)
 
 
 class _InRun(logging.Filter):

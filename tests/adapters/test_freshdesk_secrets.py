@@ -39,7 +39,7 @@ async def test_key_absent_from_debug_logs_and_every_error(make_adapter, httpx_mo
 
     errors: list[BaseException] = []
     with caplog.at_level(logging.DEBUG):
-        for name in ("httpx", "httpcore", "adapters", ""):
+        for name in ("httpx", "httpcore", "triage.adapters", ""):
             logging.getLogger(name).setLevel(logging.DEBUG)
         for ticket_id in range(1, 7):
             try:

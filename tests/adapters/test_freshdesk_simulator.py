@@ -170,7 +170,7 @@ async def test_the_api_key_is_absent_from_every_log_line_and_error(caplog):
     forms = (config.api_key, base64.b64encode(f"{config.api_key}:X".encode()).decode())
     errors: list[BaseException] = []
     with caplog.at_level(logging.DEBUG), run_simulator(config) as sim:
-        for name in ("httpx", "httpcore", "adapters", "uvicorn", ""):
+        for name in ("httpx", "httpcore", "triage.adapters", "uvicorn", ""):
             logging.getLogger(name).setLevel(logging.DEBUG)
         ticket_id = next(iter(sim.truth()))
         sim.agent_edit(ticket_id, spam=True)
