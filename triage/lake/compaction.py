@@ -52,22 +52,29 @@ import pyarrow.parquet as pq
 
 from triage.lake.io import COMPACTED_RUN, COVERS_KEY, RETAINED, Lake
 from triage.lake.schemas import TABLES
+from triage.lake.tables import TableName
 
 #: Rows per row group of a merged file: small enough that a filter on a few tickets skips most data.
 ROW_GROUP_ROWS = 4096
 #: The columns a table's merged file is sorted by (``ticket_id`` where the table has one).
-SORT_KEYS = {"audit": ("phase", "ticket_id"), "runs": ("started_at",), "quarantine": ("quarantined_at",)}
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    TableName.AUDIT: ("phase", "ticket_id"),
+    TableName.RUNS: ("started_at",),
+    TableName.QUARANTINE: ("quarantined_at",),
+}
 #: A column whose values never share a row group: an intent's ``completed_at`` is null, and a row group
 #: holding nulls and values is never skipped by a ``completed_at`` filter (:func:`triage.tasks.audit.own_writes`).
-SPLIT_BY = {"audit": "phase"}
+SPLIT_BY: dict[str, str] = {TableName.AUDIT: "phase"}
 #: The column whose newest value a merged file's name carries (``<table>-<newest>-<id>.parquet``): a read
 #: of recent rows skips older files by name, without opening them. Other tables: the time of merging.
-NEWEST = {"audit": "completed_at", "runs": "finished_at"}
+NEWEST: dict[str, str] = {TableName.AUDIT: "completed_at", TableName.RUNS: "finished_at"}
 STAMP = "%Y%m%dT%H%M%S%f"
 #: Tables whose stages replace their own parts when a run is retried (by name, in their own partition):
 #: merged only once older than the retry horizon, so a retried stage never adds rows beside merged ones.
 #: The audit and ``runs`` only ever get new parts, so they are merged at once.
-REPLACED_ON_RETRY = frozenset({"tickets", "quarantine", "predictions", "decisions", "outcomes"})
+REPLACED_ON_RETRY = frozenset(
+    {TableName.TICKETS, TableName.QUARANTINE, TableName.PREDICTIONS, TableName.DECISIONS, TableName.OUTCOMES}
+)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from triage.lake.schemas import schema
+from triage.lake.tables.base import WrittenPart
 
 #: The ``run=`` folder of a date partition's merged file, and the footer key listing what it replaces.
 COMPACTED_RUN = "compacted"
@@ -39,15 +39,6 @@ RETAINED = "_retained"
 SCAN_ATTEMPTS = 3
 
 PARTITIONING = ds.partitioning(pa.schema([("date", pa.string()), ("run", pa.string())]), flavor="hive")
-
-
-@dataclass(frozen=True)
-class WrittenPart:
-    """One Parquet file written to the lake."""
-
-    table: str
-    path: str
-    rows: int
 
 
 def partition_date(value: date | datetime | str) -> str:

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from pydantic import AfterValidator, Field
 
 from triage.lake.io import Lake, WrittenPart
+from triage.lake.tables.runs import RUNS, RunRow
 
 WindowSource = Literal["watermark", "initial", "explicit"]
 INCREMENTAL_SOURCES = ("watermark", "initial")
@@ -71,29 +72,28 @@ def record_stage(
     attempt: int = 1,
 ) -> WrittenPart | None:
     """Append one row to ``runs`` (one file per stage attempt, so failed attempts stay visible)."""
-    finished = finished_at or utcnow()
-    row = {
-        "run_id": run_id,
-        "flow": flow,
-        "stage": stage,
-        "status": status,
-        "window_start": window.start if window else None,
-        "window_end": window.end if window else None,
-        "window_source": window.source if window else None,
-        "high_water_mark": high_water_mark,
-        "mode": mode,
-        "model_version": model_version,
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "counts": json.dumps(counts, sort_keys=True, default=str) if counts is not None else None,
-        "message": message,
-        "parent_run_id": parent_run_id,
-        "attempt": attempt,
-        "started_at": started_at,
-        "finished_at": finished,
-    }
+    row = RunRow(
+        run_id=run_id,
+        flow=flow,
+        stage=stage,
+        status=status,
+        window_start=window.start if window else None,
+        window_end=window.end if window else None,
+        window_source=window.source if window else None,
+        high_water_mark=high_water_mark,
+        mode=mode,
+        model_version=model_version,
+        rows_in=rows_in,
+        rows_out=rows_out,
+        counts=json.dumps(counts, sort_keys=True, default=str) if counts is not None else None,
+        message=message,
+        parent_run_id=parent_run_id,
+        attempt=attempt,
+        started_at=started_at,
+        finished_at=finished_at or utcnow(),
+    )
     name = f"{stage}-{started_at.astimezone(UTC):%Y%m%dT%H%M%S%f}"
-    return lake.write("runs", [row], date=partition, run_id=run_id, name=name)
+    return RUNS.write(lake, [row], date=partition, run_id=run_id, name=name)
 
 
 def last_high_water_mark(lake: Lake, *, flow: str = "triage") -> datetime | None:
@@ -105,8 +105,8 @@ def last_high_water_mark(lake: Lake, *, flow: str = "triage") -> datetime | None
         & pc.field("window_source").isin(list(INCREMENTAL_SOURCES))
         & pc.field("high_water_mark").is_valid()
     )
-    for day in lake.dates("runs"):  # newest first: the mark of a run lies in its own date partition
-        marks = lake.scan("runs", dates=[day], filter=wanted, columns=["high_water_mark"])
+    for day in lake.dates(RUNS.name):  # newest first: the mark of a run lies in its own date partition
+        marks = lake.scan(RUNS.name, dates=[day], filter=wanted, columns=["high_water_mark"])
         if marks.num_rows:
             return pc.max(marks.column("high_water_mark")).as_py()
     return None
@@ -129,14 +129,14 @@ def next_window(
 
 def run_history(lake: Lake, run_id: str) -> list[dict[str, Any]]:
     """Every runs row of one run, oldest first (for reports and tests)."""
-    rows = lake.scan("runs", filter=pc.field("run_id") == run_id).to_pylist()
+    rows = lake.scan(RUNS.name, filter=pc.field("run_id") == run_id).to_pylist()
     return sorted(rows, key=lambda r: r["started_at"])
 
 
 def completed_windows(lake: Lake, *, flow: str) -> set[tuple[datetime, datetime]]:
     """``(window_start, window_end)`` of every completed run of ``flow`` (a backfill resumes past them)."""
     rows = lake.scan(
-        "runs",
+        RUNS.name,
         filter=(pc.field("flow") == flow) & (pc.field("stage") == "run") & (pc.field("status") == "ok"),
         columns=["window_start", "window_end"],
     ).to_pylist()

@@ -16,6 +16,7 @@ import duckdb
 
 from triage.lake.io import Lake
 from triage.lake.schemas import TABLE_DOCS, TABLES
+from triage.lake.tables import TableName
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ FAILED_WRITES = View(
 LATEST_OUTCOMES = View(
     name="latest_outcomes",
     doc="One row per ticket and field: the latest run's outcome.",
-    columns=(*TABLES["outcomes"].names, "date"),
+    columns=(*TABLES[TableName.OUTCOMES].names, "date"),
     sql="""
 WITH ends AS (SELECT run_id, max(finished_at) AS finished_at FROM runs GROUP BY run_id)
 SELECT o.* FROM outcomes AS o LEFT JOIN ends AS e ON e.run_id = o.run_id
