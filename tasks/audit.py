@@ -34,8 +34,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,7 +44,7 @@ from triage.lake import Lake, WrittenPart
 from triage.lake.compaction import ROW_GROUP_ROWS, Merged, compact_table, newest_in
 from triage.lake.io import COMPACTED_RUN, COVERS_KEY
 from triage.lake.lease import check_fence
-from triage.lake.schemas import schema
+from triage.lake.tables.audit import AUDIT, AuditRow
 
 #: Result statuses that count as done: never sent again.
 DONE_STATUSES = ("ok", "unknown")
@@ -59,6 +58,7 @@ OPEN_STATE = "_state/audit_open.parquet"
 DONE_INDEX = "_state/audit_done.parquet"
 _DONE_READ = ["phase", "status", "ticket_id", "field", "label", "method"]
 _DONE_KEY = ("ticket_id", "field", "label", "kind")
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 #: Every audit reason code with what it means (docs/safe-writes.md's audit reason-code table is generated from this).
 AUDIT_REASONS: dict[str, str] = {
@@ -87,18 +87,16 @@ def change_key(ticket_id: int, field_name: str, label: str | None, method: str) 
     return (int(ticket_id), field_name, label, KIND[method])
 
 
-def write_audit(
-    lake: Lake, rows: list[dict[str, Any]], *, run_id: str, partition: datetime
-) -> WrittenPart | None:
+def write_audit(lake: Lake, rows: list[AuditRow], *, run_id: str, partition: datetime) -> WrittenPart | None:
     """Append audit rows as a new part (never replacing an earlier one).
 
     Intents announce a batch of writes: first the run's lease on the lake is checked (fencing), so a
     run whose lease was lost stops before it sends anything more.
     """
-    phase = rows[0]["phase"] if rows else "none"
+    phase = rows[0].phase if rows else "none"
     if phase == "intent":
         check_fence(lake, run_id)
-    return lake.write("audit", rows, date=partition, run_id=run_id, name=f"{phase}-{uuid.uuid4().hex}")
+    return AUDIT.write(lake, rows, date=partition, run_id=run_id, name=f"{phase}-{uuid.uuid4().hex}")
 
 
 def done_changes(lake: Lake, ticket_ids: Iterable[int]) -> set[ChangeKey]:
@@ -108,9 +106,9 @@ def done_changes(lake: Lake, ticket_ids: Iterable[int]) -> set[ChangeKey]:
     if not ids:
         return set()
     indexed, covered = _indexed_done(lake, ids)
-    folder = lake.table_dir("audit")
+    folder = lake.table_dir(AUDIT.name)
     rest = lake.scan(
-        "audit",
+        AUDIT.name,
         filter=pc.field("ticket_id").isin(ids),
         columns=_DONE_READ,
         files=lambda path: path[len(folder) + 1 :] not in covered,
@@ -123,13 +121,13 @@ def index_done(lake: Lake) -> int:
     """Add the merged audit files the done index lacks to it (the nightly compaction, under the lease);
     how many files were added. The index holds every change done, once, sorted by ``ticket_id`` in
     small row groups, and names the merged files it covers (footer ``triage.covers``)."""
-    folder = lake.table_dir("audit")
-    merged = {p[len(folder) + 1 :]: p for p in lake.files("audit") if f"/run={COMPACTED_RUN}/" in p}
+    folder = lake.table_dir(AUDIT.name)
+    merged = {p[len(folder) + 1 :]: p for p in lake.files(AUDIT.name) if f"/run={COMPACTED_RUN}/" in p}
     index, covered = _done_index(lake)
     new = sorted(rel for rel in merged if rel not in covered)
     if not new:
         return 0
-    added = _done_rows(lake.read_paths("audit", [merged[rel] for rel in new], columns=_DONE_READ))
+    added = _done_rows(lake.read_paths(AUDIT.name, [merged[rel] for rel in new], columns=_DONE_READ))
     keys = pa.concat_tables([index, added]).group_by(list(_DONE_KEY), use_threads=False).aggregate([])
     keys = keys.select(list(_DONE_KEY)).sort_by("ticket_id")
     covers = sorted((covered & merged.keys()) | set(new))
@@ -143,33 +141,37 @@ def index_done(lake: Lake) -> int:
     return len(new)
 
 
-def dangling_intents(lake: Lake) -> list[dict[str, Any]]:
+def dangling_intents(lake: Lake) -> list[AuditRow]:
     """Intent rows that never got a result (the run stopped between sending and recording)."""
     open_rows, unmerged = _open_and_unmerged(lake)
     results = unmerged.filter(pc.field("phase") == "result").select(["write_id", "ticket_id", "field"])
     resolved = set(zip(*(results.column(c).to_pylist() for c in results.column_names), strict=True))
-    intents = pa.concat_tables([open_rows, unmerged]).filter(pc.field("phase") == "intent").to_pylist()
-    dangling: dict[tuple[str, int, str], dict[str, Any]] = {}
+    intents = AUDIT.rows(pa.concat_tables([open_rows, unmerged]).filter(pc.field("phase") == "intent"))
+    dangling: dict[tuple[str, int, str], AuditRow] = {}
     for row in intents:
-        key = (row["write_id"], row["ticket_id"], row["field"])
+        key = (row.write_id, row.ticket_id, row.field)
         if key not in resolved:
             dangling.setdefault(key, row)
     return list(dangling.values())
 
 
-def owed_results(lake: Lake, kind: str) -> list[dict[str, Any]]:
+def owed_results(lake: Lake, kind: str) -> list[AuditRow]:
     """The latest result rows of ``kind`` changes (``write`` or ``note``) still owed.
 
     A change is owed while its latest result is ``not_applied``; an ``unresolved_write`` skip does
     not settle it (the earlier intent is still open), every other result does.
     """
     open_rows, unmerged = _open_and_unmerged(lake)
-    rows = pa.concat_tables([open_rows, unmerged]).filter(pc.field("phase") == "result").to_pylist()
-    latest: dict[ChangeKey, dict[str, Any]] = {}
-    for row in sorted(rows, key=lambda r: r["completed_at"]):
-        if row["reason_code"] != "unresolved_write":
-            latest[change_key(row["ticket_id"], row["field"], row["label"], row["method"])] = row
-    return [row for key, row in latest.items() if row["status"] == "not_applied" and key[3] == kind]
+    rows = AUDIT.rows(pa.concat_tables([open_rows, unmerged]).filter(pc.field("phase") == "result"))
+    latest: dict[ChangeKey, AuditRow] = {}
+    for row in sorted(rows, key=_completed_at):
+        if row.reason_code != "unresolved_write":
+            latest[change_key(row.ticket_id, row.field, row.label, row.method)] = row
+    return [row for key, row in latest.items() if row.status == "not_applied" and key[3] == kind]
+
+
+def _completed_at(row: AuditRow) -> datetime:
+    return row.completed_at or _NEVER  # every result row has one
 
 
 def open_items(rows: pa.Table) -> pa.Table:
@@ -189,14 +191,14 @@ def open_items(rows: pa.Table) -> pa.Table:
     groups = indexed.group_by(["ticket_id", "field", "label", "_kind"], use_threads=False)
     latest = settling.take(groups.aggregate([("_i", "max")]).column("_i_max"))
     owed = latest.filter(pc.field("status") == "not_applied")
-    return pa.concat_tables([unanswered.cast(schema("audit")), owed.cast(schema("audit"))])
+    return pa.concat_tables([unanswered.cast(AUDIT.schema), owed.cast(AUDIT.schema)])
 
 
 def fold_open_items(lake: Lake, parts: list[str]) -> None:
     """Fold the audit ``parts`` a compaction is about to merge into the open-items state (atomically)."""
     if not parts:
         return
-    rows = pa.concat_tables([_open_state(lake), lake.read_paths("audit", parts)])
+    rows = pa.concat_tables([_open_state(lake), lake.read_paths(AUDIT.name, parts)])
     path = f"{lake.root}/{OPEN_STATE}"
     folder, name = path.rsplit("/", 1)
     temp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
@@ -208,7 +210,7 @@ def fold_open_items(lake: Lake, parts: list[str]) -> None:
 def compact_audit(lake: Lake) -> list[Merged]:
     """Merge the audit parts (a run's, and any cut-off run's) into their dates' files, their open items
     folded into the state first: the next run's history reads stay bounded."""
-    return compact_table(lake, "audit", before_merge=lambda parts: fold_open_items(lake, list(parts)))
+    return compact_table(lake, AUDIT.name, before_merge=lambda parts: fold_open_items(lake, list(parts)))
 
 
 def _done_rows(audit: pa.Table) -> pa.Table:
@@ -223,7 +225,7 @@ def _done_index(lake: Lake) -> tuple[pa.Table, set[str]]:
     try:
         index = pq.read_table(f"{lake.root}/{DONE_INDEX}", filesystem=lake.fs)
     except FileNotFoundError:
-        return _done_rows(schema("audit").empty_table()), set()
+        return _done_rows(AUDIT.schema.empty_table()), set()
     return index, set(json.loads((index.schema.metadata or {}).get(COVERS_KEY, b"[]")))
 
 
@@ -249,14 +251,14 @@ def _indexed_done(lake: Lake, ids: list[int]) -> tuple[set[ChangeKey], set[str]]
 
 def _open_state(lake: Lake) -> pa.Table:
     try:
-        return pq.read_table(f"{lake.root}/{OPEN_STATE}", filesystem=lake.fs, schema=schema("audit"))
+        return pq.read_table(f"{lake.root}/{OPEN_STATE}", filesystem=lake.fs, schema=AUDIT.schema)
     except FileNotFoundError:
-        return schema("audit").empty_table()
+        return AUDIT.schema.empty_table()
 
 
 def _open_and_unmerged(lake: Lake) -> tuple[pa.Table, pa.Table]:
     """The open-items state, and the audit rows of parts no compaction has merged yet."""
-    return _open_state(lake), lake.scan("audit", files=lambda path: f"/run={COMPACTED_RUN}/" not in path)
+    return _open_state(lake), lake.scan(AUDIT.name, files=lambda path: f"/run={COMPACTED_RUN}/" not in path)
 
 
 @dataclass
@@ -284,16 +286,18 @@ def own_writes(lake: Lake, *, since: datetime, tolerance: timedelta) -> OwnWrite
     found = OwnWrites(tolerance=tolerance)
     start = since - tolerance
     rows = lake.scan(
-        "audit",
+        AUDIT.name,
         filter=(pc.field("phase") == "result")
         & (pc.field("status") == "ok")
         & (pc.field("completed_at") >= start),
         columns=["ticket_id", "ticket_updated_at", "sent_at", "completed_at"],
         files=lambda path: (newest_in(path) or start) >= start,  # merged files older than that, by name
-    ).to_pylist()
-    for row in rows:
-        if row["ticket_updated_at"] is not None:
-            found.exact[row["ticket_id"]].add(row["ticket_updated_at"])
-        elif row["sent_at"] is not None:
-            found.spans[row["ticket_id"]].append((row["sent_at"], row["completed_at"]))
+    )
+    for ticket_id, ticket_updated_at, sent_at, completed_at in zip(
+        *(column.to_pylist() for column in rows.columns), strict=True
+    ):
+        if ticket_updated_at is not None:
+            found.exact[ticket_id].add(ticket_updated_at)
+        elif sent_at is not None:
+            found.spans[ticket_id].append((sent_at, completed_at))
     return found

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
 
 from triage.adapters.base import FieldSpec
 from triage.lake.runs import utcnow
+from triage.lake.tables.decisions import DECISIONS, DecisionRow
+from triage.lake.tables.predictions import PREDICTIONS
 from triage.tasks.context import StageContext
-from triage.tasks.manifest import DecideManifest, ExtractManifest, PredictManifest, count_rows
-from triage.tasks.rules import Prediction, decide_ticket
+from triage.tasks.manifest import Counts, DecideManifest, ExtractManifest, PredictManifest, add_count
+from triage.tasks.rules import Decision, Prediction, decide_ticket
 from triage.tasks.runlog import recorded
 from triage.tasks.snapshots import current_values, latest_snapshots, row_ticket
 
@@ -28,22 +30,23 @@ def decide(
     lake = ctx.lake(settings)
     mode = settings.pipeline.mode
     with recorded(ctx, lake, "decide", mode=mode) as record:
-        lake.remove_parts("decisions", date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
+        lake.remove_parts(DECISIONS.name, date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
         snapshots = latest_snapshots(lake.read_paths("tickets", tickets.paths), eligible_only=True)
         by_ticket: dict[int, dict[str, Prediction]] = {}
         versions: dict[int, str | None] = {}
-        for row in lake.read_paths(
-            "predictions",
+        read = lake.read_paths(
+            PREDICTIONS.name,
             predictions.paths,
             columns=["ticket_id", "field", "label", "probability", "model_version"],
-        ).to_pylist():
-            by_ticket.setdefault(row["ticket_id"], {})[row["field"]] = Prediction(
-                row["label"], row["probability"]
-            )
-            versions[row["ticket_id"]] = row["model_version"]
+        )
+        for ticket_id, field, label, probability, version in zip(
+            *(column.to_pylist() for column in read.columns), strict=True
+        ):
+            by_ticket.setdefault(ticket_id, {})[field] = Prediction(label, probability)
+            versions[ticket_id] = version
         fields = settings.enabled_fields()
         now = utcnow()
-        rows: list[dict[str, Any]] = []
+        rows: list[DecisionRow] = []
         for ticket_id, snapshot in snapshots.items():
             decisions = decide_ticket(
                 current_values(row_ticket(snapshot), fields),
@@ -54,21 +57,21 @@ def decide(
                 touched=snapshot["updated_at"] > snapshot["created_at"],
             )
             rows.extend(
-                {
-                    "run_id": ctx.run_id,
-                    "ticket_id": ticket_id,
-                    "mode": mode,
-                    **vars(d),
-                    "model_version": versions.get(ticket_id, predictions.model_version),
-                    "snapshot_updated_at": snapshot["updated_at"],
-                    "decided_at": now,
-                }
+                decision_row(
+                    d,
+                    run_id=ctx.run_id,
+                    ticket_id=ticket_id,
+                    mode=mode,
+                    model_version=versions.get(ticket_id, predictions.model_version),
+                    snapshot_updated_at=snapshot["updated_at"],
+                    decided_at=now,
+                )
                 for d in decisions.values()
             )
         paths: list[str] = []
         for start in range(0, len(rows), PART_ROWS):
-            part = lake.write(
-                "decisions",
+            part = DECISIONS.write(
+                lake,
                 rows[start : start + PART_ROWS],
                 date=ctx.partition,
                 run_id=ctx.run_id,
@@ -76,7 +79,40 @@ def decide(
             )
             if part:
                 paths.append(part.path)
-        counts = count_rows(rows, "field", "action")
+        counts: Counts = {}
+        for row in rows:
+            add_count(counts, row.field, row.action)
         record.rows_in, record.rows_out, record.counts = len(snapshots), len(rows), counts
         record.model_version = predictions.model_version
         return DecideManifest(run_id=ctx.run_id, paths=paths, rows=len(rows), counts=counts, mode=mode)
+
+
+def decision_row(
+    decision: Decision,
+    *,
+    run_id: str,
+    ticket_id: int,
+    mode: str,
+    model_version: str | None,
+    snapshot_updated_at: datetime | None,
+    decided_at: datetime,
+) -> DecisionRow:
+    """The ``decisions`` row of one field's decision."""
+    return DecisionRow(
+        run_id=run_id,
+        ticket_id=ticket_id,
+        field=decision.field,
+        mode=mode,
+        action=decision.action,
+        label=decision.label,
+        predicted_label=decision.predicted_label,
+        probability=decision.probability,
+        apply_threshold=decision.apply_threshold,
+        suggest_threshold=decision.suggest_threshold,
+        current_label=decision.current_label,
+        reason_code=decision.reason_code,
+        reason=decision.reason,
+        model_version=model_version,
+        snapshot_updated_at=snapshot_updated_at,
+        decided_at=decided_at,
+    )

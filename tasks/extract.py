@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from triage.adapters.base import Ticket, TicketSystemAdapter
 from triage.adapters.errors import MalformedTicketError
-from triage.lake import Lake
+from triage.lake import Lake, TableName
 from triage.lake.runs import last_high_water_mark, utcnow
+from triage.lake.tables.quarantine import QUARANTINE, QuarantineRow
 from triage.settings import Settings
 from triage.tasks.audit import OwnWrites, own_writes
 from triage.tasks.context import StageContext
@@ -60,13 +61,13 @@ async def _extract(
 ) -> ExtractManifest:
     pipeline = settings.pipeline
     # A retried extract replaces its own earlier output rather than adding to it.
-    for table in ("tickets", "quarantine"):
+    for table in (TableName.TICKETS, TableName.QUARANTINE):
         lake.remove_parts(table, date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
     ours = own_writes(
         lake, since=ctx.window_start, tolerance=timedelta(seconds=pipeline.own_write_tolerance_seconds)
     )
     history = set(pipeline.history_statuses)
-    quarantined: list[dict[str, Any]] = []
+    quarantined: list[QuarantineRow] = []
 
     def quarantine(exc: MalformedTicketError) -> None:
         quarantined.append(quarantine_row(ctx.run_id, "extract", exc))
@@ -110,8 +111,8 @@ async def _extract(
         flush()
     quarantine_paths = []
     if quarantined:
-        part = lake.write(
-            "quarantine", quarantined, date=ctx.partition, run_id=ctx.run_id, name=f"{PART_PREFIX}00001"
+        part = QUARANTINE.write(
+            lake, quarantined, date=ctx.partition, run_id=ctx.run_id, name=f"{PART_PREFIX}00001"
         )
         quarantine_paths = [part.path] if part else []
         add_count(counts, "*", "quarantined", len(quarantined))

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import cast
 
 from triage.adapters.base import TicketSystemAdapter
 from triage.lake import Lake
 from triage.lake.compaction import summary
 from triage.lake.runs import utcnow
+from triage.lake.tables.decisions import DECISIONS
 from triage.tasks.audit import KIND, compact_audit, dangling_intents, done_changes, owed_results
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import DecideManifest, ExtractManifest, PushManifest, add_count
@@ -99,7 +101,7 @@ async def _plan(
     state.snapshots = {
         t: row_ticket(r) for t, r in latest_snapshots(lake.read_paths("tickets", tickets.paths)).items()
     }
-    since = min([tickets.started_at, *(r["sent_at"] for r in [*dangling, *owed] if r["sent_at"])])
+    since = min([tickets.started_at, *(r.sent_at for r in [*dangling, *owed] if r.sent_at)])
     state.read_at = utcnow()
     fresh, unreadable = await changed_since(
         state, since - timedelta(seconds=settings.pipeline.overlap_seconds)
@@ -126,17 +128,17 @@ async def _plan(
 
 
 def _load_changes(lake: Lake, decisions: DecideManifest, *, wanted: tuple[str, ...]) -> list[Change]:
-    rows = lake.read_paths("decisions", decisions.paths).to_pylist()
+    """This run's decisions to carry out in the mode (its own parts: bounded by the run's tickets)."""
     return [
         Change(
-            ticket_id=r["ticket_id"],
-            field=r["field"],
-            label=r["label"],
-            probability=r["probability"],
-            decision_run_id=r["run_id"],
-            model_version=r["model_version"],
-            snapshot_updated_at=r["snapshot_updated_at"],
+            ticket_id=d.ticket_id,
+            field=d.field,
+            label=d.label,
+            probability=d.probability,
+            decision_run_id=d.run_id,
+            model_version=d.model_version,
+            snapshot_updated_at=cast(datetime, d.snapshot_updated_at),  # decide sets it on every row
         )
-        for r in rows
-        if r["action"] in wanted and r["label"] is not None
+        for d in DECISIONS.read_paths(lake, decisions.paths)
+        if d.action in wanted and d.label is not None
     ]

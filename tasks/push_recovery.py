@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from triage.adapters.base import Ticket
@@ -39,33 +40,33 @@ async def resolve_open(state: PushState, dangling: Rows, fresh: Mapping[int, Tic
     rows: Rows = []
     notes: dict[str, Rows] = defaultdict(list)
     for intent in dangling:
-        base = {**intent, "run_id": state.ctx.run_id, "phase": "result", "completed_at": now}
-        if intent["method"] == "note":
-            notes[intent["write_id"]].append(base)
+        base = replace(intent, run_id=state.ctx.run_id, phase="result", completed_at=now)
+        if intent.method == "note":
+            notes[intent.write_id].append(base)
             continue
-        ticket = fresh.get(intent["ticket_id"])
-        spec = state.specs.get(intent["field"])
-        value = ticket.native(intent["field"]) if ticket else None
-        if ticket is not None and (spec.to_label(value) if spec else value) == intent["label"]:
+        ticket = fresh.get(intent.ticket_id)
+        spec = state.specs.get(intent.field)
+        value = ticket.native(intent.field) if ticket else None
+        if ticket is not None and (spec.to_label(value) if spec else value) == intent.label:
             rows.append(confirmed_row(base, ticket))
-        elif intent["method"] == "bulk_update" and intent["sent_at"] and now - intent["sent_at"] < settle:
-            pending.add(intent["ticket_id"])  # its job may still be running: decide next time
+        elif intent.method == "bulk_update" and intent.sent_at and now - intent.sent_at < settle:
+            pending.add(intent.ticket_id)  # its job may still be running: decide next time
         else:
-            rows.append({**base, "status": "not_applied", "reason_code": "not_found_on_reread"})
+            rows.append(replace(base, status="not_applied", reason_code="not_found_on_reread"))
     for note in notes.values():
         reference = note_reference(change_of(r) for r in note)
         try:
-            found = await state.adapter.has_note(note[0]["ticket_id"], reference)
+            found = await state.adapter.has_note(note[0].ticket_id, reference)
         except TicketSystemError as exc:
             if exc.transient:
                 raise
             found = False  # the ticket is gone or out of reach: no note there; a resend says why
-        outcome = {
-            True: {"status": "ok", "reason_code": "confirmed_on_reread"},
-            False: {"status": "not_applied", "reason_code": "not_found_on_reread"},
-            None: {"status": "unknown", "reason_code": "note_unverifiable"},
+        status, reason_code = {
+            True: ("ok", "confirmed_on_reread"),
+            False: ("not_applied", "not_found_on_reread"),
+            None: ("unknown", "note_unverifiable"),
         }[found]
-        rows.extend({**r, **outcome} for r in note)
+        rows.extend(replace(r, status=status, reason_code=reason_code) for r in note)
     if rows:
         state.record(rows)
     return pending, len(rows)

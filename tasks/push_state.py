@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from triage.adapters.base import FieldSpec, Ticket, TicketSystemAdapter
 from triage.adapters.errors import MalformedTicketError
 from triage.lake import Lake
 from triage.lake.runs import utcnow
+from triage.lake.tables.audit import AuditRow
+from triage.lake.tables.quarantine import QUARANTINE
 from triage.settings import Settings
 from triage.tasks.audit import write_audit
 from triage.tasks.context import StageContext
@@ -20,7 +22,8 @@ from triage.tasks.manifest import add_count
 from triage.tasks.push_plan import Change, Method, Request, Skip, plan_notes, plan_writes, recheck
 from triage.tasks.snapshots import quarantine_row
 
-Rows = list[dict[str, Any]]
+#: Audit rows push writes as one part.
+Rows = list[AuditRow]
 
 
 @dataclass
@@ -56,8 +59,8 @@ class PushState:
             self.paths.append(part.path)
             self.rows += part.rows
         for row in rows:
-            if row["phase"] == "result":
-                add_count(self.counts, row["field"], row["status"])
+            if row.phase == "result":
+                add_count(self.counts, row.field, row.status)
 
     def check(
         self, changes: list[Change], unreadable: AbstractSet[int] = frozenset()
@@ -97,8 +100,8 @@ async def changed_since(state: PushState, since: datetime) -> tuple[dict[int, Ti
         fresh[ticket.id] = ticket
     if malformed:
         rows = [quarantine_row(state.ctx.run_id, "push", exc) for exc in malformed]
-        state.lake.write(
-            "quarantine",
+        QUARANTINE.write(
+            state.lake,
             rows,
             date=state.ctx.partition,
             run_id=state.ctx.run_id,
@@ -116,25 +119,26 @@ def audit_row(
     status: str,
     sent_at: datetime,
     **extra: Any,
-) -> dict[str, Any]:
-    return {
-        "run_id": ctx.run_id,
-        "decision_run_id": change.decision_run_id,
-        "write_id": write_id,
-        "phase": phase,
-        "ticket_id": change.ticket_id,
-        "field": change.field,
-        "label": change.label,
-        "method": request.method,
-        "status": status,
-        "snapshot_updated_at": change.snapshot_updated_at,
-        "sent_at": sent_at,
-        "model_version": change.model_version,
+) -> AuditRow:
+    """The audit row of ``change`` carried by ``request``; ``extra`` fills the result's columns."""
+    return AuditRow(
+        run_id=ctx.run_id,
+        decision_run_id=change.decision_run_id,
+        write_id=write_id,
+        phase=phase,
+        ticket_id=change.ticket_id,
+        field=change.field,
+        label=change.label,
+        method=request.method,
+        status=status,
+        snapshot_updated_at=change.snapshot_updated_at,
+        sent_at=sent_at,
+        model_version=change.model_version,
         **extra,
-    }
+    )
 
 
-def skip_row(ctx: StageContext, skip: Skip, method: Method, write_id: str | None = None) -> dict[str, Any]:
+def skip_row(ctx: StageContext, skip: Skip, method: Method, write_id: str | None = None) -> AuditRow:
     """A ``skipped`` result (for an intent already written: with that intent's ``write_id``)."""
     request = Request(method, (skip.change.ticket_id,), {}, (skip.change,))
     return audit_row(
@@ -168,23 +172,20 @@ def result_rows(
     ]
 
 
-def confirmed_row(base: dict[str, Any], ticket: Ticket) -> dict[str, Any]:
-    return {
-        **base,
-        "status": "ok",
-        "reason_code": "confirmed_on_reread",
-        "ticket_updated_at": ticket.updated_at,
-    }
+def confirmed_row(base: AuditRow, ticket: Ticket) -> AuditRow:
+    """``base`` as an ``ok`` result a re-read confirmed, with the ticket's ``updated_at``."""
+    return replace(base, status="ok", reason_code="confirmed_on_reread", ticket_updated_at=ticket.updated_at)
 
 
-def change_of(row: dict[str, Any]) -> Change:
-    """The change an audit row carries out."""
+def change_of(row: AuditRow) -> Change:
+    """The change an audit row carries out (push writes every row from a :class:`Change`, so its label,
+    decision run and snapshot are set)."""
     return Change(
-        ticket_id=row["ticket_id"],
-        field=row["field"],
-        label=row["label"],
+        ticket_id=row.ticket_id,
+        field=row.field,
+        label=cast(str, row.label),
         probability=None,
-        decision_run_id=row["decision_run_id"],
-        model_version=row["model_version"],
-        snapshot_updated_at=row["snapshot_updated_at"],
+        decision_run_id=cast(str, row.decision_run_id),
+        model_version=row.model_version,
+        snapshot_updated_at=cast(datetime, row.snapshot_updated_at),
     )

@@ -6,16 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from triage.lake import Lake, record_stage
 from triage.lake.runs import utcnow
+from triage.lake.tables.audit import AUDIT, AuditRow
 from triage.redaction import redact
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import Counts, PushManifest, add_count
 
 #: Reason codes of results that resolved a write cut off by a crash (see ``triage.tasks.audit.AUDIT_REASONS``).
 RECOVERY_REASONS = ("confirmed_on_reread", "not_found_on_reread", "note_unverifiable")
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -74,15 +76,15 @@ def whole_run(ctx: StageContext, lake: Lake, pushed: PushManifest) -> PushManife
     succeeded in the retry counts once, as ``ok``; ``*`` counts requests sent and cut-off writes
     resolved over all attempts.
     """
-    audit = lake.read_partition("audit", date=ctx.partition, run_id=ctx.run_id).to_pylist()
-    latest: dict[tuple[int, str], dict] = {}
-    for row in sorted((r for r in audit if r["phase"] == "result"), key=lambda r: r["completed_at"]):
-        latest[(row["ticket_id"], row["field"])] = row
+    audit = AUDIT.read_partition(lake, date=ctx.partition, run_id=ctx.run_id)
+    latest: dict[tuple[int, str], AuditRow] = {}
+    for row in sorted((r for r in audit if r.phase == "result"), key=lambda r: r.completed_at or _NEVER):
+        latest[(row.ticket_id, row.field)] = row
     counts: Counts = {}
     for row in latest.values():
-        add_count(counts, row["field"], row["status"])
-    add_count(counts, "*", "requests", len({r["write_id"] for r in audit if r["phase"] == "intent"}))
-    add_count(counts, "*", "recovered", sum(r["reason_code"] in RECOVERY_REASONS for r in audit))
+        add_count(counts, row.field, row.status)
+    add_count(counts, "*", "requests", len({r.write_id for r in audit if r.phase == "intent"}))
+    add_count(counts, "*", "recovered", sum(r.reason_code in RECOVERY_REASONS for r in audit))
     stars = counts["*"]
     return pushed.model_copy(
         update={

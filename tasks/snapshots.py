@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from triage.adapters.base import FieldSpec, Ticket
 from triage.adapters.errors import MalformedTicketError
 from triage.lake import Lake
+from triage.lake.tables.quarantine import QuarantineRow
 
 
 def ticket_row(
@@ -95,13 +96,13 @@ def label_of(spec: FieldSpec | None, native: Any) -> str | None:
     return spec.to_label(native) if spec else str(native)
 
 
-def quarantine_row(run_id: str, stage: str, exc: MalformedTicketError) -> dict[str, Any]:
+def quarantine_row(run_id: str, stage: str, exc: MalformedTicketError) -> QuarantineRow:
     """The ``quarantine`` row of a ticket the adapter could not parse: its raw JSON and the error."""
-    return {
-        "run_id": run_id,
-        "stage": stage,
-        "ticket_id": exc.ticket_id,
-        "error": str(exc),
-        "raw_json": json.dumps(exc.raw, sort_keys=True, default=str),
-        "quarantined_at": datetime.now(UTC),
-    }
+    return QuarantineRow(
+        run_id=run_id,
+        stage=stage,
+        ticket_id=exc.ticket_id,
+        error=str(exc),
+        raw_json=json.dumps(exc.raw, sort_keys=True, default=str),
+        quarantined_at=datetime.now(UTC),
+    )

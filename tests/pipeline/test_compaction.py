@@ -101,8 +101,8 @@ def answers(
     recent = range(1000 + 10 * (0 if every_ticket else hour), 1000 + 10 * hour + 20)
     return {
         "done": done_changes(lake, [1, 2, 3, 4, *recent]),
-        "dangling": sorted((r["write_id"], r["ticket_id"]) for r in dangling_intents(lake)),
-        "owed": sorted((r["write_id"], r["ticket_id"], r["label"]) for r in owed_results(lake, "write")),
+        "dangling": sorted((r.write_id, r.ticket_id) for r in dangling_intents(lake)),
+        "owed": sorted((r.write_id, r.ticket_id, r.label) for r in owed_results(lake, "write")),
         "own": {t: sorted(v) for t, v in mine.exact.items()},
         "mark": last_high_water_mark(lake),
         "windows": completed_windows(lake, flow=windows_of),

@@ -388,6 +388,7 @@ async def test_a_cut_off_bulk_write_waits_while_its_job_may_still_run(
     make_ctx, adapter_for, sim, config, settle, expected
 ):
     from triage.lake.runs import utcnow
+    from triage.lake.tables.audit import AuditRow
     from triage.tasks.audit import write_audit
 
     write_config(config, sim, config.parent, bulk_settle_seconds=settle)
@@ -398,18 +399,18 @@ async def test_a_cut_off_bulk_write_waits_while_its_job_may_still_run(
         )
         target = min(sim.truth())
         label = sim.truth()[target]["group"]
-        intent = {
-            "run_id": "crashed-run",
-            "decision_run_id": ctx.run_id,
-            "write_id": "w-1",
-            "phase": "intent",
-            "ticket_id": target,
-            "field": "group",
-            "label": label,
-            "method": "bulk_update",
-            "status": "pending",
-            "sent_at": utcnow(),
-        }
+        intent = AuditRow(
+            run_id="crashed-run",
+            decision_run_id=ctx.run_id,
+            write_id="w-1",
+            phase="intent",
+            ticket_id=target,
+            field="group",
+            label=label,
+            method="bulk_update",
+            status="pending",
+            sent_at=utcnow(),
+        )
         write_audit(ctx.lake(), [intent], run_id="crashed-run", partition=ctx.partition)
         pushed = await push(ctx, decided, extracted, adapter)
     rows = ctx.lake().read_paths("audit", pushed.paths).filter(pc.field("ticket_id") == target).to_pylist()

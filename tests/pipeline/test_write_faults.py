@@ -349,22 +349,23 @@ async def test_a_bulk_job_report_missing_a_ticket_is_checked_by_re_reading(make_
 
 async def test_a_cut_off_note_on_a_ticket_gone_for_good_does_not_block_push(make_ctx, adapter_for, sim):
     from triage.lake.runs import utcnow
+    from triage.lake.tables.audit import AuditRow
     from triage.tasks.audit import write_audit
 
     ctx = make_ctx(mode="suggest")
-    intent = {
-        "run_id": "crashed-run",
-        "decision_run_id": "crashed-run",
-        "write_id": "w-1",
-        "phase": "intent",
-        "ticket_id": 999_999,  # no such ticket: its conversations answer 404
-        "field": "group",
-        "label": "Billing",
-        "method": "note",
-        "status": "pending",
-        "snapshot_updated_at": utcnow(),
-        "sent_at": utcnow(),
-    }
+    intent = AuditRow(
+        run_id="crashed-run",
+        decision_run_id="crashed-run",
+        write_id="w-1",
+        phase="intent",
+        ticket_id=999_999,  # no such ticket: its conversations answer 404
+        field="group",
+        label="Billing",
+        method="note",
+        status="pending",
+        snapshot_updated_at=utcnow(),
+        sent_at=utcnow(),
+    )
     write_audit(ctx.lake(), [intent], run_id="crashed-run", partition=ctx.partition)
     async with adapter_for(ctx) as adapter:
         extracted, decided, wanted = await decided_run(ctx, adapter, sim)
