@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pandas as pd
 
 from triage.lake.runs import utcnow
+from triage.lake.tables.predictions import PREDICTIONS, PredictionRow
 from triage.models.inference import InferenceEngine
 from triage.models.store import ModelStore
 from triage.settings import Settings
@@ -47,7 +47,7 @@ def predict(
     settings = ctx.settings()
     lake = ctx.lake(settings)
     with recorded(ctx, lake, "predict", mode=settings.pipeline.mode) as record:
-        lake.remove_parts("predictions", date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
+        lake.remove_parts(PREDICTIONS.name, date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
         snapshots = latest_snapshots(
             lake.read_paths(
                 "tickets",
@@ -73,8 +73,8 @@ def predict(
         for start in range(0, len(frame), chunk_rows):
             predicted = engine.predict_frame(frame.iloc[start : start + chunk_rows])
             part_rows = _prediction_rows(predicted, ctx.run_id)
-            part = lake.write(
-                "predictions",
+            part = PREDICTIONS.write(
+                lake,
                 part_rows,
                 date=ctx.partition,
                 run_id=ctx.run_id,
@@ -99,20 +99,20 @@ def predict(
         )
 
 
-def _prediction_rows(predicted: pd.DataFrame, run_id: str) -> list[dict[str, Any]]:
+def _prediction_rows(predicted: pd.DataFrame, run_id: str) -> list[PredictionRow]:
     now = utcnow()
     return [
-        {
-            "run_id": run_id,
-            "ticket_id": int(row.ticket_id),
-            "field": row.field,
-            "label": row.label,
-            "probability": float(row.probability),
-            "top_k": [{"label": k["label"], "probability": float(k["probability"])} for k in row.top_k],
-            "model_name": row.model_name,
-            "model_version": row.model_version,
-            "text_hash": row.text_hash,
-            "predicted_at": now,
-        }
+        PredictionRow(
+            run_id=run_id,
+            ticket_id=int(row.ticket_id),
+            field=str(row.field),
+            label=row.label,
+            probability=float(row.probability),
+            top_k=tuple({"label": k["label"], "probability": float(k["probability"])} for k in row.top_k),
+            model_name=row.model_name,
+            model_version=row.model_version,
+            text_hash=row.text_hash,
+            predicted_at=now,
+        )
         for row in predicted.itertuples(index=False)
     ]
