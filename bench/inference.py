@@ -56,7 +56,8 @@ sys.path.insert(0, str(ROOT))
 
 from triage.models.store import ModelStore  # noqa: E402
 from triage.models.text import ticket_text  # noqa: E402
-from triage.models.training import TrainConfig, train  # noqa: E402
+from triage.models.training import train  # noqa: E402
+from triage.models.training_config import TrainConfig  # noqa: E402
 
 TOBI = ROOT.parent / "shared" / "data" / "tobi_bueck" / "combined_v4v5_sample_en_de_dedup.csv"
 RESULTS = ROOT / "bench" / "results" / "inference.json"

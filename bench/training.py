@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from triage.models.report import write_report  # noqa: E402
-from triage.models.training import TrainConfig, train  # noqa: E402
+from triage.models.training import train  # noqa: E402
+from triage.models.training_config import TrainConfig  # noqa: E402
 from triage.settings import PipelineSettings  # noqa: E402
 from triage.simulator import SimulatorConfig  # noqa: E402
 from triage.simulator.account import PRIORITIES  # noqa: E402

@@ -32,7 +32,7 @@ from transformers.utils import logging as hf_logging
 
 from triage.models.batching import pad_batch, token_budget_batches
 from triage.models.features import HashedTfidf, HashingConfig
-from triage.models.heads import FieldHead, SparseRows
+from triage.models.heads import FieldHead, HeadFeatures, SparseRows
 from triage.models.manifest import ClassifierConfig, ModelFolderError
 from triage.models.memory import NeighbourMemory
 from triage.settings import ModelSettings
@@ -250,23 +250,27 @@ class TriageClassifier(nn.Module):
         shares = self.memory.features(embeddings, self_index=self_index)
         return {field: torch.from_numpy(value).to(self.device) for field, value in shares.items()}
 
+    def head_features(self, embeddings: np.ndarray, sparse: sp.csr_matrix | None) -> dict[str, HeadFeatures]:
+        """Per field, its head's inputs for rows with these (pooled) embeddings and TF-IDF rows: the
+        standardised embeddings, the TF-IDF rows and the memory's neighbour label shares."""
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        emb = self.standardise(torch.from_numpy(embeddings).to(self.device))
+        neighbours = self.neighbour_features(embeddings)
+        return {
+            field: HeadFeatures(emb, sparse, neighbours[field] if neighbours else None)
+            for field in self.fields
+        }
+
     def proba_from_features(
         self, embeddings: np.ndarray, sparse: sp.csr_matrix | None
     ) -> dict[str, np.ndarray]:
         """Class probabilities per field from precomputed embeddings and TF-IDF rows."""
-        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        emb = self.standardise(torch.from_numpy(embeddings).to(self.device))
+        features = self.head_features(embeddings, sparse)
         rows = SparseRows.from_csr(sparse, self.device) if sparse is not None else None
-        neighbours = self.neighbour_features(embeddings)
-        with torch.inference_mode():
-            return {
-                field: torch.softmax(
-                    self.head(field)(emb, rows, neighbours[field] if neighbours else None).float(), dim=-1
-                )
-                .cpu()
-                .numpy()
-                for field in self.fields
-            }
+        return {
+            field: self.head(field).proba(inputs.embeddings, rows, inputs.neighbours)
+            for field, inputs in features.items()
+        }
 
     def predict_proba(
         self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS

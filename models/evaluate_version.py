@@ -4,12 +4,13 @@ The table is prepared and split exactly as training does (:func:`triage.models.t
 :func:`triage.models.training.split_holdout`), or a separate test table is given. The TF-IDF baseline is
 trained on the table's training part, on the rows whose label the model's head knows (the same
 footing training gives it); labels outside the head count as errors for both. The stored model
-only predicts the test part.
+only predicts the test part. Model and baseline are scored and reported by the same functions as in
+training (:func:`triage.models.evaluation.evaluate_beside_baseline`,
+:func:`triage.models.report.build_report`).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,17 +18,12 @@ import numpy as np
 import pandas as pd
 
 from triage.models.baseline import TfidfBaseline
-from triage.models.evaluation import FieldEvaluation, apply_gap, evaluate_field
+from triage.models.evaluation import FieldComparison, evaluate_beside_baseline
+from triage.models.head_fitting import HeadEstimator
 from triage.models.inference import InferenceEngine
-from triage.models.report import EvaluationReport
-from triage.models.training import (
-    MIN_SLICE_ROWS,
-    TEXT,
-    TrainConfig,
-    data_hash,
-    prepare_frame,
-    split_holdout,
-)
+from triage.models.report import EvaluationReport, build_report
+from triage.models.training import TEXT, data_hash, prepare_frame, split_holdout
+from triage.models.training_config import TrainConfig
 
 
 def evaluate_version(
@@ -74,13 +70,14 @@ def evaluate_version(
         raise ValueError("the table needs rows for both the baseline's training part and the test part")
     digest = data_hash(data, fields)
     train_part, holdout = data.iloc[train_rows], data.iloc[test_rows].reset_index(drop=True)
-    predictions = engine.predict(holdout[TEXT].tolist())
-    score = functools.partial(
-        evaluate_field, target_precision=config.target_precision, suggest_precision=config.suggest_precision
+    texts = holdout[TEXT].tolist()
+    classifier = engine.model
+    features = classifier.head_features(
+        classifier.embed(texts, batch_tokens=engine.batch_tokens), classifier.sparse_features(texts)
     )
 
-    report_fields: dict[str, dict[str, Any]] = {}
-    slices: dict[str, dict[str, dict[str, FieldEvaluation]]] = {}
+    comparisons: dict[str, FieldComparison] = {}
+    details: dict[str, dict[str, Any]] = {}
     for name in fields:
         labels = engine.labels(name)
         fit_part = train_part[train_part[name].isin(labels)]
@@ -88,26 +85,19 @@ def evaluate_version(
         if fit_part[name].nunique() < 2 or not labelled.any():
             raise ValueError(f"field {name!r}: the table has too few labelled rows the model knows")
         baseline = TfidfBaseline(seed=seed).fit(fit_part[TEXT].tolist(), fit_part[name].tolist())
-        truth = holdout[name][labelled].tolist()
-        model_proba = predictions[name].proba[labelled]
-        base_proba = baseline.predict_proba(holdout[TEXT][labelled].tolist())
-        report_fields[name] = {
-            "model": score(name, truth, model_proba, labels),
-            "baseline": score(name, truth, base_proba, baseline.classes_),
-            "excluded_classes": dict(manifest.fields[name].excluded_classes),
-        }
-        if slice_column is None:
-            continue
-        values = holdout[slice_column][labelled].to_numpy()
-        for value in sorted({v for v in values if v is not None}):
-            inside = values == value
-            if inside.sum() < MIN_SLICE_ROWS:
-                continue
-            part = [t for t, keep in zip(truth, inside, strict=True) if keep]
-            slices.setdefault(f"{slice_column}={value}", {})[name] = {
-                "model": score(name, part, model_proba[inside], labels),
-                "baseline": score(name, part, base_proba[inside], baseline.classes_),
-            }
+        comparisons[name] = evaluate_beside_baseline(
+            name,
+            holdout[name].tolist(),
+            HeadEstimator(classifier.head(name), labels, config),
+            features[name],
+            baseline,
+            texts,
+            slice_column=slice_column,
+            slice_values=holdout[slice_column].tolist() if slice_column is not None else None,
+            target_precision=config.target_precision,
+            suggest_precision=config.suggest_precision,
+        )
+        details[name] = {"excluded_classes": dict(manifest.fields[name].excluded_classes)}
 
     same_data = digest == manifest.training.data_hash and split == manifest.training.split
     note = (
@@ -116,7 +106,7 @@ def evaluate_version(
         else "The model was trained on other data or another split: if this table shares rows with its "
         "training data, the model's scores here are optimistic."
     )
-    return EvaluationReport(
+    return build_report(
         dataset={
             "name": dataset_name,
             "n_train": len(train_rows),
@@ -131,16 +121,11 @@ def evaluate_version(
             "head": manifest.classifier.head
             + (" + fine-tuned encoder" if manifest.classifier.fine_tuned else ""),
         },
-        fields=report_fields,
-        slices=slices,
-        command=command,
+        comparisons=comparisons,
+        details=details,
         notes=[
             note,
             "Baseline: trained on the table's training part, on the labels the model's head knows.",
-            *(
-                f"WARNING {warning}"
-                for entry in report_fields.values()
-                if (warning := apply_gap(entry["model"], entry["baseline"], "baseline"))
-            ),
         ],
+        command=command,
     )

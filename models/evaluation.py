@@ -21,10 +21,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+from triage.models.estimator import Estimator
 
 DEFAULT_BINS = 10
 MIN_SELECTED = 30
@@ -32,6 +34,11 @@ MIN_SELECTED = 30
 CURVE_POINTS = 101
 CONFIDENCE_LEVEL = 0.95
 """One-sided confidence that a chosen threshold's precision reaches its target."""
+MIN_SLICE_ROWS = 20
+"""Fewest labelled hold-out rows a slice needs to be scored on its own."""
+
+ModelInputsT = TypeVar("ModelInputsT")
+BaselineInputsT = TypeVar("BaselineInputsT")
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,73 @@ def apply_gap(model: FieldEvaluation, other: FieldEvaluation, other_name: str) -
         f"{model.field}: reaches no apply threshold at precision {model.apply_target:.2f}, where the "
         f"{other_name} covers {other.apply_coverage:.0%}: with it the field is never written"
     )
+
+
+@dataclass(frozen=True)
+class FieldComparison:
+    """A field's model beside the baseline on the same labelled hold-out rows, overall and per slice."""
+
+    model: FieldEvaluation
+    baseline: FieldEvaluation
+    slices: dict[str, tuple[FieldEvaluation, FieldEvaluation]] = dataclasses.field(default_factory=dict)
+    """``"<column>=<value>"`` -> (model, baseline) on that slice's labelled rows, for every slice with
+    at least :data:`MIN_SLICE_ROWS` of them."""
+
+
+def evaluate_beside_baseline(
+    field: str,
+    y_true: Sequence[str | None],
+    model: Estimator[ModelInputsT, Any],
+    model_inputs: ModelInputsT,
+    baseline: Estimator[BaselineInputsT, Any],
+    baseline_inputs: BaselineInputsT,
+    *,
+    slice_column: str | None = None,
+    slice_values: Sequence[object] | None = None,
+    target_precision: float = 0.9,
+    suggest_precision: float = 0.75,
+) -> FieldComparison:
+    """Score the fitted ``model`` and ``baseline`` (:func:`evaluate_field`) on the same hold-out rows.
+
+    ``model_inputs`` and ``baseline_inputs`` are those rows as each estimator takes them, ``y_true``
+    their labels (None: unlabelled, not scored). With ``slice_column``, each of its values in
+    ``slice_values`` (one per row) is scored on its own too, where it has :data:`MIN_SLICE_ROWS`
+    labelled rows. Both trainings' and a stored version's evaluations come from here, so their
+    reports compare alike.
+    """
+    labelled = np.array([y is not None and y == y for y in y_true], dtype=bool)  # y == y: not NaN
+    truth = [str(y) for y, keep in zip(y_true, labelled, strict=True) if keep]
+    scored: list[tuple[np.ndarray, Sequence[str]]] = [
+        (model.predict_proba(model_inputs)[labelled], model.classes_),
+        (baseline.predict_proba(baseline_inputs)[labelled], baseline.classes_),
+    ]
+
+    def score(keep: np.ndarray | None = None) -> tuple[FieldEvaluation, FieldEvaluation]:
+        part = truth if keep is None else [t for t, inside in zip(truth, keep, strict=True) if inside]
+        model_eval, baseline_eval = (
+            evaluate_field(
+                field,
+                part,
+                proba if keep is None else proba[keep],
+                list(classes),
+                target_precision=target_precision,
+                suggest_precision=suggest_precision,
+            )
+            for proba, classes in scored
+        )
+        return model_eval, baseline_eval
+
+    overall = score()
+    slices: dict[str, tuple[FieldEvaluation, FieldEvaluation]] = {}
+    if slice_column is not None:
+        if slice_values is None:
+            raise ValueError(f"slice column {slice_column!r} given without its values")
+        values = np.asarray(slice_values, dtype=object)[labelled]
+        for value in sorted({v for v in values if v is not None}):
+            inside = values == value
+            if inside.sum() >= MIN_SLICE_ROWS:
+                slices[f"{slice_column}={value}"] = score(inside)
+    return FieldComparison(*overall, slices)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from triage.models.head_fitting import class_weights
 
 if TYPE_CHECKING:
     from triage.models.classifier import TriageClassifier
-    from triage.models.training import TrainConfig
+    from triage.models.training_config import TrainConfig
 
 log = logging.getLogger(__name__)
 IGNORE = -100

@@ -7,28 +7,27 @@ baseline's own model (TF-IDF only, at the baseline's C), then add the embedding 
 strengths) and the neighbour memory. A richer candidate is kept only when its cross-validated
 macro-F1 on the training rows beats the simpler one by a margin, so the head is the baseline's
 unless the data show the embedding helps.
+
+A field's inputs (:class:`HeadInputs`: its head's features, label indices and the configuration)
+go to :func:`fit_field`, or to :func:`select_head` then :func:`refit_head`. :class:`HeadEstimator`
+is a head in the estimator contract (:class:`triage.models.estimator.Estimator`) that evaluation uses.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from triage.models.heads import FieldHead, SparseRows
-
-if TYPE_CHECKING:
-    from triage.models.training import TrainConfig
-
+from triage.models.heads import FieldHead, HeadFeatures, SparseRows
+from triage.models.training_config import TrainConfig
 
 C_DENSE_GRID = (0.001, 0.01, 0.1)
 """Inverse L2 strengths (scikit-learn's ``C``) of the embedding weights tried per field."""
@@ -238,27 +237,18 @@ def choose(fold_scores: dict[Strengths, tuple[float, ...]]) -> Strengths:
     return next(c for c in eligible if means[c] >= top - CHOICE_MARGIN)
 
 
-def fit_field(
-    head: FieldHead,
-    embeddings: torch.Tensor,
-    sparse: sp.csr_matrix | None,
-    neighbours: torch.Tensor | None,
-    y: np.ndarray,
-    config: TrainConfig,
-    *,
-    workers: int = 1,
-) -> HeadChoice:
+def fit_field(head: FieldHead, inputs: HeadInputs, *, workers: int = 1) -> HeadChoice:
     """Fit a field's head on its training rows; returns the strengths and their evidence.
 
-    ``embeddings`` are standardised, ``sparse`` the TF-IDF rows and ``neighbours`` the memory's
-    label shares (None where the head has no such block), ``y`` the label indices. With more than
-    one candidate, each is scored by macro-F1 in a stratified ``CV_FOLDS``-fold cross-validation
-    (``workers`` candidates fitted side by side, each on its own copy of the head, starting from
-    its previous fold's solution, which only saves iterations); :func:`choose` picks one, which is
-    refitted on all rows. :func:`select_head` then :func:`refit_head`.
+    ``inputs`` holds the head's features (standardised embeddings, TF-IDF rows and the memory's
+    label shares, None where the head has no such block), the label indices and the configuration.
+    With more than one candidate, each is scored by macro-F1 in a stratified ``CV_FOLDS``-fold
+    cross-validation (``workers`` candidates fitted side by side, each on its own copy of the head,
+    starting from its previous fold's solution, which only saves iterations); :func:`choose` picks
+    one, which is refitted on all rows. :func:`select_head` then :func:`refit_head`.
     """
-    choice = select_head(head, embeddings, sparse, neighbours, y, config, workers=workers)
-    refit_head(head, embeddings, sparse, neighbours, y, config, choice)
+    choice = select_head(head, inputs, workers=workers)
+    refit_head(head, inputs, choice)
     return choice
 
 
@@ -272,11 +262,7 @@ def selection_fits(y: np.ndarray, config: TrainConfig, *, sparse: bool, memory: 
 
 def select_head(
     head: FieldHead,
-    embeddings: torch.Tensor,
-    sparse: sp.csr_matrix | None,
-    neighbours: torch.Tensor | None,
-    y: np.ndarray,
-    config: TrainConfig,
+    inputs: HeadInputs,
     *,
     workers: int = 1,
     on_fit: Callable[[], None] | None = None,
@@ -284,17 +270,18 @@ def select_head(
     """Choose the head's strengths by cross-validation (see :func:`fit_field`); ``on_fit`` is
     called after each of the :func:`selection_fits` candidate fits. When a choice was made, ``head``
     is left with the chosen candidate's last fold weights (the refit's warm start)."""
-    options = candidates(config, sparse=sparse is not None, memory=neighbours is not None)
+    features, y, config = inputs.features, inputs.y, inputs.config
+    options = candidates(config, sparse=features.sparse is not None, memory=features.neighbours is not None)
     folds = _folds(y, config.seed) if len(options) > 1 else []
     if not folds:
         note = "too few rows per class to cross-validate" if len(options) > 1 else "the one configured"
         return HeadChoice(options[0], note=note)
-    inputs = _Inputs(embeddings, sparse, neighbours, y, config, head.n_classes)
     heads = {c: copy.deepcopy(head) for c in options}
     fold_scores: dict[Strengths, list[float]] = {c: [] for c in options}
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for k, (fit_rows, val_rows) in enumerate(folds):
-            fit, held_out, truth = inputs.fitter(fit_rows), inputs.part(val_rows, False), y[val_rows]
+            fit = inputs.fitter(fit_rows, head.n_classes)
+            held_out, truth = inputs.part(val_rows, False), y[val_rows]
             jobs = [pool.submit(_scored_fit, heads[c], c, fit, held_out, truth, k > 0) for c in options]
             for c, job in zip(options, jobs, strict=True):
                 fold_scores[c].append(job.result())
@@ -306,54 +293,79 @@ def select_head(
     return HeadChoice(best, scores)
 
 
-def refit_head(
-    head: FieldHead,
-    embeddings: torch.Tensor,
-    sparse: sp.csr_matrix | None,
-    neighbours: torch.Tensor | None,
-    y: np.ndarray,
-    config: TrainConfig,
-    choice: HeadChoice,
-) -> None:
+def refit_head(head: FieldHead, inputs: HeadInputs, choice: HeadChoice) -> None:
     """Fit ``head`` on all rows with the chosen strengths (warm from :func:`select_head`'s weights
     when it cross-validated, which only saves iterations; else from zero)."""
-    inputs = _Inputs(embeddings, sparse, neighbours, y, config, head.n_classes)
-    inputs.fitter(np.arange(len(y)))(head, choice.strengths, bool(choice.fold_scores))
+    fit = inputs.fitter(np.arange(len(inputs.y)), head.n_classes)
+    fit(head, choice.strengths, bool(choice.fold_scores))
 
 
-class _Inputs:
-    """A field's training inputs, cut into the rows of a fit or a validation fold."""
+class HeadInputs:
+    """A field's training inputs (its head's features, label indices and the configuration), cut
+    into the rows of a fit or a validation fold."""
 
-    def __init__(
-        self,
-        embeddings: torch.Tensor,
-        sparse: sp.csr_matrix | None,
-        neighbours: torch.Tensor | None,
-        y: np.ndarray,
-        config: TrainConfig,
-        n_classes: int,
-    ) -> None:
-        self.embeddings, self.sparse, self.neighbours, self.y, self.config = (
-            embeddings, sparse, neighbours, y, config
-        )  # fmt: skip
-        self.per_class = class_weights(y, n_classes, config.class_weight)
+    def __init__(self, features: HeadFeatures, y: np.ndarray, config: TrainConfig) -> None:
+        if len(features) != len(y):
+            raise ValueError(f"{len(features)} rows of features but {len(y)} labels")
+        self.features, self.y, self.config = features, y, config
 
     def part(
         self, rows: np.ndarray, for_training: bool
     ) -> tuple[torch.Tensor, SparseRows | None, torch.Tensor | None]:
-        device = self.embeddings.device
+        """The head's inputs for ``rows`` (TF-IDF rows with their transpose ``for_training``)."""
+        part = self.features.rows(rows)
         rows_sparse = None
-        if self.sparse is not None:
-            rows_sparse = SparseRows.from_csr(self.sparse[rows], device, for_training=for_training)
-        neighbours = self.neighbours[rows] if self.neighbours is not None else None
-        return self.embeddings[rows], rows_sparse, neighbours
+        if part.sparse is not None:
+            rows_sparse = SparseRows.from_csr(part.sparse, part.embeddings.device, for_training=for_training)
+        return part.embeddings, rows_sparse, part.neighbours
 
-    def fitter(self, rows: np.ndarray) -> Callable[[FieldHead, Strengths, bool], None]:
-        device, y, max_iter = self.embeddings.device, self.y, self.config.max_iter
+    def fitter(self, rows: np.ndarray, n_classes: int) -> Callable[[FieldHead, Strengths, bool], None]:
+        """Fits a head of ``n_classes`` on ``rows`` with given strengths (from its weights: warm)."""
+        device, y, max_iter = self.features.embeddings.device, self.y, self.config.max_iter
         inputs = self.part(rows, True)
-        weights = torch.from_numpy(self.per_class[y[rows]]).to(device)
+        per_class = class_weights(y, n_classes, self.config.class_weight)
+        weights = torch.from_numpy(per_class[y[rows]]).to(device)
         targets = torch.from_numpy(y[rows]).to(device)
         return lambda h, c, warm: fit_head(h, inputs, targets, weights, c, max_iter, warm_start=warm)
+
+
+class HeadEstimator:
+    """A field's head as an :class:`~triage.models.estimator.Estimator` over :class:`HeadFeatures`.
+
+    ``fit(X, y)`` (``y``: label indices into :attr:`classes_`) fits the head with ``choice``'s
+    strengths, or, without a choice, chooses them first by cross-validation (:func:`fit_field`),
+    which ``choice`` then holds. ``config`` says how it fits; :meth:`predict_proba` needs none of it.
+    """
+
+    def __init__(
+        self,
+        head: FieldHead,
+        classes: Sequence[str],
+        config: TrainConfig,
+        choice: HeadChoice | None = None,
+        *,
+        workers: int = 1,
+    ) -> None:
+        if len(classes) != head.n_classes:
+            raise ValueError(f"{len(classes)} classes for a head of {head.n_classes}")
+        self.head = head
+        self.classes_ = list(classes)
+        self.config = config
+        self.choice = choice
+        self.workers = workers
+
+    def fit(self, X: HeadFeatures, y: np.ndarray) -> HeadEstimator:
+        inputs = HeadInputs(X, y, self.config)
+        if self.choice is None:
+            self.choice = fit_field(self.head, inputs, workers=self.workers)
+        else:
+            refit_head(self.head, inputs, self.choice)
+        return self
+
+    def predict_proba(self, X: HeadFeatures) -> np.ndarray:
+        device = X.embeddings.device
+        sparse = SparseRows.from_csr(X.sparse, device) if X.sparse is not None else None
+        return self.head.proba(X.embeddings, sparse, X.neighbours)
 
 
 def _scored_fit(

@@ -45,6 +45,27 @@ class SparseRows:
         return cls(_torch_csr(matrix, device), transposed)
 
 
+@dataclass(frozen=True)
+class HeadFeatures:
+    """A field head's inputs for some rows: the standardised embeddings, their TF-IDF rows (a hybrid
+    head's) and the neighbour memory's label shares for the field (a head with a memory's)."""
+
+    embeddings: torch.Tensor
+    sparse: sp.csr_matrix | None = None
+    neighbours: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    def rows(self, rows: np.ndarray) -> HeadFeatures:
+        """These features for the positions ``rows`` only."""
+        return HeadFeatures(
+            self.embeddings[rows],
+            self.sparse[rows] if self.sparse is not None else None,
+            self.neighbours[rows] if self.neighbours is not None else None,
+        )
+
+
 class _SparseMatmul(torch.autograd.Function):
     """``X @ W`` for a CSR ``X`` whose transpose is given, so the gradient of ``W`` is ``X^T @ G``."""
 
@@ -102,3 +123,13 @@ class FieldHead(nn.Module):
         if sparse.transposed is None:
             raise ValueError("training needs SparseRows.from_csr(..., for_training=True)")
         return logits + _SparseMatmul.apply(self.sparse_weight, sparse.matrix, sparse.transposed)
+
+    def proba(
+        self,
+        embeddings: torch.Tensor,
+        sparse: SparseRows | None = None,
+        neighbours: torch.Tensor | None = None,
+    ) -> np.ndarray:
+        """Class probabilities ``(rows, n_classes)``: the softmax of the logits, without gradients."""
+        with torch.inference_mode():
+            return torch.softmax(self(embeddings, sparse, neighbours).float(), dim=-1).cpu().numpy()

@@ -16,23 +16,20 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from triage.lake.schemas import PREDICTIONS
 from triage.models.classifier import DEFAULT_BATCH_TOKENS, TriageClassifier, pick_device
-from triage.models.encoders import quantise_int8
+from triage.models.loading import Precision, load_cached
 from triage.models.manifest import MANIFEST_FILE, ModelManifest
+from triage.models.store import ModelStore
 from triage.models.tables import iter_table, table_kind
 from triage.models.text import text_hash, ticket_text
 
@@ -46,12 +43,6 @@ OUTPUT_COLUMNS = [
     "model_version",
     "text_hash",
 ]
-CACHE_SIZE = 2
-
-Precision = Literal["float32", "int8"]
-
-_cache: OrderedDict[tuple[str, str, str], tuple[TriageClassifier, ModelManifest]] = OrderedDict()
-_cache_lock = threading.Lock()
 
 
 def prediction_schema(ticket_id_type: pa.DataType | None = None) -> pa.Schema:
@@ -102,8 +93,6 @@ def resolve_model_folder(path_or_store_root: str | Path, version: str | None = N
         if version is not None and path.name != version:
             raise ValueError(f"{path} is version {path.name}, not {version}")
         return path
-    from triage.models.store import ModelStore
-
     store = ModelStore(path)
     if version is not None:
         return store.path(version)
@@ -161,30 +150,6 @@ def compare(
     return Comparison(texts, agreement, diff, tolerance)
 
 
-def _load_cached(
-    folder: Path, device: torch.device, precision: Precision
-) -> tuple[TriageClassifier, ModelManifest]:
-    key = (str(folder.resolve()), str(device), precision)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-        manifest = ModelManifest.read(folder)
-        model = TriageClassifier.load(folder, manifest.classifier, device=device)
-        if precision == "int8":
-            model.encoder = quantise_int8(model.encoder)
-        _cache[key] = (model, manifest)
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-        return model, manifest
-
-
-def clear_cache() -> None:
-    """Forget every loaded model (the next :meth:`InferenceEngine.load` reads from disk again)."""
-    with _cache_lock:
-        _cache.clear()
-
-
 class InferenceEngine:
     """Predicts every field of a stored model version. Build with :meth:`load`."""
 
@@ -228,7 +193,7 @@ class InferenceEngine:
         target = pick_device(device)
         if precision == "int8" and target.type != "cpu":
             raise ValueError(f"precision 'int8' runs on CPU only, not on {target.type}")
-        model, manifest = _load_cached(folder, target, precision)
+        model, manifest = load_cached(folder, target, precision)
         return cls(model, manifest, batch_tokens=batch_tokens, top_k=top_k, precision=precision)
 
     @property

@@ -15,12 +15,13 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from triage.models.evaluation import FieldEvaluation, compare_macro_f1
+from triage.models.evaluation import FieldComparison, FieldEvaluation, apply_gap, compare_macro_f1
 
 Plot = tuple[str, bytes]
 """A plot: its file (relative to the report folder) and its PNG bytes."""
@@ -83,6 +84,39 @@ class EvaluationReport:
             "underperforming_fields": underperforming_fields(self),
             "notes": list(self.notes),
         }
+
+
+def build_report(
+    *,
+    dataset: dict[str, Any],
+    model: dict[str, Any],
+    comparisons: dict[str, FieldComparison],
+    details: dict[str, dict[str, Any]] | None = None,
+    notes: Sequence[str] = (),
+    command: str | None = None,
+) -> EvaluationReport:
+    """The report of a model beside the baseline, from each field's comparison on the hold-out
+    (:func:`triage.models.evaluation.evaluate_beside_baseline`): per field (with ``details[field]``,
+    e.g. ``excluded_classes`` and ``head``), per slice, and after ``notes`` a ``WARNING`` per field
+    that reaches no apply threshold where the baseline does. Training's report and a stored
+    version's (:func:`triage.models.evaluate_version.evaluate_version`) are both built here."""
+    details = details or {}
+    slices: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, comparison in comparisons.items():
+        for key, (model_eval, baseline_eval) in comparison.slices.items():
+            slices.setdefault(key, {})[name] = {"model": model_eval, "baseline": baseline_eval}
+    warnings = (apply_gap(c.model, c.baseline, "baseline") for c in comparisons.values())
+    return EvaluationReport(
+        dataset=dataset,
+        model=model,
+        fields={
+            name: {"model": c.model, "baseline": c.baseline, **details.get(name, {})}
+            for name, c in comparisons.items()
+        },
+        slices=slices,
+        command=command,
+        notes=[*notes, *(f"WARNING {warning}" for warning in warnings if warning)],
+    )
 
 
 def verdict(model: FieldEvaluation | None, baseline: FieldEvaluation | None) -> str:

@@ -40,8 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from triage.models.classifier import ENCODER_DIR, TriageClassifier
+from triage.errors import TriageError
+from triage.models.classifier import ENCODER_DIR, TriageClassifier, pick_device
 from triage.models.evaluation import FieldEvaluation, apply_gap, evaluate_field
+from triage.models.loading import load_cached
 from triage.models.manifest import (
     MANIFEST_FILE,
     ModelManifest,
@@ -52,7 +54,8 @@ from triage.models.manifest import (
 )
 
 if TYPE_CHECKING:
-    from triage.models.training import TrainConfig, TrainingResult
+    from triage.models.training_config import TrainConfig
+    from triage.models.training_result import TrainingResult
 
 VERSIONS_DIR = "versions"
 CURRENT_FILE = "current.json"
@@ -63,7 +66,7 @@ MIN_PROMOTION_TICKETS = 50
 """Fewest labelled tickets per field, trained on by neither model, that a promotion compares on."""
 
 
-class StoreError(RuntimeError):
+class StoreError(TriageError, RuntimeError):
     """The store cannot do what was asked (unknown version, nothing to roll back to ...)."""
 
 
@@ -393,11 +396,10 @@ def score_version(
     model: Path | TriageClassifier, tickets: pd.DataFrame, fields: list[str], config: TrainConfig
 ) -> dict[str, FieldEvaluation]:
     """A model (a version folder, or one in memory) scored on ``tickets``' labelled rows, per field."""
-    from triage.models.inference import InferenceEngine
     from triage.models.training import TEXT
 
     if isinstance(model, Path):
-        model = InferenceEngine.load(model, device=config.device, batch_tokens=config.batch_tokens).model
+        model, _ = load_cached(model, pick_device(config.device))
     proba = model.predict_proba(tickets[TEXT].tolist(), batch_tokens=config.batch_tokens)
     out = {}
     for name in fields:

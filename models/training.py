@@ -21,54 +21,50 @@ baseline's own model (TF-IDF only) and adding the embedding and memory only when
 ``fine_tune=True`` first adapts the encoder itself to the fields (meant for a GPU), then fits the heads the same way.
 Every trained model is evaluated on the hold-out beside the TF-IDF + logistic-regression baseline
 trained on the same rows.
+
+This module prepares the table and fits; the rest lives beside it: the configuration in
+:mod:`triage.models.training_config`, the heads' fitting in :mod:`triage.models.head_fitting`, the
+evaluation beside the baseline in :func:`triage.models.evaluation.evaluate_beside_baseline` (shared
+with :mod:`triage.models.evaluate_version`), and the result with the ``model.json`` and report built
+from it in :mod:`triage.models.training_result`.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import math
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Final
 
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sklearn.model_selection import train_test_split
 
+from triage.errors import TriageError
+from triage.models.baseline import TfidfBaseline
 from triage.models.classifier import TriageClassifier, pick_device
 from triage.models.embedding_cache import EmbeddingCache, encoder_fingerprint
 from triage.models.encoders import EncoderSpec, resolve_encoder
-from triage.models.evaluation import FieldEvaluation, apply_gap, evaluate_field
-from triage.models.features import HashingConfig
+from triage.models.evaluation import evaluate_beside_baseline
 from triage.models.fine_tune import fine_tune_encoder
-from triage.models.head_fitting import HeadChoice, one_thread, refit_head, select_head, selection_fits
-from triage.models.manifest import (
-    ClassifierConfig,
-    FieldManifest,
-    ModelManifest,
-    ThresholdPoint,
-    TicketKey,
-    TrainingInfo,
-    TrainingSet,
-    keys_sha256,
+from triage.models.head_fitting import (
+    HeadChoice,
+    HeadEstimator,
+    HeadInputs,
+    one_thread,
+    select_head,
+    selection_fits,
 )
+from triage.models.heads import HeadFeatures
+from triage.models.manifest import ClassifierConfig, TicketKey, TrainingSet, keys_sha256
 from triage.models.progress import Phase, Progress, phase
 from triage.models.text import text_hash, ticket_text
-from triage.settings import ModelSettings
-
-if TYPE_CHECKING:
-    from triage.models.report import EvaluationReport
-    from triage.settings import Settings
-
-_DEFAULTS = ModelSettings()
+from triage.models.training_config import TrainConfig
+from triage.models.training_result import FieldOutcome, TrainingResult
 
 log = logging.getLogger(__name__)
 
@@ -78,275 +74,10 @@ ID: Final = "ticket_id"
 """Optional column: the ticket's id (fingerprints the training set; text hashes where absent)."""
 TIME = "updated_at"
 """Optional column: when the ticket was resolved (last updated); makes the hold-out temporal."""
-MIN_SLICE_ROWS = 20
-EMBEDDING_CACHE_DIR = "embedding-cache"
-"""Under the model store: where :meth:`TrainConfig.from_settings` keeps frozen embeddings."""
 
 
-class TrainingError(ValueError):
+class TrainingError(TriageError, ValueError):
     """The data cannot train a model (missing columns, no field with two usable classes ...)."""
-
-
-class TrainConfig(BaseModel):
-    """Everything that decides a trained model; defaults follow :class:`triage.settings.ModelSettings`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    fields: list[str] = Field(default_factory=lambda: ["group", "priority", "type"], min_length=1)
-    label_columns: dict[str, str] = Field(
-        default_factory=dict, description="Field -> label column, where they differ (group=queue)."
-    )
-    text_columns: list[str] = Field(
-        default_factory=lambda: ["subject", "description"],
-        min_length=1,
-        description="Columns joined into the text; 'description' falls back to 'body'.",
-    )
-    base_encoder: str = _DEFAULTS.base_encoder
-    store_root: Path = Field(default=_DEFAULTS.store, description="Where named encoders are built.")
-    name: str | None = Field(default=None, description="Model name; default '<encoder>+<head>'.")
-    max_length: int = Field(default=_DEFAULTS.max_length, ge=16, le=8192)
-    min_examples_per_class: int = Field(default=_DEFAULTS.min_examples_per_class, ge=1)
-    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
-    seed: int = _DEFAULTS.seed
-    target_precision: float = Field(default=_DEFAULTS.target_precision, gt=0.0, le=1.0)
-    suggest_precision: float = Field(default=_DEFAULTS.suggest_precision, gt=0.0, le=1.0)
-    head: Literal["hybrid", "linear"] = "hybrid"
-    hashing: HashingConfig = Field(default_factory=HashingConfig)
-    c_dense: float | None = Field(
-        default=None,
-        gt=0.0,
-        description="Inverse L2 strength of the embedding weights; None: the head's blocks and this "
-        "strength are chosen per field by cross-validation (triage.models.head_fitting).",
-    )
-    c_sparse: float | None = Field(
-        default=None,
-        gt=0.0,
-        description="Inverse L2 strength of the TF-IDF weights; None: the baseline's 10.",
-    )
-    c_memory: float = Field(default=100.0, gt=0.0, description="Inverse L2 strength of the memory weights.")
-    neighbours: int = Field(default=10, ge=0, description="Neighbours the memory consults; 0: no memory.")
-    neighbour_temperature: float = Field(default=0.02, gt=0.0, description="Softness of neighbour weights.")
-    memory_size: int = Field(default=50_000, ge=1, description="Most training tickets the memory keeps.")
-    class_weight: Literal["balanced", "none"] = "balanced"
-    max_iter: int = Field(default=1000, ge=1, description="Most L-BFGS iterations per head fit.")
-    fine_tune: bool = False
-    epochs: int = Field(default=2, ge=1, description="Fine-tuning epochs.")
-    learning_rate: float = Field(
-        default=3e-5, gt=0.0, description="Fine-tuning learning rate of the encoder."
-    )
-    batch_size: int = Field(default=16, ge=1, description="Fine-tuning batch size.")
-    batch_tokens: int = Field(
-        default=_DEFAULTS.batch_tokens, ge=256, description="Token budget of embedding batches."
-    )
-    device: str = "auto"
-    embedding_cache: Path | None = Field(
-        default=None, description="Folder caching frozen embeddings by text hash (speeds up retraining)."
-    )
-
-    @field_validator("fields")
-    @classmethod
-    def _unique_fields(cls, fields: list[str]) -> list[str]:
-        if len(set(fields)) != len(fields):
-            raise ValueError("fields must not repeat")
-        return fields
-
-    @model_validator(mode="after")
-    def _suggest_below_apply(self) -> TrainConfig:
-        if self.suggest_precision > self.target_precision:
-            raise ValueError("suggest_precision must not exceed target_precision")
-        unknown = set(self.label_columns) - set(self.fields)
-        if unknown:
-            raise ValueError(f"label_columns names fields that are not trained: {sorted(unknown)}")
-        return self
-
-    def label_column(self, field_name: str) -> str:
-        return self.label_columns.get(field_name, field_name)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
-        """The training configuration for a project's settings: the enabled fields, the ``model``
-        section and its ``train_options``; ``overrides`` win."""
-        model = settings.model
-        values: dict[str, Any] = {
-            "fields": settings.enabled_fields(),
-            "base_encoder": model.base_encoder,
-            "store_root": model.store,
-            "max_length": model.max_length,
-            "min_examples_per_class": model.min_examples_per_class,
-            "seed": model.seed,
-            "target_precision": model.target_precision,
-            "suggest_precision": model.suggest_precision,
-            "fine_tune": model.fine_tune,
-            "batch_tokens": model.batch_tokens,
-            "device": model.device,
-            "embedding_cache": Path(model.store) / EMBEDDING_CACHE_DIR,
-        }
-        return cls(**{**values, **model.train_options, **overrides})
-
-
-@dataclass
-class FieldOutcome:
-    """What training did for one field."""
-
-    labels: list[str]
-    excluded_classes: dict[str, int]
-    n_train: int
-    n_test: int
-    choice: HeadChoice
-    """The head's blocks and strengths, with the cross-validated scores they were chosen on."""
-    evaluation: FieldEvaluation
-    baseline: FieldEvaluation
-
-    @property
-    def apply_warning(self) -> str | None:
-        """Set when the head reaches no apply threshold on the hold-out but the baseline does."""
-        return apply_gap(self.evaluation, self.baseline, "baseline")
-
-
-@dataclass
-class TrainingResult:
-    """A trained model with its hold-out, evaluation and provenance; hand it to ``ModelStore.register``."""
-
-    model: TriageClassifier
-    config: TrainConfig
-    encoder: EncoderSpec
-    data_hash: str
-    n_rows: int
-    n_train: int
-    holdout: pd.DataFrame
-    """The hold-out rows: ``text``, ``text_hash``, one column per field (None where unlabelled), slice,
-    and ``ticket_id`` / ``updated_at`` where the table has them."""
-    split: str
-    fields: dict[str, FieldOutcome]
-    skipped_fields: dict[str, str]
-    training_set: TrainingSet
-    train_keys: frozenset[str]
-    """The training rows' keys (``training_set.key``): promotion scores no ticket among them."""
-    slice_column: str | None = None
-    slices: dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]] = field(default_factory=dict)
-    seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
-    """Seconds per stage: preparation (incl. loading the encoder), embedding (or fine-tuning and
-    embedding), heads (features, memory, cross-validated head fits) and evaluation (incl. the baseline)."""
-    dataset_name: str | None = None
-    """Shown in the evaluation report (e.g. the training file's name)."""
-    command: str | None = None
-    """The command line that produced this result, recorded in the report."""
-
-    @property
-    def name(self) -> str:
-        return self.config.name or f"{self.encoder.name.split('/')[-1]}+{self.config.head}"
-
-    def manifest(self, version: str, created_at: datetime) -> ModelManifest:
-        """The ``model.json`` content for this result stored as ``version``."""
-        fields = {}
-        for name, outcome in self.fields.items():
-            model, baseline = outcome.evaluation, outcome.baseline
-            fields[name] = FieldManifest(
-                labels=outcome.labels,
-                apply=_threshold_point(model, "apply"),
-                suggest=_threshold_point(model, "suggest"),
-                excluded_classes=outcome.excluded_classes,
-                n_train=outcome.n_train,
-                n_test=outcome.n_test,
-                metrics={
-                    "accuracy": model.accuracy,
-                    "macro_f1": model.macro_f1,
-                    "weighted_f1": model.weighted_f1,
-                    "ece": model.ece,
-                    "baseline_accuracy": baseline.accuracy,
-                    "baseline_macro_f1": baseline.macro_f1,
-                    "baseline_weighted_f1": baseline.weighted_f1,
-                    **_strengths(outcome.choice),
-                },
-            )
-        cfg = self.config
-        options = cfg.model_dump(
-            mode="json",
-            exclude={
-                "fields", "seed", "min_examples_per_class", "target_precision", "suggest_precision",
-                "store_root", "embedding_cache", "device",
-            },
-        )  # fmt: skip
-        options["skipped_fields"] = self.skipped_fields
-        return ModelManifest(
-            name=self.name,
-            version=version,
-            created_at=created_at,
-            classifier=self.model.config,
-            fields=fields,
-            training=TrainingInfo(
-                data_hash=self.data_hash,
-                seed=cfg.seed,
-                n_rows=self.n_rows,
-                n_train=self.n_train,
-                n_test=len(self.holdout),
-                split=self.split,
-                min_examples_per_class=cfg.min_examples_per_class,
-                target_precision=cfg.target_precision,
-                suggest_precision=cfg.suggest_precision,
-                options=options,
-                seconds=round(self.seconds, 1),
-                training_set=self.training_set,
-            ),
-        )
-
-    def report(self, version: str | None = None) -> EvaluationReport:
-        """The evaluation report (model beside baseline per field and slice) for models-eval's writer."""
-        from triage.models.report import EvaluationReport
-
-        return EvaluationReport(
-            dataset={
-                "name": self.dataset_name or "training data",
-                "n_train": self.n_train,
-                "n_test": len(self.holdout),
-                "data_hash": self.data_hash,
-                "split": self.split,
-            },
-            model={
-                "name": self.name,
-                "version": version,
-                "base_encoder": self.encoder.name,
-                "head": self.config.head + (" + fine-tuned encoder" if self.config.fine_tune else ""),
-            },
-            fields={
-                name: {
-                    "model": outcome.evaluation,
-                    "baseline": outcome.baseline,
-                    "excluded_classes": outcome.excluded_classes,
-                    "head": outcome.choice.summary(),
-                }
-                for name, outcome in self.fields.items()
-            },
-            slices={
-                key: {name: {"model": m, "baseline": b} for name, (m, b) in per_field.items()}
-                for key, per_field in self.slices.items()
-            },
-            created_at=datetime.now(UTC),
-            command=self.command,
-            notes=[f"WARNING {warning}" for o in self.fields.values() if (warning := o.apply_warning)],
-        )
-
-
-def _strengths(choice: HeadChoice) -> dict[str, float | None]:
-    """The head's inverse L2 strengths (None: block off) and each candidate's cross-validated score."""
-    out: dict[str, float | None] = {
-        f"c_{block}": strength or None
-        for block, strength in zip(("dense", "sparse", "memory"), choice.strengths, strict=True)
-    }
-    for (dense, sparse, memory), score in choice.scores.items():
-        out[f"cv_macro_f1[c_dense={dense:g},c_sparse={sparse:g},c_memory={memory:g}]"] = score
-    return out
-
-
-def _threshold_point(evaluation: FieldEvaluation, kind: str) -> ThresholdPoint:
-    point = getattr(evaluation, kind)
-    target = getattr(evaluation, f"{kind}_target")
-    if point is None:
-        return ThresholdPoint(target=target, threshold=None)
-    return ThresholdPoint(
-        target=target, threshold=point.threshold, coverage=point.coverage, precision=point.precision
-    )
 
 
 # -- the table ---------------------------------------------------------------------------------------
@@ -495,18 +226,16 @@ def train(
         with phase(progress, "embedding", 0) as step:
             embeddings = _embed(classifier, encoder, data, config, step)
     timings["embedding"], clock = time.perf_counter() - clock, time.perf_counter()
-    chosen = _fit_heads(classifier, train_texts, embeddings[train_rows], labels, config, progress)
+    heads = _fit_heads(classifier, train_texts, embeddings[train_rows], labels, config, progress)
     timings["heads"], clock = time.perf_counter() - clock, time.perf_counter()
     with phase(progress, "evaluation", 1 + len(plan)) as step:
         with one_thread():
             test_texts = data[TEXT].iloc[test_rows].tolist()
-            proba = classifier.proba_from_features(
-                embeddings[test_rows], classifier.sparse_features(test_texts)
-            )
+            features = classifier.head_features(embeddings[test_rows], classifier.sparse_features(test_texts))
         step.step()
         holdout = data.iloc[test_rows].reset_index(drop=True)
-        outcomes, slices = _evaluate(
-            data, train_rows, holdout, proba, plan, chosen, config, slice_column, step
+        outcomes = _evaluate(
+            data.iloc[train_rows], holdout, features, plan, heads, config, slice_column, step
         )
     timings["evaluation"] = time.perf_counter() - clock
     return TrainingResult(
@@ -523,7 +252,6 @@ def train(
         training_set=fingerprint,
         train_keys=train_keys,
         slice_column=slice_column,
-        slices=slices,
         seconds=time.perf_counter() - started,
         timings=timings,
     )
@@ -593,8 +321,8 @@ def _fit_heads(
     labels: dict[str, np.ndarray],
     config: TrainConfig,
     progress: Progress | None = None,
-) -> dict[str, HeadChoice]:
-    """Fit features, memory and every head on the training rows; returns each head's choice.
+) -> dict[str, HeadEstimator]:
+    """Fit features, memory and every head on the training rows; returns each field's fitted head.
 
     Phases: ``features`` (TF-IDF and memory), ``head selection`` (every field's cross-validated
     candidates) and ``final fit`` (each field's chosen head on all its rows)."""
@@ -609,22 +337,24 @@ def _fit_heads(
 
     rows = {name: np.flatnonzero(y >= 0) for name, y in labels.items()}  # the rows each head learns from
 
-    def inputs(name: str) -> tuple[torch.Tensor, Any, torch.Tensor | None, np.ndarray]:
+    def features(name: str) -> HeadFeatures:
         mine = rows[name]
-        return (
+        return HeadFeatures(
             classifier.standardise(torch.from_numpy(embeddings[mine]).to(classifier.device)),
             sparse[mine] if sparse is not None else None,
             neighbours[name][mine] if neighbours else None,
-            labels[name][mine],
         )
 
     def select(name: str, step: Phase) -> HeadChoice:
-        return select_head(classifier.head(name), *inputs(name), config, workers=workers, on_fit=step.step)
+        inputs = HeadInputs(features(name), labels[name][rows[name]], config)
+        return select_head(classifier.head(name), inputs, workers=workers, on_fit=step.step)
 
-    def refit(name: str, choice: HeadChoice, step: Phase) -> None:
-        refit_head(classifier.head(name), *inputs(name), config, choice)
+    def refit(name: str, choice: HeadChoice, step: Phase) -> HeadEstimator:
+        head = HeadEstimator(classifier.head(name), classifier.config.labels[name], config, choice)
+        head.fit(features(name), labels[name][rows[name]])
         log.info("field %s (%d rows): %s", name, len(rows[name]), choice.summary())
         step.step()
+        return head
 
     # Heads and candidates are independent: fit them side by side, one torch thread each.
     threads = torch.get_num_threads()
@@ -638,10 +368,58 @@ def _fit_heads(
             futures = {name: pool.submit(select, name, step) for name in labels}
             chosen = {name: future.result() for name, future in futures.items()}
         with phase(progress, "final fit", len(labels)) as step:
-            done = [pool.submit(refit, name, chosen[name], step) for name in labels]
-            for future in done:
-                future.result()
-    return chosen
+            done = {name: pool.submit(refit, name, chosen[name], step) for name in labels}
+            return {name: future.result() for name, future in done.items()}
+
+
+def _evaluate(
+    train_part: pd.DataFrame,
+    holdout: pd.DataFrame,
+    features: dict[str, HeadFeatures],
+    plan: dict[str, tuple[list[str], dict[str, int]]],
+    heads: dict[str, HeadEstimator],
+    config: TrainConfig,
+    slice_column: str | None,
+    step: Phase | None = None,
+) -> dict[str, FieldOutcome]:
+    """Each field's head (on the hold-out's ``features``) beside the baseline trained on the same
+    rows, on the hold-out, overall and per slice (``step``: one per field)."""
+    outcomes: dict[str, FieldOutcome] = {}
+    texts = holdout[TEXT].tolist()
+    for name, (labels, excluded) in plan.items():
+        fit_part = train_part[train_part[name].isin(labels)]
+        baseline = TfidfBaseline(seed=config.seed).fit(fit_part[TEXT].tolist(), fit_part[name].tolist())
+        labelled = holdout[name].notna().to_numpy()
+        if not labelled.any():
+            raise TrainingError(f"the hold-out has no labelled rows for field {name!r}")
+        head = heads[name]
+        assert head.choice is not None  # _fit_heads fitted it with its chosen strengths
+        with one_thread():  # the heads' products as in inference's batches, one torch thread each
+            comparison = evaluate_beside_baseline(
+                name,
+                holdout[name].tolist(),
+                head,
+                features[name],
+                baseline,
+                texts,
+                slice_column=slice_column,
+                slice_values=holdout[slice_column].tolist() if slice_column is not None else None,
+                target_precision=config.target_precision,
+                suggest_precision=config.suggest_precision,
+            )
+        outcomes[name] = FieldOutcome(
+            labels=labels,
+            excluded_classes=excluded,
+            n_train=len(fit_part),
+            n_test=int(labelled.sum()),
+            choice=head.choice,
+            evaluation=comparison.model,
+            baseline=comparison.baseline,
+            slices=comparison.slices,
+        )
+        if step is not None:
+            step.step()
+    return outcomes
 
 
 def _seed_everything(seed: int) -> None:
@@ -724,64 +502,3 @@ def _embed(
             cache.add([hashes[i] for i in missing], fresh)
     position = {h: i for i, h in enumerate(hashes)}
     return found[[position[h] for h in data[HASH]]]
-
-
-# -- evaluation --------------------------------------------------------------------------------------
-
-
-def _evaluate(
-    data: pd.DataFrame,
-    train_rows: np.ndarray,
-    holdout: pd.DataFrame,
-    proba: dict[str, np.ndarray],
-    plan: dict[str, tuple[list[str], dict[str, int]]],
-    chosen: dict[str, HeadChoice],
-    config: TrainConfig,
-    slice_column: str | None,
-    step: Phase | None = None,
-) -> tuple[dict[str, FieldOutcome], dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]]]:
-    """Model and baseline (trained on the same rows) on the hold-out, per field and per slice
-    (``step``: one per field)."""
-    from triage.models.baseline import TfidfBaseline
-
-    outcomes: dict[str, FieldOutcome] = {}
-    slices: dict[str, dict[str, tuple[FieldEvaluation, FieldEvaluation]]] = {}
-    score = functools.partial(
-        evaluate_field, target_precision=config.target_precision, suggest_precision=config.suggest_precision
-    )
-    for name, (labels, excluded) in plan.items():
-        train_part = data.iloc[train_rows]
-        fit_part = train_part[train_part[name].isin(labels)]
-        baseline = TfidfBaseline(seed=config.seed).fit(fit_part[TEXT].tolist(), fit_part[name].tolist())
-        labelled = holdout[name].notna().to_numpy()
-        if not labelled.any():
-            raise TrainingError(f"the hold-out has no labelled rows for field {name!r}")
-        model_proba = proba[name][labelled]
-        base_proba = baseline.predict_proba(holdout[TEXT][labelled].tolist())
-        truth = holdout[name][labelled].tolist()
-        outcomes[name] = FieldOutcome(
-            labels=labels,
-            excluded_classes=excluded,
-            n_train=len(fit_part),
-            n_test=int(labelled.sum()),
-            choice=chosen[name],
-            evaluation=score(name, truth, model_proba, labels),
-            baseline=score(name, truth, base_proba, list(baseline.classes_)),
-        )
-        if slice_column is None:
-            if step is not None:
-                step.step()
-            continue
-        values = holdout[slice_column][labelled].to_numpy()
-        for value in sorted({v for v in values if v is not None}):
-            inside = values == value
-            if inside.sum() < MIN_SLICE_ROWS:
-                continue
-            part = [t for t, keep in zip(truth, inside, strict=True) if keep]
-            slices.setdefault(f"{slice_column}={value}", {})[name] = (
-                score(name, part, model_proba[inside], labels),
-                score(name, part, base_proba[inside], list(baseline.classes_)),
-            )
-        if step is not None:
-            step.step()
-    return outcomes, slices

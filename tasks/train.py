@@ -15,10 +15,12 @@ import pandas as pd
 from pydantic import Field, ValidationError
 
 from triage.adapters.base import FieldSpec
+from triage.errors import PipelineError
 from triage.models.progress import Progress, phase
 from triage.models.store import ModelStore
-from triage.models.training import TrainConfig, train
-from triage.tasks.context import PipelineError, StageContext
+from triage.models.training import train
+from triage.models.training_config import TrainConfig
+from triage.tasks.context import StageContext
 from triage.tasks.manifest import ExtractManifest, Manifest
 from triage.tasks.runlog import recorded
 from triage.tasks.snapshots import label_of, latest_snapshots, row_ticket

@@ -11,7 +11,7 @@ RARE = {"Facilities": 4}
 
 def tiny_config(tmp_path, **overrides):
     """Training settings for tests: the packaged MiniLM, short texts, small class minimum."""
-    from triage.models.training import TrainConfig
+    from triage.models.training_config import TrainConfig
 
     values = {"max_length": 32, "min_examples_per_class": 10, "store_root": tmp_path}
     return TrainConfig(**{**values, **overrides})

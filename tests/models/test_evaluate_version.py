@@ -37,7 +37,8 @@ def _tickets() -> pd.DataFrame:
 def stored(tmp_path_factory):
     """A tiny MiniLM model trained on the table and registered in a store (a few seconds)."""
     from triage.models.store import ModelStore
-    from triage.models.training import TrainConfig, train
+    from triage.models.training import train
+    from triage.models.training_config import TrainConfig
 
     root = tmp_path_factory.mktemp("store")
     # a fixed L2 strength skips the per-field search: 4x faster, and this test is about evaluation

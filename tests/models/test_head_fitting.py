@@ -13,15 +13,16 @@ from triage.models.head_fitting import (
     CHOICE_MARGIN,
     OFF,
     HeadChoice,
+    HeadInputs,
     candidates,
     choose,
     class_weights,
     fit_field,
     fit_head,
 )
-from triage.models.heads import FieldHead, SparseRows
+from triage.models.heads import FieldHead, HeadFeatures, SparseRows
 from triage.models.text import ticket_text
-from triage.models.training import TrainConfig
+from triage.models.training_config import TrainConfig
 
 DIM = 8
 
@@ -110,7 +111,8 @@ def test_a_richer_head_must_beat_tfidf_alone_by_the_margin_and_two_standard_erro
 def _choice(texts, labels, embeddings, seed=42, workers=1) -> tuple[HeadChoice, FieldHead]:
     head, features, emb, y, _ = _field_inputs(texts, labels, embeddings)
     config = TrainConfig(seed=seed, neighbours=0)
-    return fit_field(head, emb, features.transform(texts), None, y, config, workers=workers), head
+    inputs = HeadInputs(HeadFeatures(emb, features.transform(texts)), y, config)
+    return fit_field(head, inputs, workers=workers), head
 
 
 def test_text_that_carries_the_label_keeps_the_baseline_head():

@@ -12,7 +12,8 @@ from conftest import tiny_config
 from model_tickets import labelled_tickets
 
 from triage.models.classifier import HEADS_FILE, PICKLE_SUFFIXES
-from triage.models.inference import InferenceEngine, clear_cache
+from triage.models.inference import InferenceEngine
+from triage.models.loading import clear_cache
 from triage.models.manifest import ModelFolderError, ModelManifest
 from triage.models.store import CURRENT_FILE, ModelStore, StoreError, new_version_id
 from triage.models.training import HASH, ID, prepare_frame, train

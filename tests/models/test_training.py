@@ -130,7 +130,7 @@ def test_fine_tuning_changes_the_encoder_and_still_trains_every_field(tmp_path):
 
 
 def test_from_settings_follows_the_model_section():
-    from triage.models.training import TrainConfig
+    from triage.models.training_config import TrainConfig
     from triage.settings import load_settings
 
     model = {"max_length": 64, "seed": 7, "base_encoder": "e5-small", "train_options": {"neighbours": 5}}

@@ -101,7 +101,8 @@ def train_command(
     from triage.models.report import write_report
     from triage.models.store import ModelStore
     from triage.models.tables import read_table
-    from triage.models.training import EMBEDDING_CACHE_DIR, TrainConfig, TrainingError, train
+    from triage.models.training import TrainingError, train
+    from triage.models.training_config import EMBEDDING_CACHE_DIR, TrainConfig
 
     settings = settings_or_exit(config)
     root = store_root(config, store)
