@@ -1,12 +1,16 @@
 """Typed ticket-system errors a caller can act on.
 
 Every error carries the HTTP status and the ticket system's request id (when it sent one) so an
-operator can quote it to support. No error ever carries credentials or request headers.
+operator can quote it to support. No error ever carries credentials or request headers. Their root,
+:class:`TicketSystemError`, sits under triage's own root, :class:`triage.errors.TriageError`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from triage.errors import TriageError
 
 
 @dataclass(frozen=True)
@@ -21,11 +25,18 @@ class FieldError:
         return f"{self.field}: {self.message} ({self.code})"
 
 
-class TicketSystemError(Exception):
+class TicketSystemError(TriageError):
     """Base class of every error an adapter raises."""
 
     #: Whether retrying the same request later may succeed.
     transient: bool = False
+    #: What the audit records for a write this error refused: the class name unless a class says otherwise.
+    reason_code: ClassVar[str] = "TicketSystemError"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "reason_code" not in cls.__dict__:
+            cls.reason_code = cls.__name__
 
     def __init__(
         self,
@@ -70,8 +81,13 @@ class GoneError(TicketSystemError):
     """405 on a ticket write: the ticket is spam or deleted and cannot be changed."""
 
 
-class ValidationError(TicketSystemError):
-    """400/409: the ticket system rejected the request; ``errors`` lists each field."""
+class TicketSystemValidationError(TicketSystemError):
+    """400/409: the ticket system rejected the request; ``errors`` lists each field.
+
+    Not called ``ValidationError``, so it does not shadow pydantic's; the audit still records the
+    refusal as ``ValidationError``, its reason code before the rename."""
+
+    reason_code = "ValidationError"
 
     def __init__(self, message: str, *, errors: list[FieldError] | None = None, **kwargs) -> None:
         self.errors = list(errors or [])

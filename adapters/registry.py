@@ -7,7 +7,8 @@ from importlib.metadata import entry_points
 from pydantic import BaseModel, ValidationError
 
 from triage.adapters.base import TicketSystemAdapter
-from triage.settings import ConfigError, TicketSystemSettings, is_secret_key, shown_input
+from triage.errors import ConfigError, validation_problems
+from triage.settings import TicketSystemSettings
 
 GROUP = "triage.adapters"
 
@@ -37,18 +38,9 @@ def adapter_config(settings: TicketSystemSettings) -> BaseModel:
     try:
         return cls.config_model.model_validate(settings.adapter_options())
     except ValidationError as exc:
-        lines = [f"invalid configuration for adapter {settings.adapter!r}:"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            detail = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            detail = detail.removeprefix("Value error, ")
-            # Never echo a secret, nor the whole section (a model-level error has no key).
-            quiet = not key or is_secret_key(key) or err["type"] == "extra_forbidden"
-            shown = "" if quiet else shown_input(err.get("input"))
-            lines.append(
-                f"  {'.'.join(['ticket_system', key] if key else ['ticket_system'])}: {detail}{shown}"
-            )
-        raise ConfigError("\n".join(lines)) from None
+        problems = validation_problems(exc, key=lambda loc: ".".join(map(str, ("ticket_system", *loc))))
+        heading = f"invalid configuration for adapter {settings.adapter!r}:"
+        raise ConfigError("\n".join([heading, *(f"  {p}" for p in problems)])) from None
 
 
 def build_adapter(settings: TicketSystemSettings) -> TicketSystemAdapter:

@@ -60,7 +60,7 @@ class RunSummary(BaseModel):
     flow: str
     window_start: datetime
     window_end: datetime
-    mode: str | None = None
+    mode: Mode | None = None
     stages: dict[str, dict[str, Any]] = Field(default_factory=dict)
     counts: dict[str, Counts] = Field(default_factory=dict)
     report: str = ""
@@ -76,7 +76,8 @@ def config_path(config: str | None) -> str | None:
 
 
 def triage_context(params: TriageParams, *, run_id: str, end: datetime) -> StageContext:
-    """The run's context: its window from the parameters or from the lake's watermark."""
+    """The run's context: its settings snapshot, parsed here once (at the start of each attempt: see
+    :class:`StageContext`), and its window from the parameters or from the lake's watermark."""
     overrides = settings_overrides(params.mode)
     settings = load_settings(params.config, **overrides)
     pipeline = settings.pipeline
@@ -99,7 +100,7 @@ def triage_context(params: TriageParams, *, run_id: str, end: datetime) -> Stage
         config_path=config_path(params.config),
         overrides=overrides,
         attempt=current_attempt(),
-    )
+    ).with_settings(settings)
 
 
 def run_stages(ctx: StageContext) -> list[Manifest]:
@@ -108,7 +109,7 @@ def run_stages(ctx: StageContext) -> list[Manifest]:
     After a retry, extract and predict come back ``Cached`` and push resumes; the push manifest and
     the run's record then describe the writes of every attempt, not only the last one's.
     """
-    with recorded_run(ctx, mode=ctx.settings().pipeline.mode) as record:
+    with recorded_run(ctx, mode=ctx.mode) as record:
         extracted = for_run(extract_task, ctx)(ctx)
         predicted = for_run(predict_task, ctx)(ctx, extracted)
         decided = for_run(decide_task, ctx)(ctx, extracted, predicted)
@@ -136,7 +137,7 @@ def summarise_run(ctx: StageContext, manifests: list[Manifest], *, title: str) -
         flow=ctx.flow,
         window_start=ctx.window_start,
         window_end=ctx.window_end,
-        mode=ctx.settings().pipeline.mode,
+        mode=ctx.mode,
         stages={m.stage: m.model_dump(mode="json") for m in manifests},
         counts={m.stage: m.counts for m in manifests},
         report=publish(ctx, manifests, title=title, notes=notes),

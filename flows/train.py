@@ -39,7 +39,7 @@ class TrainParams(BaseModel):
 def history_context(
     flow_name: str, config: str | None, days: int | None, *, run_id: str, end: datetime
 ) -> StageContext:
-    """A context whose window covers ``days`` of history before ``end``."""
+    """A context whose window covers ``days`` of history before ``end``, with the run's settings snapshot."""
     settings = load_settings(config)
     span = timedelta(days=days or settings.pipeline.history_days)
     return StageContext(
@@ -50,7 +50,7 @@ def history_context(
         window_source="explicit",
         config_path=config_path(config),
         attempt=current_attempt(),
-    )
+    ).with_settings(settings)
 
 
 def train_stages(ctx: StageContext, *, promote: bool) -> tuple[list, TrainManifest]:

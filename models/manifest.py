@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from triage.errors import TriageError
+
 MANIFEST_FILE = "model.json"
 
 TicketKey = Literal["ticket_id", "text_hash"]
@@ -128,7 +130,7 @@ class Promotion(_Schema):
     at: datetime
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(TriageError, ValueError):
     """A model folder that must not or cannot be loaded; the message names the file."""
 
 

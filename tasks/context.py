@@ -1,27 +1,34 @@
-"""What every stage of one run shares: its id, window, configuration and lake. No Prefect here."""
+"""What every stage of one run shares: its id, window, settings snapshot and lake. No Prefect here."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
 
 from triage.lake import Lake, Window
 from triage.lake.runs import UtcDatetime, WindowSource
-from triage.settings import Settings, load_settings
-
-
-class PipelineError(RuntimeError):
-    """A stage cannot run (no model, no data): the message says what to do."""
+from triage.settings import Mode, Settings, load_settings
 
 
 class StageContext(BaseModel):
-    """Identifies one run and how to rebuild its settings (small and picklable: no secrets inside).
+    """Identifies one run and carries its settings: one snapshot, parsed when the run starts.
 
-    Settings are re-read from ``config_path`` (plus the environment and ``overrides``) where a stage
-    runs, so the API key travels through the environment or a Secret block, never as a parameter.
+    A flow parses config.yml (plus the environment and ``overrides``) once, at the start of each
+    attempt, and builds its context with that snapshot (:meth:`with_settings`); every stage reads it
+    through :meth:`settings`, so an edit of config.yml during a run reaches no stage of that run.
+    A flow run retried (Retry in the UI, a crash's rerun) parses again at the start of the new
+    attempt: the operator who fixed config.yml and pressed Retry gets the fix; stages whose cached
+    results the retry reuses (extract, predict) keep what they computed with the earlier snapshot.
+
+    The snapshot is a private attribute, held in memory only (it holds the API key, as a ``SecretStr``):
+    in no dump, repr, cache key or persisted result; Prefect hands it to the tasks in memory with the
+    context (its parameter resolution keeps private attributes). A context built without one (tests,
+    tools) parses ``config_path`` once, at its first :meth:`settings` call; :meth:`model_copy` with
+    another ``config_path`` or ``overrides`` drops it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -36,6 +43,7 @@ class StageContext(BaseModel):
     parent_run_id: str | None = None
     #: Which attempt of the flow run this is (Prefect's run count: 2 and up after a retry).
     attempt: int = 1
+    _settings: Settings | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _ordered(self) -> StageContext:
@@ -61,7 +69,28 @@ class StageContext(BaseModel):
         return self.window_end
 
     def settings(self) -> Settings:
-        return load_settings(self.config_path, **self.overrides)
+        """The run's settings snapshot (never re-read from config.yml once taken)."""
+        if self._settings is None:
+            self._settings = load_settings(self.config_path, **self.overrides)
+        return self._settings
+
+    @property
+    def mode(self) -> Mode:
+        """The run's mode (shadow, suggest, apply), from the snapshot: the one every stage acts on."""
+        return self.settings().pipeline.mode
+
+    def with_settings(self, settings: Settings) -> StageContext:
+        """This context carrying ``settings`` as its snapshot."""
+        ctx = super().model_copy()
+        ctx._settings = settings
+        return ctx
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; one with another ``config_path`` or ``overrides`` takes its own snapshot."""
+        ctx = super().model_copy(update=update, deep=deep)
+        if update and {"config_path", "overrides"} & update.keys():
+            ctx._settings = None
+        return ctx
 
     def lake(self, settings: Settings | None = None) -> Lake:
         return Lake((settings or self.settings()).pipeline.lake)

@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from triage.errors import PipelineError
 from triage.lake.runs import utcnow
 from triage.lake.tables.predictions import PREDICTIONS, PredictionRow
 from triage.models.inference import InferenceEngine
 from triage.models.store import ModelStore
 from triage.settings import Settings
-from triage.tasks.context import PipelineError, StageContext
+from triage.tasks.context import StageContext
 from triage.tasks.manifest import ExtractManifest, PredictManifest, add_count
 from triage.tasks.runlog import recorded
 from triage.tasks.snapshots import latest_snapshots

@@ -41,6 +41,7 @@ from prefect.tasks import exponential_backoff
 from triage.adapters.base import TicketSystemAdapter
 from triage.adapters.errors import is_transient
 from triage.adapters.registry import build_adapter
+from triage.errors import PipelineError
 from triage.lake.io import check_uri
 from triage.tasks import decide, extract, outcomes, predict, push, train
 from triage.tasks.context import StageContext
@@ -259,6 +260,10 @@ def decide_task(ctx: StageContext, tickets: ExtractManifest, predictions: Predic
 @task(name="push", cache_policy=NO_CACHE, persist_result=False, **_RETRIES)
 def push_task(ctx: StageContext, decisions: DecideManifest, tickets: ExtractManifest) -> PushManifest:
     """Re-check, write (or note) and audit; resumes from the audit trail after a crash."""
+    if decisions.mode != ctx.mode:  # decide and push act on the run's one snapshot: never apart
+        raise PipelineError(
+            f"decisions made in {decisions.mode} mode, but this run pushes in {ctx.mode} mode"
+        )
     with progress("push") as report:
         return logged(
             run_async(

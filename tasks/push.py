@@ -57,7 +57,7 @@ async def push(
     """Send what ``decisions`` decided (per its mode) and audit it. Never cached: idempotent by audit."""
     settings = ctx.settings()
     lake = ctx.lake(settings)
-    mode = decisions.mode
+    mode = settings.pipeline.mode  # the run's snapshot, the one decide acted on too
     with recorded(ctx, lake, "push", mode=mode) as record:
         method: Method = "note" if mode == "suggest" else "update"
         state = PushState(ctx, settings, lake, adapter, {}, [], {}, method=method)

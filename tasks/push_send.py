@@ -124,7 +124,7 @@ async def _send(state: PushState, request: Request, write_id: str) -> Rows:
             write_id,
             sent_at,
             "failed",
-            reason_code=type(exc).__name__,
+            reason_code=exc.reason_code,
             http_status=exc.status_code,
             request_id=exc.request_id,
             error=redact(str(exc)),

@@ -16,6 +16,12 @@ _secrets: set[str] = set()
 MASK = "***"
 
 
+def is_secret_key(name: str) -> bool:
+    """Whether a config key holds a credential (its value is never shown, and is masked once read)."""
+    lowered = name.lower()
+    return any(word in lowered for word in ("key", "secret", "token", "password"))
+
+
 def register_secret(value: str | None) -> None:
     """Mask ``value`` (and its ``value:X`` Basic-auth form) in every log record from now on."""
     if not value or len(value) < 4:

@@ -6,6 +6,12 @@ come from ``FRESHDESK_API_KEY``; it is held as a :class:`~pydantic.SecretStr` an
 
 Adapter-specific keys (``freshdesk_domain`` ...) live under ``ticket_system`` and are validated by
 the adapter's own config model when the adapter is built (see :mod:`triage.adapters.registry`).
+
+A run parses its settings once, when it starts (:class:`triage.tasks.context.StageContext` carries
+that snapshot to every stage); a CLI command once, when it starts. The overlay of the environment is
+written here (a few lines) rather than with pydantic-settings, which would ignore a misspelt
+``TRIAGE_`` section silently, parse values as JSON rather than YAML, and read the environment
+wherever a ``Settings`` is built.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from triage.redaction import redact, register_secret
+from triage.errors import ConfigError, validation_problems
+from triage.redaction import is_secret_key, register_secret
 
 CONFIG_ENV = "TRIAGE_CONFIG"
 ENV_PREFIX = "TRIAGE_"
@@ -40,27 +47,6 @@ DEFAULT_CONFIG = Path("config.yml")
 
 Mode = Literal["shadow", "suggest", "apply"]
 Overwrite = Literal["never", "empty_or_default", "always"]
-
-
-def is_secret_key(name: str) -> bool:
-    """Whether a config key holds a credential (its value is never shown)."""
-    lowered = name.lower()
-    return any(word in lowered for word in ("key", "secret", "token", "password"))
-
-
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
-
-
-def shown_input(value: Any) -> str:
-    """`` (got VALUE)`` for an error message, with a URL's user:password and known secrets masked."""
-    return redact(_URL_USERINFO.sub(r"\1***@", f" (got {value!r})"))
-
-
-class ConfigError(ValueError):
-    """Invalid configuration: the message names each offending key and what is wrong (never a secret)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(redact(message))
 
 
 class _Section(BaseModel):
@@ -294,16 +280,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def _describe(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
-            continue
-        # Never echo the input of a secret-bearing key.
-        shown = "" if is_secret_key(key) else shown_input(err.get("input"))
-        lines.append(f"  {key}: {err['msg'].removeprefix('Value error, ')}{shown}")
-    return "\n".join(lines)
+    return "\n".join([f"invalid configuration ({source}):", *(f"  {p}" for p in validation_problems(exc))])
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:

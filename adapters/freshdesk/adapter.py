@@ -19,8 +19,8 @@ from triage.adapters.errors import (
     MalformedResponseError,
     RateLimitedError,
     TicketSystemError,
+    TicketSystemValidationError,
     TransientError,
-    ValidationError,
 )
 from triage.adapters.freshdesk import incremental
 from triage.adapters.freshdesk.client import FreshdeskClient, ResponseInfo, clear_last_response, last_response
@@ -188,7 +188,7 @@ class FreshdeskAdapter(TicketSystemAdapter):
             return current if current is not None else await self.get_ticket(ticket_id)
         try:
             return await self._put(ticket_id, properties, current)
-        except ValidationError as exc:
+        except TicketSystemValidationError as exc:
             if not _stale_metadata(exc):
                 raise
             logger.info("Freshdesk rejected a choice of ticket %s; re-reading field metadata once", ticket_id)
@@ -259,7 +259,7 @@ class FreshdeskAdapter(TicketSystemAdapter):
         if not ids:
             return BulkUpdateResult(job_id=None, succeeded=(), failed={})
         if not properties:
-            raise ValidationError("nothing to update: data is empty")
+            raise TicketSystemValidationError("nothing to update: data is empty")
         succeeded: list[int] = []
         failed: dict[int, str] = {}
         job_ids: list[str] = []
@@ -394,5 +394,5 @@ def _squash(text: str) -> str:
     return "".join(ch for ch in text if ch.isalnum()).lower()
 
 
-def _stale_metadata(exc: ValidationError) -> bool:
+def _stale_metadata(exc: TicketSystemValidationError) -> bool:
     return any(err.code == "invalid_value" and err.message.startswith(_STALE_METADATA) for err in exc.errors)

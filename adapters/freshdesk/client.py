@@ -33,8 +33,8 @@ from triage.adapters.errors import (
     NotFoundError,
     RateLimitedError,
     TicketSystemError,
+    TicketSystemValidationError,
     TransientError,
-    ValidationError,
 )
 from triage.adapters.freshdesk.config import FreshdeskConfig
 from triage.adapters.freshdesk.ratelimit import Clock, RateBudget, Sleep
@@ -286,7 +286,7 @@ def _error_for(response: httpx.Response, info: ResponseInfo) -> TicketSystemErro
     message = redact(str(body.get("message") or body.get("description") or response.reason_phrase))
     context = _context(info)
     if status in (400, 409):
-        return ValidationError(message, errors=_field_errors(body), **context)
+        return TicketSystemValidationError(message, errors=_field_errors(body), **context)
     if status == 401:
         return AuthenticationError(f"Freshdesk rejected the API key: {message}", **context)
     if status == 403:

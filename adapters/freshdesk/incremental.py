@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from triage.adapters.base import OnMalformed, Ticket
-from triage.adapters.errors import MalformedResponseError, MalformedTicketError, ValidationError
+from triage.adapters.errors import MalformedResponseError, MalformedTicketError, TicketSystemValidationError
 from triage.adapters.freshdesk.client import FreshdeskClient
 from triage.adapters.freshdesk.config import TICKETS_LIST
 from triage.adapters.freshdesk.parsing import format_timestamp, parse_ticket
@@ -172,7 +172,7 @@ async def _fetch(
             bucket=TICKETS_LIST,
             forbidden_retries=LIST_FORBIDDEN_RETRIES,
         )
-    except ValidationError as exc:
+    except TicketSystemValidationError as exc:
         if page > 1 and "page" in exc.fields:  # the cap, announced by error instead of Link
             return _Page([], has_next=True, capped=True)
         raise

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from triage.adapters.errors import FieldError, ValidationError
+from triage.adapters.errors import FieldError, TicketSystemValidationError
 from triage.adapters.freshdesk.parsing import FieldMetadata
 from triage.adapters.freshdesk.updates import NATIVE_KEYS, native_value
 
@@ -26,7 +26,7 @@ MAX_RESULTS = PAGE_SIZE * MAX_PAGES
 _SEARCH_FIELDS = {"group": "group_id", "tags": "tag", "responder_id": "agent_id"}
 
 
-class SearchTooBroadError(ValidationError):
+class SearchTooBroadError(TicketSystemValidationError):
     """The query matches more tickets than search can return (300); nothing is silently cut off.
 
     Narrow the query, or pass ``max_results`` to take the first ones deliberately.
@@ -97,5 +97,7 @@ def _term(key: str, value: Any, metadata: FieldMetadata | None) -> str:
     raise _invalid(f"{key}: cannot search for a {type(value).__name__}")
 
 
-def _invalid(message: str) -> ValidationError:
-    return ValidationError("invalid search query", errors=[FieldError("query", message, "invalid_value")])
+def _invalid(message: str) -> TicketSystemValidationError:
+    return TicketSystemValidationError(
+        "invalid search query", errors=[FieldError("query", message, "invalid_value")]
+    )

@@ -2,7 +2,7 @@
 
 Everything is checked here, before any request: a label Freshdesk does not know raises
 :class:`UnknownLabelError`; a malformed value (a tag with a comma, a string priority) raises
-:class:`ValidationError` with ``status_code=None``. Integers stay integers.
+:class:`TicketSystemValidationError` with ``status_code=None``. Integers stay integers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from triage.adapters.base import FieldSpec
-from triage.adapters.errors import FieldError, UnknownLabelError, ValidationError
+from triage.adapters.errors import FieldError, TicketSystemValidationError, UnknownLabelError
 from triage.adapters.freshdesk.parsing import FieldMetadata
 
 #: Triage field name -> Freshdesk property.
@@ -119,8 +119,8 @@ def merge_tags(current: Iterable[str], added: Iterable[str]) -> list[str]:
     return merged
 
 
-def _invalid(field: str, message: str, code: str) -> ValidationError:
+def _invalid(field: str, message: str, code: str) -> TicketSystemValidationError:
     """A validation error found before sending (``status_code`` stays ``None``: nothing was sent)."""
-    return ValidationError(
+    return TicketSystemValidationError(
         "rejected before sending", errors=[FieldError(field=field, message=message, code=code)]
     )

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from freshdesk_fakes import respond, ticket_json
 
-from triage.adapters.errors import UnknownLabelError, ValidationError
+from triage.adapters.errors import TicketSystemValidationError, UnknownLabelError
 from triage.adapters.freshdesk import SearchTooBroadError
 from triage.adapters.freshdesk.search import build_query
 
@@ -40,13 +40,13 @@ def test_mapping_becomes_anded_terms_with_quoted_strings_and_ored_lists():
 
 def test_raw_queries_pass_through_and_cannot_be_mixed():
     assert build_query({"query": "priority:>3 AND status:2"}, None) == "priority:>3 AND status:2"
-    with pytest.raises(ValidationError):
+    with pytest.raises(TicketSystemValidationError):
         build_query({"query": "priority:3", "status": 2}, None)
 
 
 @pytest.mark.parametrize("query", [{"tag": "it's"}, {"tag": 'say "hi"'}, {}, {"status": []}])
 def test_values_the_syntax_cannot_express_are_refused(query):
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(TicketSystemValidationError) as info:
         build_query(query, None)
     assert info.value.fields == ["query"]
 
@@ -69,7 +69,7 @@ async def test_unknown_label_in_a_query_sends_no_search(adapter, metadata_mock, 
 
 
 async def test_512_character_limit_is_checked_before_sending(adapter, httpx_mock):
-    with pytest.raises(ValidationError, match="maximum of 512"):
+    with pytest.raises(TicketSystemValidationError, match="maximum of 512"):
         await adapter.find_tickets({"query": "tag:'" + "x" * 510 + "'"})
     assert httpx_mock.get_requests() == []
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from triage.adapters.errors import GoneError, TicketSystemError, ValidationError
+from triage.adapters.errors import GoneError, TicketSystemError, TicketSystemValidationError
 from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
 from triage.simulator import SimulatorConfig, run_simulator
 
@@ -87,7 +87,7 @@ async def test_validation_error_names_its_field_and_enforce_mandatory_false_pass
     with run_simulator(config) as sim:
         ticket_id = next(iter(sim.truth()))
         async with connect(sim) as adapter:
-            with pytest.raises(ValidationError) as info:
+            with pytest.raises(TicketSystemValidationError) as info:
                 await adapter.update_ticket(ticket_id, {"priority": "High"})
         rejected = sim.writes[-1]
         async with connect(sim, **UNLIMITED, enforce_mandatory=False) as lenient:

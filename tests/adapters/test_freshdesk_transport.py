@@ -16,8 +16,8 @@ from triage.adapters.errors import (
     NotFoundError,
     RateLimitedError,
     TicketSystemError,
+    TicketSystemValidationError,
     TransientError,
-    ValidationError,
     is_transient,
 )
 from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
@@ -156,7 +156,7 @@ async def test_400_is_not_retried_and_lists_every_field_error(adapter, httpx_moc
         ],
     }  # fmt: skip
     httpx_mock.add_callback(lambda request: respond(400, body, request_id="r-400"), method="PUT")
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(TicketSystemValidationError) as info:
         await adapter.update_ticket(7, {"priority": 3})
     error = info.value
     assert error.fields == ["custom_fields.cf_order_number", "priorty"]
@@ -171,7 +171,7 @@ async def test_400_is_not_retried_and_lists_every_field_error(adapter, httpx_moc
 async def test_request_level_400_becomes_a_request_field_error(adapter, httpx_mock, metadata_mock):
     body = {"code": "missing_params", "message": "Your update call does not have any parameter."}
     httpx_mock.add_response(method="PUT", status_code=400, json=body)
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(TicketSystemValidationError) as info:
         await adapter.update_ticket(7, {"subject": "x"})
     assert info.value.errors[0].field == "request" and info.value.errors[0].code == "missing_params"
 
@@ -186,7 +186,7 @@ async def test_request_level_400_becomes_a_request_field_error(adapter, httpx_mo
         (404, None, NotFoundError),
         (409, {"description": "Validation failed", "errors": [
             {"field": "email", "message": "It should be a unique value", "code": "duplicate_value"}]},
-         ValidationError),
+         TicketSystemValidationError),
     ],
 )  # fmt: skip
 async def test_status_codes_map_to_typed_errors(adapter, httpx_mock, status, body, error_type):

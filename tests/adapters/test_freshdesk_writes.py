@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from freshdesk_fakes import BASE, GROUPS, T0, TICKET_FIELDS, headers, respond, ticket_json
 
-from triage.adapters.errors import GoneError, TransientError, UnknownLabelError, ValidationError
+from triage.adapters.errors import GoneError, TicketSystemValidationError, TransientError, UnknownLabelError
 from triage.adapters.freshdesk.parsing import parse_ticket
 
 TICKET_URL = f"{BASE}/tickets/7"
@@ -134,7 +134,7 @@ async def test_unknown_labels_raise_before_any_request(adapter, metadata_mock, h
     ],
 )
 async def test_malformed_values_are_rejected_before_sending(adapter, metadata_mock, httpx_mock, data, field):
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(TicketSystemValidationError) as info:
         await adapter.update_ticket(7, data)
     assert info.value.fields == [field] and info.value.status_code is None
     assert httpx_mock.get_requests(method="PUT") == [] and httpx_mock.get_requests(url=TICKET_URL) == []
@@ -194,7 +194,7 @@ async def test_a_choice_error_with_unchanged_metadata_is_raised(adapter, metadat
         {"field": "custom_fields.cf_product", "message": "It should be one of these values: 'Payments'",
          "code": "invalid_value"}]}  # fmt: skip
     httpx_mock.add_response(method="PUT", url=TICKET_URL, status_code=400, json=stale)
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(TicketSystemValidationError) as info:
         await adapter.update_ticket(7, {"cf_product": "API"})
     assert info.value.fields == ["custom_fields.cf_product"]
     assert len(httpx_mock.get_requests(method="PUT")) == 1

@@ -30,6 +30,9 @@ ModeOption = Annotated[
 def validated_config(config: Path | None) -> str | None:
     """Check config.yml and the adapter's own keys before any flow starts; exit 2 naming the bad key.
 
+    Only a check: the flow run takes the settings snapshot its stages use when it starts (see
+    :class:`~triage.tasks.context.StageContext`), as a deployment's run does, and again on a retry.
+
     With a Prefect Secret block named in ``FRESHDESK_API_KEY_SECRET_BLOCK`` and no key in the
     environment, the key arrives when the flow starts, so the adapter's keys are checked there.
     """
@@ -46,17 +49,15 @@ def flow_parameters(build: Callable[[], T]) -> T:
     """The flow's parameters from the command line; exit 2 naming each bad one before any flow starts."""
     from pydantic import ValidationError
 
-    from triage.settings import shown_input
+    from triage.errors import validation_problems
 
     try:
         return build()
     except ValidationError as exc:
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["loc"]:
-                option = "--" + str(err["loc"][0]).replace("_", "-")
-                msg = f"{option}: {msg}{shown_input(err['input'])}"
-            typer.echo(f"invalid parameters: {msg}", err=True)
+        for problem in validation_problems(
+            exc, key=lambda loc: "--" + str(loc[0]).replace("_", "-") if loc else ""
+        ):
+            typer.echo(f"invalid parameters: {problem}", err=True)
         raise typer.Exit(2) from None
 
 
