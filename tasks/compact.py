@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from triage.lake import Lake
+from triage.lake import Lake, TableName
 from triage.lake.compaction import Merged, compact_lake, summary, vacuum
 from triage.lake.lease import hold
 from triage.lake.runs import utcnow
@@ -33,7 +34,9 @@ log = logging.getLogger(__name__)
 def compact_all(lake: Lake, *, settled_before: datetime) -> list[Merged]:
     """Merge every table's parts (those a retry would replace once written before ``settled_before``),
     folding the audit's open items first; then add the merged audit files to the done index."""
-    fold = {"audit": lambda parts: fold_open_items(lake, list(parts))}
+    fold: dict[str, Callable[[Sequence[str]], None]] = {
+        TableName.AUDIT: lambda parts: fold_open_items(lake, list(parts))
+    }
     merged = compact_lake(lake, settled_before=settled_before, before_merge=fold)
     index_done(lake)
     return merged

@@ -9,6 +9,7 @@ from triage.adapters.base import FieldSpec
 from triage.lake.runs import utcnow
 from triage.lake.tables.decisions import DECISIONS, DecisionRow
 from triage.lake.tables.predictions import PREDICTIONS
+from triage.lake.tables.tickets import TICKETS
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import Counts, DecideManifest, ExtractManifest, PredictManifest, add_count
 from triage.tasks.rules import Decision, Prediction, decide_ticket
@@ -31,7 +32,7 @@ def decide(
     mode = settings.pipeline.mode
     with recorded(ctx, lake, "decide", mode=mode) as record:
         lake.remove_parts(DECISIONS.name, date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
-        snapshots = latest_snapshots(lake.read_paths("tickets", tickets.paths), eligible_only=True)
+        snapshots = latest_snapshots(lake.read_paths(TICKETS.name, tickets.paths), eligible_only=True)
         by_ticket: dict[int, dict[str, Prediction]] = {}
         versions: dict[int, str | None] = {}
         read = lake.read_paths(
@@ -48,13 +49,14 @@ def decide(
         now = utcnow()
         rows: list[DecisionRow] = []
         for ticket_id, snapshot in snapshots.items():
+            ticket = row_ticket(snapshot)
             decisions = decide_ticket(
-                current_values(row_ticket(snapshot), fields),
+                current_values(ticket, fields),
                 by_ticket.get(ticket_id, {}),
                 rules=settings.fields,
                 specs=specs,
                 thresholds=predictions.thresholds,
-                touched=snapshot["updated_at"] > snapshot["created_at"],
+                touched=ticket.updated_at > ticket.created_at,
             )
             rows.extend(
                 decision_row(
@@ -63,7 +65,7 @@ def decide(
                     ticket_id=ticket_id,
                     mode=mode,
                     model_version=versions.get(ticket_id, predictions.model_version),
-                    snapshot_updated_at=snapshot["updated_at"],
+                    snapshot_updated_at=snapshot.updated_at,
                     decided_at=now,
                 )
                 for d in decisions.values()

@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 from triage.adapters.base import Ticket, TicketSystemAdapter
 from triage.adapters.errors import MalformedTicketError
-from triage.lake import Lake, TableName
+from triage.lake import Lake
 from triage.lake.runs import last_high_water_mark, utcnow
 from triage.lake.tables.quarantine import QUARANTINE, QuarantineRow
+from triage.lake.tables.tickets import TICKETS, TicketRow
 from triage.settings import Settings
 from triage.tasks.audit import OwnWrites, own_writes
 from triage.tasks.context import StageContext
@@ -61,7 +62,7 @@ async def _extract(
 ) -> ExtractManifest:
     pipeline = settings.pipeline
     # A retried extract replaces its own earlier output rather than adding to it.
-    for table in (TableName.TICKETS, TableName.QUARANTINE):
+    for table in (TICKETS.name, QUARANTINE.name):
         lake.remove_parts(table, date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
     ours = own_writes(
         lake, since=ctx.window_start, tolerance=timedelta(seconds=pipeline.own_write_tolerance_seconds)
@@ -72,7 +73,7 @@ async def _extract(
     def quarantine(exc: MalformedTicketError) -> None:
         quarantined.append(quarantine_row(ctx.run_id, "extract", exc))
 
-    batch: list[dict[str, Any]] = []
+    batch: list[TicketRow] = []
     paths: list[str] = []
     counts: dict[str, dict[str, int]] = {}
     rows = eligible = 0
@@ -80,8 +81,8 @@ async def _extract(
 
     def flush() -> None:
         nonlocal batch
-        part = lake.write(
-            "tickets", batch, date=ctx.partition, run_id=ctx.run_id, name=f"{PART_PREFIX}{len(paths) + 1:05d}"
+        part = TICKETS.write(
+            lake, batch, date=ctx.partition, run_id=ctx.run_id, name=f"{PART_PREFIX}{len(paths) + 1:05d}"
         )
         if part:
             paths.append(part.path)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from triage.lake import TableName
 
 #: ``counts[field][outcome] = n``; ``"*"`` is the field for ticket-level counts.
 Counts = dict[str, dict[str, int]]
@@ -26,7 +27,7 @@ class Manifest(BaseModel):
 
 class ExtractManifest(Manifest):
     stage: str = "extract"
-    table: str = "tickets"
+    table: str = TableName.TICKETS.value
     purpose: str = "triage"
     eligible: int = 0
     quarantined: int = 0
@@ -37,7 +38,7 @@ class ExtractManifest(Manifest):
 
 class PredictManifest(Manifest):
     stage: str = "predict"
-    table: str = "predictions"
+    table: str = TableName.PREDICTIONS.value
     model_name: str | None = None
     model_version: str | None = None
     #: field -> (apply threshold, suggest threshold) from the model's evaluation.
@@ -46,13 +47,13 @@ class PredictManifest(Manifest):
 
 class DecideManifest(Manifest):
     stage: str = "decide"
-    table: str = "decisions"
+    table: str = TableName.DECISIONS.value
     mode: str
 
 
 class PushManifest(Manifest):
     stage: str = "push"
-    table: str = "audit"
+    table: str = TableName.AUDIT.value
     mode: str
     sent: int = 0
     recovered: int = 0
@@ -62,11 +63,3 @@ def add_count(counts: dict[str, dict[str, int]], field: str, outcome: str, n: in
     """Increment ``counts[field][outcome]`` in place."""
     bucket = counts.setdefault(field, {})
     bucket[outcome] = bucket.get(outcome, 0) + n
-
-
-def count_rows(rows: list[dict[str, Any]], field_key: str, outcome_key: str) -> Counts:
-    """``counts[row[field_key]][row[outcome_key]]`` over ``rows``."""
-    counts: Counts = {}
-    for row in rows:
-        add_count(counts, str(row[field_key]), str(row[outcome_key]))
-    return counts

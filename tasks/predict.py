@@ -9,13 +9,14 @@ import pandas as pd
 from triage.errors import PipelineError
 from triage.lake.runs import utcnow
 from triage.lake.tables.predictions import PREDICTIONS, PredictionRow
+from triage.lake.tables.tickets import TICKETS
 from triage.models.inference import InferenceEngine
 from triage.models.store import ModelStore
 from triage.settings import Settings
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import ExtractManifest, PredictManifest, add_count
 from triage.tasks.runlog import recorded
-from triage.tasks.snapshots import latest_snapshots
+from triage.tasks.snapshots import latest_tickets
 
 PART_PREFIX = "predict-"
 CHUNK_ROWS = 2000
@@ -49,25 +50,20 @@ def predict(
     lake = ctx.lake(settings)
     with recorded(ctx, lake, "predict", mode=settings.pipeline.mode) as record:
         lake.remove_parts(PREDICTIONS.name, date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
-        snapshots = latest_snapshots(
+        snapshots = latest_tickets(
             lake.read_paths(
-                "tickets",
+                TICKETS.name,
                 tickets.paths,
                 columns=["ticket_id", "subject", "description", "updated_at", "skip_reason"],
             ),
             eligible_only=True,
         )
-        record.rows_in = len(snapshots)
-        if not snapshots:
+        record.rows_in = snapshots.num_rows
+        if not snapshots.num_rows:
             record.rows_out, record.counts = 0, {}
             return PredictManifest(run_id=ctx.run_id)
         engine = engine or load_engine(settings)
-        frame = pd.DataFrame(
-            [
-                {"ticket_id": t, "subject": r["subject"], "description": r["description"]}
-                for t, r in snapshots.items()
-            ]
-        )
+        frame = snapshots.select(["ticket_id", "subject", "description"]).to_pandas()
         paths: list[str] = []
         counts: dict[str, dict[str, int]] = {}
         rows = 0

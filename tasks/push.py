@@ -33,6 +33,7 @@ from triage.lake import Lake
 from triage.lake.compaction import summary
 from triage.lake.runs import utcnow
 from triage.lake.tables.decisions import DECISIONS
+from triage.lake.tables.tickets import TICKETS
 from triage.tasks.audit import KIND, compact_audit, dangling_intents, done_changes, owed_results
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import DecideManifest, ExtractManifest, PushManifest, add_count
@@ -99,7 +100,7 @@ async def _plan(
     """Re-read, resolve cut-off writes, add owed ones, re-check; the requests and how many were resolved."""
     settings, lake = state.settings, state.lake
     state.snapshots = {
-        t: row_ticket(r) for t, r in latest_snapshots(lake.read_paths("tickets", tickets.paths)).items()
+        t: row_ticket(r) for t, r in latest_snapshots(lake.read_paths(TICKETS.name, tickets.paths)).items()
     }
     since = min([tickets.started_at, *(r.sent_at for r in [*dangling, *owed] if r.sent_at)])
     state.read_at = utcnow()

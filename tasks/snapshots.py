@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,80 +14,141 @@ from triage.adapters.base import FieldSpec, Ticket
 from triage.adapters.errors import MalformedTicketError
 from triage.lake import Lake
 from triage.lake.tables.quarantine import QuarantineRow
+from triage.lake.tables.tickets import TICKETS, TicketRow
 
 
 def ticket_row(
     ticket: Ticket, *, run_id: str, purpose: str, extracted_at: datetime, skip_reason: str | None
-) -> dict[str, Any]:
+) -> TicketRow:
     """The ``tickets`` row of one ticket."""
-    return {
-        "run_id": run_id,
-        "purpose": purpose,
-        "ticket_id": ticket.id,
-        "subject": ticket.subject,
-        "description": ticket.description,
-        "status": ticket.status,
-        "priority": ticket.priority,
-        "group_id": ticket.group_id,
-        "type": ticket.type,
-        "responder_id": ticket.responder_id,
-        "source": ticket.source,
-        "tags": list(ticket.tags),
-        "custom_fields": json.dumps(ticket.custom_fields, sort_keys=True, default=str),
-        "created_at": ticket.created_at,
-        "updated_at": ticket.updated_at,
-        "extracted_at": extracted_at,
-        "skip_reason": skip_reason,
-    }
+    return TicketRow(
+        run_id=run_id,
+        purpose=purpose,
+        ticket_id=ticket.id,
+        subject=ticket.subject,
+        description=ticket.description,
+        status=ticket.status,
+        priority=ticket.priority,
+        group_id=ticket.group_id,
+        type=ticket.type,
+        responder_id=ticket.responder_id,
+        source=ticket.source,
+        tags=tuple(ticket.tags),
+        custom_fields=json.dumps(ticket.custom_fields, sort_keys=True, default=str),
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        extracted_at=extracted_at,
+        skip_reason=skip_reason,
+    )
 
 
-def row_ticket(row: dict[str, Any]) -> Ticket:
-    """The :class:`Ticket` a ``tickets`` row was made from."""
+def row_ticket(row: TicketRow | Mapping[str, Any]) -> Ticket:
+    """The :class:`Ticket` a ``tickets`` row was made from (a :class:`TicketRow`, or the same columns as a
+    mapping: a history frame's records)."""
+    if isinstance(row, TicketRow):
+        return _ticket(
+            row.ticket_id,
+            row.subject,
+            row.description,
+            row.status,
+            row.priority,
+            row.group_id,
+            row.type,
+            row.responder_id,
+            row.source,
+            row.tags,
+            row.custom_fields,
+            row.created_at,
+            row.updated_at,
+        )
+    return _ticket(*(row[name] for name in _TICKET_COLUMNS))
+
+
+_TICKET_COLUMNS = (
+    "ticket_id",
+    "subject",
+    "description",
+    "status",
+    "priority",
+    "group_id",
+    "type",
+    "responder_id",
+    "source",
+    "tags",
+    "custom_fields",
+    "created_at",
+    "updated_at",
+)
+
+
+def _ticket(
+    ticket_id: int,
+    subject: str | None,
+    description: str | None,
+    status: int | None,
+    priority: int | None,
+    group_id: int | None,
+    type_: str | None,
+    responder_id: int | None,
+    source: int | None,
+    tags: Iterable[str] | None,
+    custom_fields: str | None,
+    created_at: datetime | None,
+    updated_at: datetime | None,
+) -> Ticket:
     return Ticket(
-        id=row["ticket_id"],
-        subject=row["subject"] or "",
-        description=row["description"] or "",
-        status=row["status"],
-        priority=row["priority"],
-        group_id=row["group_id"],
-        type=row["type"],
-        responder_id=row["responder_id"],
-        source=row["source"],
-        tags=tuple(row["tags"] or ()),
-        custom_fields=json.loads(row["custom_fields"] or "{}"),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        id=ticket_id,
+        subject=subject or "",
+        description=description or "",
+        status=status,
+        priority=priority,
+        group_id=group_id,
+        type=type_,
+        responder_id=responder_id,
+        source=source,
+        tags=tuple(tags or ()),
+        custom_fields=json.loads(custom_fields or "{}"),
+        created_at=cast(datetime, created_at),  # pydantic refuses a missing one
+        updated_at=cast(datetime, updated_at),
     )
 
 
 def snapshots_at(lake: Lake, versions: set[tuple[int, datetime]]) -> dict[tuple[int, datetime], Ticket]:
-    """The ticket snapshots the lake holds for these ``(ticket id, updated_at)`` versions."""
+    """The ticket snapshots the lake holds for these ``(ticket id, updated_at)`` versions (a filtered read
+    of these tickets' rows)."""
     if not versions:
         return {}
     ids = sorted({ticket_id for ticket_id, _ in versions})
-    rows = lake.scan("tickets", filter=pc.field("ticket_id").isin(ids)).to_pylist()
-    return {
-        (r["ticket_id"], r["updated_at"]): row_ticket(r)
-        for r in rows
-        if (r["ticket_id"], r["updated_at"]) in versions
-    }
+    rows = TICKETS.rows(lake.scan(TICKETS.name, filter=pc.field("ticket_id").isin(ids)))
+    found: dict[tuple[int, datetime], Ticket] = {}
+    for row in rows:
+        if row.updated_at is not None and (row.ticket_id, row.updated_at) in versions:
+            found[(row.ticket_id, row.updated_at)] = row_ticket(row)
+    return found
+
+
+def latest_tickets(table: pa.Table, *, eligible_only: bool = False) -> pa.Table:
+    """One row per ticket of ``tickets`` rows (any columns, ``ticket_id`` and ``updated_at`` among them):
+    the latest ``updated_at`` read, in the order tickets first appear; optionally only those not skipped.
+    Columnar: only the two key columns become Python values."""
+    latest: dict[int, tuple[int, datetime]] = {}
+    ids, marks = table.column("ticket_id").to_pylist(), table.column("updated_at").to_pylist()
+    for index, (ticket_id, updated_at) in enumerate(zip(ids, marks, strict=True)):
+        seen = latest.get(ticket_id)
+        if seen is None or updated_at >= seen[1]:
+            latest[ticket_id] = (index, updated_at)
+    chosen = table.take(pa.array([index for index, _ in latest.values()], pa.int64()))
+    return chosen.filter(pc.field("skip_reason").is_null()) if eligible_only else chosen
+
+
+def latest_snapshots(table: pa.Table, *, eligible_only: bool = False) -> dict[int, TicketRow]:
+    """:func:`latest_tickets` of a run's ``tickets`` rows (every column) as rows, by ticket id."""
+    return {row.ticket_id: row for row in TICKETS.rows(latest_tickets(table, eligible_only=eligible_only))}
 
 
 def current_values(ticket: Ticket, fields: list[str]) -> dict[str, Any]:
     """Native value of each triaged field on ``ticket``."""
     return {name: ticket.native(name) for name in fields}
-
-
-def latest_snapshots(table: pa.Table, *, eligible_only: bool = False) -> dict[int, dict[str, Any]]:
-    """One row per ticket (the latest ``updated_at`` read), optionally only those not skipped."""
-    latest: dict[int, dict[str, Any]] = {}
-    for row in table.to_pylist():
-        seen = latest.get(row["ticket_id"])
-        if seen is None or row["updated_at"] >= seen["updated_at"]:
-            latest[row["ticket_id"]] = row
-    if eligible_only:
-        return {tid: row for tid, row in latest.items() if row["skip_reason"] is None}
-    return latest
 
 
 def label_of(spec: FieldSpec | None, native: Any) -> str | None:
