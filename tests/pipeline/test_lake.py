@@ -178,3 +178,43 @@ def test_each_table_module_owns_its_row_type_schema_and_name(tmp_path):
         assert table.read_partition(lake, date=T0, run_id="x") == [full, sparse], name
         with pytest.raises(TypeError, match="expected"):
             table.write(lake, [dataclasses.asdict(full)], date=T0, run_id="x", name="p")
+
+
+#: Calls still naming a table by a string, in files this change did not own (left to their owners).
+NAMED_BY_STRING_ELSEWHERE = {"tasks/train.py", "flows/demo.py", "flows/backfill.py"}
+
+
+def test_the_stages_name_tables_by_their_modules_not_by_strings():
+    """``lake.scan("audit")`` and the like: a table is named by its module (``AUDIT.name``) or
+    ``TableName``, so a renamed table breaks where it is spelt, once."""
+    import ast
+    from pathlib import Path
+
+    from triage.lake import TableName
+
+    root = Path(__file__).resolve().parents[2]
+    methods = {
+        "write",
+        "scan",
+        "read_paths",
+        "read_partition",
+        "remove_parts",
+        "files",
+        "table_dir",
+        "dataset",
+    }
+    found = []
+    for folder in ("tasks", "flows", "triage/lake", "triage/cli"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in methods
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and node.args[0].value in set(TableName)
+                ):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    named = [f for f in found if f.split(":")[0] not in NAMED_BY_STRING_ELSEWHERE]
+    assert not named, f"name these tables by their module (e.g. AUDIT.name from triage.lake.tables): {named}"
