@@ -76,6 +76,20 @@ def _stop(process: subprocess.Popen, timeout: float = 20) -> None:
             process.wait()
 
 
+class _RetryingClient(httpx.Client):
+    """The API called as Prefect's own client calls it: a 429, or a 503 from a server whose SQLite
+    database is busy (a loaded machine), is retried with backoff rather than failing the test."""
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        for attempt in range(6):
+            response = super().send(request, **kwargs)
+            if response.status_code not in (429, 503) or attempt == 5:
+                return response
+            response.close()
+            time.sleep(1 + 2 * attempt)
+        raise AssertionError("unreachable")
+
+
 class Server:
     """``prefect server start`` on its own port, home and database; ``api`` talks to its REST API."""
 
@@ -91,7 +105,7 @@ class Server:
         )
         self.log = folder / "server.log"
         self.process: subprocess.Popen | None = None
-        self.api = httpx.Client(base_url=self.url, timeout=30)
+        self.api = _RetryingClient(base_url=self.url, timeout=30)
 
     def start(self, timeout: float = 180) -> Server:
         command = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
