@@ -18,7 +18,7 @@ import yaml
 
 from triage.flows.incremental import RunSummary, TriageParams, triage_flow
 from triage.flows.train import TrainParams, train_flow
-from triage.lake import Lake
+from triage.lake import Lake, TableName
 from triage.tasks.train import TrainManifest
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def score_writes(
 ) -> tuple[dict[str, FieldScore], list[dict[str, Any]]]:
     """Per field: writes of the run, how many match the hidden label; and the list of changes."""
     scores = {name: FieldScore(open_tickets=len(truth)) for name in fields}
-    audit = lake.scan("audit").to_pylist()
+    audit = lake.scan(TableName.AUDIT).to_pylist()
     written = [
         a
         for a in audit
@@ -181,7 +181,7 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> Dem
 def decision_reasons(lake: Lake, run_id: str, tickets: set[int]) -> dict[str, dict[str, int]]:
     """Per field, how many of ``tickets`` got each reason code in the run's decisions."""
     out: dict[str, dict[str, int]] = {}
-    for d in lake.scan("decisions").to_pylist():
+    for d in lake.scan(TableName.DECISIONS).to_pylist():
         if d["run_id"] == run_id and d["ticket_id"] in tickets:
             bucket = out.setdefault(d["field"], {})
             bucket[d["reason_code"]] = bucket.get(d["reason_code"], 0) + 1
@@ -219,7 +219,13 @@ def format_result(result: DemoResult) -> str:
         f"Parquet lake: {lake}",
         *[
             f"  {table:<12} {lake / table}"
-            for table in ("tickets", "predictions", "decisions", "audit", "runs")
+            for table in (
+                TableName.TICKETS,
+                TableName.PREDICTIONS,
+                TableName.DECISIONS,
+                TableName.AUDIT,
+                TableName.RUNS,
+            )
         ],
         f"Model store:  {result.model_store}",
         "",
