@@ -30,6 +30,7 @@ from triage.models.classifier import DEFAULT_BATCH_TOKENS, TriageClassifier, pic
 from triage.models.loading import Precision, load_cached
 from triage.models.manifest import MANIFEST_FILE, ModelManifest
 from triage.models.store import ModelStore
+from triage.models.store_fs import is_store_uri
 from triage.models.tables import iter_table, table_kind
 from triage.models.text import text_hash, ticket_text
 
@@ -87,19 +88,23 @@ class FieldPredictions:
 
 
 def resolve_model_folder(path_or_store_root: str | Path, version: str | None = None) -> Path:
-    """A version folder itself, or a store root's ``version`` (default: its current version)."""
-    path = Path(path_or_store_root)
-    if (path / MANIFEST_FILE).is_file():
-        if version is not None and path.name != version:
-            raise ValueError(f"{path} is version {path.name}, not {version}")
-        return path
-    store = ModelStore(path)
+    """A version folder itself, or a store's ``version`` (default: its current version); a store on object
+    storage (``s3://...``) gives the version's local copy, downloaded once."""
+    if is_store_uri(path_or_store_root):
+        store = ModelStore(path_or_store_root)
+    else:
+        path = Path(path_or_store_root)
+        if (path / MANIFEST_FILE).is_file():
+            if version is not None and path.name != version:
+                raise ValueError(f"{path} is version {path.name}, not {version}")
+            return path
+        store = ModelStore(path)
     if version is not None:
         return store.path(version)
     current = store.current()
     if current is None:
-        raise FileNotFoundError(f"{path} has no current model (train one, or name a version)")
-    return current.path
+        raise FileNotFoundError(f"{store.location} has no current model (train one, or name a version)")
+    return store.path(current.version)
 
 
 @dataclass(frozen=True)

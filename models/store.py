@@ -10,6 +10,10 @@ Layout under the store root::
 Version ids sort by creation time (``20261129-210501-ab12cd``, UTC). A version folder is written
 under a temporary name and renamed when complete; ``current.json`` is replaced atomically.
 
+The store may also live on object storage (``s3://bucket/prefix``, the same layout): see
+:mod:`triage.models.store_fs` for how a version appears whole and the pointer moves atomically there,
+and for the local cache a worker loads versions from (:meth:`ModelStore.path` downloads a version once).
+
 A newly registered version becomes current only if it is not worse than the current one on tickets
 neither model trained on: the candidate's hold-out tickets resolved after the current model's
 training cutoff (both recorded in ``model.json``), or, for data without times, its whole hold-out
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from triage.errors import TriageError
 from triage.models.classifier import ENCODER_DIR, TriageClassifier, pick_device
@@ -46,12 +51,14 @@ from triage.models.evaluation import FieldEvaluation, apply_gap, evaluate_field
 from triage.models.loading import load_cached
 from triage.models.manifest import (
     MANIFEST_FILE,
+    ModelFolderError,
     ModelManifest,
     Promotion,
     ScoredOn,
     keys_sha256,
     write_json_atomic,
 )
+from triage.models.store_fs import RemoteFiles, is_store_uri
 
 if TYPE_CHECKING:
     from triage.models.training_config import TrainConfig
@@ -83,6 +90,8 @@ class ModelVersion:
     """Per field: hold-out ``macro_f1``, ``accuracy`` and the baseline's ``baseline_macro_f1``."""
     is_current: bool
     path: Path
+    """The version's folder; for a store on object storage, where this machine keeps (or will keep) its
+    download (:meth:`ModelStore.path` fetches it)."""
     promotion: Promotion | None = None
 
 
@@ -93,7 +102,8 @@ def new_version_id(now: datetime | None = None) -> str:
 
 
 class ModelStore:
-    """Model versions under ``root``; see the module docstring for the layout and rules."""
+    """Model versions under ``root`` (a folder, or an ``s3://`` URI whose versions are downloaded to
+    ``cache``, by default :func:`~triage.models.store_fs.default_cache`); see the module docstring."""
 
     def __init__(
         self,
@@ -101,25 +111,50 @@ class ModelStore:
         *,
         tolerance: float = PROMOTION_TOLERANCE,
         min_tickets: int = MIN_PROMOTION_TICKETS,
+        cache: Path | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.remote = RemoteFiles(str(root), cache) if is_store_uri(root) else None
+        self.root = self.remote.cache if self.remote is not None else Path(root)
+        """The local folder: the store itself, or this machine's cache of a store on object storage."""
+        self.location = self.remote.uri if self.remote is not None else str(self.root)
         self.tolerance = tolerance
         self.min_tickets = min_tickets
 
     # -- reading ---------------------------------------------------------------------------------
 
     def path(self, version: str) -> Path:
-        """The folder of ``version``; :class:`StoreError` if there is no such version."""
+        """The folder of ``version``; :class:`StoreError` if there is no such version.
+
+        On object storage: the local copy, downloaded once (a complete version never changes).
+        """
         folder = self.root / VERSIONS_DIR / version
-        if "/" in version or version.startswith(".") or not (folder / MANIFEST_FILE).is_file():
-            raise StoreError(f"no model version {version!r} in {self.root}")
+        if not self._exists(version):
+            raise StoreError(f"no model version {version!r} in {self.location}")
+        if self.remote is not None and not (folder / MANIFEST_FILE).is_file():
+            latest = self._latest_cached()
+            self.remote.download((VERSIONS_DIR, version), folder)
+            if latest is not None:  # one copy of an unchanged encoder in the cache too
+                share_identical_files(folder / ENCODER_DIR, latest / ENCODER_DIR)
         return folder
 
     def manifest(self, version: str) -> ModelManifest:
-        return ModelManifest.read(self.path(version))
+        if self.remote is None:
+            return ModelManifest.read(self.path(version))
+        manifest = self._remote_manifest(version) if self._valid(version) else None
+        if manifest is None:
+            raise StoreError(f"no model version {version!r} in {self.location}")
+        return manifest
 
     def list(self) -> list[ModelVersion]:
         """Every complete version, oldest first."""
+        if self.remote is not None:
+            current = self._pointer().get("version")
+            found = []
+            for name in self.remote.folders(VERSIONS_DIR):
+                if not self._valid(name) or (manifest := self._remote_manifest(name)) is None:
+                    continue  # an upload cut off before its model.json: not a version
+                found.append(_version(manifest, self.root / VERSIONS_DIR / name, name == current))
+            return sorted(found, key=lambda v: (v.created_at, v.version))
         folder = self.root / VERSIONS_DIR
         if not folder.is_dir():
             return []
@@ -137,6 +172,8 @@ class ModelStore:
         version = self._pointer().get("version")
         if version is None:
             return None
+        if self.remote is not None:
+            return _version(self.manifest(version), self.root / VERSIONS_DIR / version, True)
         folder = self.path(version)
         return _version(ModelManifest.read(folder), folder, True)
 
@@ -150,8 +187,11 @@ class ModelStore:
         version = new_version_id(created)
         versions = self.root / VERSIONS_DIR
         versions.mkdir(parents=True, exist_ok=True)
-        stored = self.list()
-        latest = stored[-1].path if stored else None
+        if self.remote is None:
+            stored = self.list()
+            latest = stored[-1].path if stored else None
+        else:
+            latest = self._latest_cached()
         staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=versions))
         try:
             result.model.save(staging)
@@ -162,7 +202,9 @@ class ModelStore:
             manifest.report_files = sorted(p.relative_to(staging).as_posix() for p in written.values())
             manifest.write(staging)
             staging.chmod(0o755)
-            os.rename(staging, versions / version)
+            if self.remote is not None:  # files first, model.json last: visible only when complete
+                self.remote.upload(staging, (VERSIONS_DIR, version), last=MANIFEST_FILE)
+            os.rename(staging, versions / version)  # on object storage: this machine's cached copy
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -184,33 +226,33 @@ class ModelStore:
             if warnings:  # on the candidate's own hold-out
                 promotion.reason += "; WARNING " + "; ".join(warnings)
             promoted, reason = promotion.promoted, promotion.reason
-            manifest = ModelManifest.read(saved.path)
+            manifest = self.manifest(saved.version)
             manifest.promotion = promotion
-            manifest.write(saved.path)
+            self._write_manifest(saved.version, manifest)
             if promoted:
                 self._set_current(saved.version, reason)
         return _version(manifest, saved.path, promoted), promoted, reason
 
     def promote(self, version: str, reason: str = "promoted by hand") -> ModelVersion:
         """Make ``version`` current (whatever its metrics); the previous current can be rolled back to."""
-        folder = self.path(version)
+        if not self._exists(version):
+            raise StoreError(f"no model version {version!r} in {self.location}")
         with self._locked():
             self._set_current(version, reason)
-        return _version(ModelManifest.read(folder), folder, True)
+        return _version(self.manifest(version), self.root / VERSIONS_DIR / version, True)
 
     def rollback(self) -> ModelVersion:
         """Make the version that was current before the current one current again."""
         with self._locked():
             pointer = self._pointer()
             previous = list(pointer.get("previous", []))
-            while previous and not (self.root / VERSIONS_DIR / previous[-1] / MANIFEST_FILE).is_file():
+            while previous and not self._exists(previous[-1]):
                 previous.pop()  # a deleted version cannot be rolled back to
             if not previous:
                 raise StoreError("nothing to roll back to: no earlier current version")
             target = previous.pop()
             self._write_pointer(target, previous, f"rolled back from {pointer.get('version')}")
-        folder = self.path(target)
-        return _version(ModelManifest.read(folder), folder, True)
+        return _version(self.manifest(target), self.root / VERSIONS_DIR / target, True)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -221,7 +263,7 @@ class ModelStore:
         if lost:
             reason = f"drops field(s) {lost} that current {current.version} predicts"
             return Promotion(promoted=False, reason=reason, compared_with=current.version, at=at)
-        tickets, rule = promotion_tickets(result, ModelManifest.read(current.path))
+        tickets, rule = promotion_tickets(result, self.manifest(current.version))
         key = result.training_set.key
         scored_on = ScoredOn(rule=rule, key=key, count=len(tickets), sha256=keys_sha256(tickets[key]))
         shared = [name for name in result.fields if name in current.fields]
@@ -237,7 +279,7 @@ class ModelStore:
                 promoted=False, reason=reason, compared_with=current.version, scored_on=scored_on, at=at
             )
         mine = score_version(result.model, tickets, shared, result.config)
-        theirs = score_version(current.path, tickets, shared, result.config)
+        theirs = score_version(self.path(current.version), tickets, shared, result.config)
         comparison: dict[str, dict[str, float | None]] = {}
         worse, gaps = [], []
         for name, outcome in result.fields.items():
@@ -283,15 +325,65 @@ class ModelStore:
             at=at,
         )
 
+    def _exists(self, version: str) -> bool:
+        """Whether ``version`` is a complete version of the store (its ``model.json`` written)."""
+        if not self._valid(version):
+            return False
+        if self.remote is not None:
+            return self.remote.exists(VERSIONS_DIR, version, MANIFEST_FILE)
+        return (self.root / VERSIONS_DIR / version / MANIFEST_FILE).is_file()
+
+    def _latest_cached(self) -> Path | None:
+        """Object storage: the newest version this machine holds a copy of (names sort by creation time)."""
+        folder = self.root / VERSIONS_DIR
+        held = [c for c in folder.iterdir() if self._valid(c.name)] if folder.is_dir() else []
+        return max(held, key=lambda c: c.name, default=None)
+
+    @staticmethod
+    def _valid(version: str) -> bool:
+        return bool(version) and "/" not in version and not version.startswith(".")
+
+    def _remote_manifest(self, version: str) -> ModelManifest | None:
+        """A version's ``model.json`` on object storage; None while there is none (not yet complete)."""
+        assert self.remote is not None
+        try:
+            return self.remote.read(
+                VERSIONS_DIR, version, MANIFEST_FILE, parse=ModelManifest.model_validate_json
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            url = self.remote.url(VERSIONS_DIR, version, MANIFEST_FILE)
+            raise ModelFolderError(f"{url}: not a valid model manifest ({where}: {first['msg']})") from None
+
+    def _write_manifest(self, version: str, manifest: ModelManifest) -> None:
+        folder = self.root / VERSIONS_DIR / version
+        if self.remote is not None:
+            data = manifest.model_dump_json(indent=2).encode() + b"\n"
+            self.remote.write(data, VERSIONS_DIR, version, MANIFEST_FILE)
+            if not (folder / MANIFEST_FILE).is_file():
+                return
+        manifest.write(folder)
+
     def _pointer(self) -> dict[str, Any]:
         """``current.json``; :class:`StoreError` naming it when it is not a pointer."""
         path = self.root / CURRENT_FILE
-        if not path.is_file():
+        if self.remote is not None:
+            name = self.remote.url(CURRENT_FILE)
+            try:
+                pointer = self.remote.read(CURRENT_FILE, parse=_pointer_json)
+                if pointer is None:
+                    return {}
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                pointer = None
+        elif not path.is_file():
             return {}
-        try:
-            pointer = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            pointer = None
+        else:
+            name = str(path)
+            try:
+                pointer = _pointer_json(path.read_bytes())
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                pointer = None
         if not (
             isinstance(pointer, dict)
             and isinstance(pointer.get("version"), str)
@@ -299,7 +391,7 @@ class ModelStore:
             and all(isinstance(v, str) for v in pointer.get("previous", []))
         ):
             raise StoreError(
-                f"{path} is not a valid pointer ({{'version': ..., 'previous': [...]}}); "
+                f"{name} is not a valid pointer ({{'version': ..., 'previous': [...]}}); "
                 "make a version current again with `triage models promote VERSION`"
             )
         return pointer
@@ -315,19 +407,22 @@ class ModelStore:
         self._write_pointer(version, previous, reason)
 
     def _write_pointer(self, version: str, previous: builtins.list[str], reason: str) -> None:
-        write_json_atomic(
-            self.root / CURRENT_FILE,
-            {
-                "version": version,
-                "previous": previous,
-                "reason": reason,
-                "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-        )
+        pointer = {
+            "version": version,
+            "previous": previous,
+            "reason": reason,
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if self.remote is not None:  # one PUT replaces the key whole (see triage.models.store_fs)
+            data = json.dumps(pointer, indent=2, ensure_ascii=False) + "\n"
+            self.remote.write(data.encode("utf-8"), CURRENT_FILE)
+        else:
+            write_json_atomic(self.root / CURRENT_FILE, pointer)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """Serialise pointer updates between processes sharing the store."""
+        """Serialise pointer updates between processes sharing the store (on object storage: between the
+        processes of this machine; see :mod:`triage.models.store_fs`)."""
         self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / ".lock").open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -335,6 +430,10 @@ class ModelStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _pointer_json(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8"))
 
 
 def share_identical_files(folder: Path, previous: Path) -> int:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from triage.models.features import HashingConfig
+from triage.models.store_fs import local_root
 from triage.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -38,7 +39,9 @@ class TrainConfig(BaseModel):
         description="Columns joined into the text; 'description' falls back to 'body'.",
     )
     base_encoder: str = _DEFAULTS.base_encoder
-    store_root: Path = Field(default=_DEFAULTS.store, description="Where named encoders are built.")
+    store_root: Path = Field(
+        default=local_root(_DEFAULTS.store), description="Where named encoders are built."
+    )
     name: str | None = Field(default=None, description="Model name; default '<encoder>+<head>'.")
     max_length: int = Field(default=_DEFAULTS.max_length, ge=16, le=8192)
     min_examples_per_class: int = Field(default=_DEFAULTS.min_examples_per_class, ge=1)
@@ -106,7 +109,7 @@ class TrainConfig(BaseModel):
         values: dict[str, Any] = {
             "fields": settings.enabled_fields(),
             "base_encoder": model.base_encoder,
-            "store_root": model.store,
+            "store_root": local_root(model.store),
             "max_length": model.max_length,
             "min_examples_per_class": model.min_examples_per_class,
             "seed": model.seed,
@@ -115,6 +118,6 @@ class TrainConfig(BaseModel):
             "fine_tune": model.fine_tune,
             "batch_tokens": model.batch_tokens,
             "device": model.device,
-            "embedding_cache": Path(model.store) / EMBEDDING_CACHE_DIR,
+            "embedding_cache": local_root(model.store) / EMBEDDING_CACHE_DIR,
         }
         return cls(**{**values, **model.train_options, **overrides})

@@ -117,7 +117,12 @@ def _default_fields() -> dict[str, FieldRule]:
 
 
 class ModelSettings(_Section):
-    store: Path = Path("data/models")
+    store: Path | str = Field(
+        default=Path("data/models"),
+        description="Local folder, or an object store URI (s3://bucket/prefix) every worker reaches: the same "
+        "AWS environment variables as the lake give its endpoint and keys, never the URI. Workers download a "
+        "version once into ~/.cache/triage/models (or $XDG_CACHE_HOME).",
+    )
     base_encoder: str = Field(
         default="minilm", description="'minilm', 'e5-small', a local transformers folder, or a hub id."
     )
@@ -143,6 +148,15 @@ class ModelSettings(_Section):
         default_factory=dict,
         description="Further options of triage.models.training.TrainConfig (head, hashing, ...) for the train flow.",
     )
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _folder_or_uri(cls, store: Any) -> Any:
+        """A URI stays text (a path would fold ``s3://`` into ``s3:/``); anything else is a folder. The URI
+        itself is checked where the store is opened, as the lake's is (:func:`triage.lake.io.check_uri`)."""
+        if isinstance(store, str) and "://" in store:
+            return store.rstrip("/")
+        return Path(store) if isinstance(store, str) else store
 
 
 class PipelineSettings(_Section):

@@ -1,10 +1,13 @@
-"""The lake, the cached stage results and the lake's lease on an S3 API server (moto's, on loopback).
+"""The lake, the cached stage results, the lake's lease and the model store on an S3 API server (moto's,
+on loopback).
 
 The endpoint is given as people give it: ``AWS_ENDPOINT_URL`` and the usual AWS credentials in the
-environment, read by pyarrow (the lake, the lease), s3fs (Prefect's cached results) and boto3 alike.
-The train flow and a triage flow in apply mode run against it; the triage run's push writes, then
-fails, and the retried run must get extract and predict back from the results on S3 and write nothing
-twice (the audit trail on S3 is the idempotency record).
+environment, read by pyarrow (the lake, the lease, the model store), s3fs (Prefect's cached results) and
+boto3 alike. The train flow and a triage flow in apply mode run against it; the train flow saves its
+model to the store on S3 and the triage flow, with a cache of its own (another worker), predicts with
+it from there. The triage run's push writes, then fails, and the retried run must get extract and
+predict back from the results on S3 and write nothing twice (the audit trail on S3 is the idempotency
+record).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -27,11 +31,13 @@ from triage.adapters.freshdesk.updates import NATIVE_KEYS
 from triage.lake import Lake
 from triage.lake.lease import LakeBusyError, LakeLease, hold
 from triage.lake.runs import run_history
+from triage.models.store import CURRENT_FILE, VERSIONS_DIR, ModelStore
 
 pytestmark = pytest.mark.flow
 
 BUCKET = "triage-ci"
 LAKE = f"s3://{BUCKET}/lake"
+STORE = f"s3://{BUCKET}/models"
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +73,11 @@ def s3_run(s3, prefect_harness, session_sim, tmp_path_factory) -> Iterator[dict[
     import triage.tasks.push
     from triage.flows.incremental import TriageParams, triage_flow
     from triage.flows.train import TrainParams, train_flow
+    from triage.models.loading import clear_cache
 
     session_sim.reset()
     folder = tmp_path_factory.mktemp("s3")
-    config = write_config(folder / "triage.yml", session_sim.base_url, lake=LAKE, store=folder / "models")
+    config = write_config(folder / "triage.yml", session_sim.base_url, lake=LAKE, store=STORE)
     real, attempts = triage.tasks.push.push, []
 
     async def writes_then_fails(*args: Any, **kwargs: Any) -> Any:
@@ -82,10 +89,22 @@ def s3_run(s3, prefect_harness, session_sim, tmp_path_factory) -> Iterator[dict[
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FRESHDESK_API_KEY", session_sim.api_key)
+        patch.setenv("XDG_CACHE_HOME", str(folder / "trainer"))  # the store's local cache on each machine
         trained = train_flow(TrainParams(config=str(config), days=400))
+        patch.setenv("XDG_CACHE_HOME", str(folder / "worker"))
+        clear_cache()  # a worker that has not loaded the model yet
         patch.setattr(triage.tasks.push, "push", writes_then_fails)
         triaged = triage_flow.with_options(retries=1, retry_delay_seconds=0)(TriageParams(config=str(config)))
-    yield {"sim": session_sim, "trained": trained, "triaged": triaged, "attempts": len(attempts)}
+    yield {
+        "sim": session_sim,
+        "trained": trained,
+        "triaged": triaged,
+        "attempts": len(attempts),
+        "caches": {
+            name: folder / name / "triage" / "models" / "s3" / BUCKET / "models"
+            for name in ("trainer", "worker")
+        },
+    }
 
 
 def objects(prefix: str) -> dict[str, bytes]:
@@ -108,6 +127,24 @@ def test_the_train_flow_reads_history_into_an_s3_lake(s3_run):
     history = lake.scan("tickets", filter=pc.field("run_id") == trained.run_id)
     assert history.num_rows and set(history["purpose"].to_pylist()) == {"history"}
     assert ("train", "ok") in [(r["stage"], r["status"]) for r in run_history(lake, trained.run_id)]
+
+
+def test_the_train_flow_saves_its_model_to_the_s3_store_and_a_worker_predicts_from_there(s3_run):
+    trained, run, caches = s3_run["trained"], s3_run["triaged"], s3_run["caches"]
+    version = trained.model_version
+    stored = objects("models/")
+    assert f"models/{VERSIONS_DIR}/{version}/model.json" in stored
+    assert f"models/{VERSIONS_DIR}/{version}/heads.safetensors" in stored
+    assert json.loads(stored[f"models/{CURRENT_FILE}"])["version"] == version
+    current = ModelStore(STORE, cache=caches["worker"]).current()
+    assert current is not None and current.version == version and current.promotion.promoted
+    # The train flow kept its copy; the triage flow's worker downloaded the version into its own cache
+    # (the embedding cache and encoders stay there too, never in the working directory).
+    for cache in caches.values():
+        assert (cache / VERSIONS_DIR / version / "model.json").is_file()
+    assert not Path("s3:").exists()
+    predicted = Lake(LAKE).read_partition("predictions", date=run.window_end, run_id=run.run_id)
+    assert predicted.num_rows and set(predicted["model_version"].to_pylist()) == {version}
 
 
 def test_a_retried_triage_run_on_s3_reuses_cached_stages_and_writes_every_change_once(s3_run):
@@ -141,7 +178,8 @@ def test_a_retried_triage_run_on_s3_reuses_cached_stages_and_writes_every_change
 def test_the_api_key_is_in_no_object_on_s3(s3_run):
     key = s3_run["sim"].api_key.encode()
     stored = objects("")
-    assert stored and not [name for name, body in stored.items() if key in body]
+    assert {name.split("/", 1)[0] for name in stored} >= {"lake", "models"}  # the model store's files too
+    assert not [name for name, body in stored.items() if key in body]
 
 
 def test_a_second_run_refuses_the_s3_lake_while_the_first_holds_its_lease(s3):

@@ -43,8 +43,9 @@ def build(
         typer.echo(f"--dtype must be float32 or float16, not {dtype!r}", err=True)
         raise typer.Exit(2)
     from triage.models.e5_rebuild import E5ImageError, build_e5_small
+    from triage.models.store_fs import local_root
 
-    target = e5_small_path(store_root(config, store))
+    target = e5_small_path(local_root(store_root(config, store)))
     try:
         path = build_e5_small(target, cast(Literal["float32", "float16"], dtype), overwrite=force)
     except (E5ImageError, OSError) as exc:
@@ -77,6 +78,7 @@ def _verify(path: Path) -> None:
 def list_command(store: StoreOption = None, config: ConfigOption = None) -> None:
     """Show the built-in encoders, whether they are ready, and where they live."""
     from triage.models.encoders import list_encoders
+    from triage.models.store_fs import local_root
 
-    for row in list_encoders(store_root(config, store)):
+    for row in list_encoders(local_root(store_root(config, store))):
         typer.echo(f"{row['name']:<10} {row['status']}\n{'':<10} {row['path']}")

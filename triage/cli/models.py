@@ -100,6 +100,7 @@ def train_command(
     from triage.models.progress import phase
     from triage.models.report import write_report
     from triage.models.store import ModelStore
+    from triage.models.store_fs import local_root
     from triage.models.tables import read_table
     from triage.models.training import TrainingError, train
     from triage.models.training_config import EMBEDDING_CACHE_DIR, TrainConfig
@@ -110,10 +111,10 @@ def train_command(
     overrides: dict[str, Any] = {
         "label_columns": columns,
         "text_columns": split_list(text_columns),
-        "store_root": root,
+        "store_root": local_root(root),
         "head": head,
         "test_size": test_size,
-        "embedding_cache": embedding_cache or root / EMBEDDING_CACHE_DIR,
+        "embedding_cache": embedding_cache or local_root(root) / EMBEDDING_CACHE_DIR,
         "name": name,
     }
     optional = {

@@ -16,7 +16,8 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="config.yml (default: ./config.yml).")
 ]
 StoreOption = Annotated[
-    Path | None, typer.Option("--store", help="Model store folder (default: model.store from the config).")
+    str | None,
+    typer.Option("--store", help="Model store folder or s3:// URI (default: model.store from the config)."),
 ]
 
 
@@ -86,9 +87,12 @@ def connection_gaps(settings: Settings) -> list[str]:
     return missing
 
 
-def store_root(config: Path | None, store: Path | None) -> Path:
-    """``--store`` if given, else ``model.store`` from the settings (exit 2 on invalid config)."""
-    return store if store is not None else settings_or_exit(config).model.store
+def store_root(config: Path | None, store: str | None) -> Path | str:
+    """``--store`` if given, else ``model.store`` from the settings (exit 2 on invalid config): a folder,
+    or an object store's URI (``s3://...``)."""
+    if store is None:
+        return settings_or_exit(config).model.store
+    return store if "://" in store else Path(store)
 
 
 def split_list(value: str) -> list[str]:
