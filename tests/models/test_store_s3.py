@@ -124,6 +124,29 @@ def test_promote_and_rollback_move_the_pointer_on_s3(shared, tmp_path):
         store.promote("nope")
 
 
+def test_a_promotion_cut_off_before_its_pointer_put_leaves_the_old_pointer_and_its_history(
+    shared, tmp_path, monkeypatch
+):
+    uri, first, second = shared
+    store = ModelStore(uri, cache=tmp_path)
+    store.promote(second)
+    before = RemoteFiles(uri).read(CURRENT_FILE, parse=json.loads)
+    real = RemoteFiles.write
+
+    def dies_before_the_pointer(self, data: bytes, *parts: str) -> None:
+        if parts == (CURRENT_FILE,):
+            raise ConnectionError("killed before the PUT")
+        real(self, data, *parts)
+
+    monkeypatch.setattr(RemoteFiles, "write", dies_before_the_pointer)
+    with pytest.raises(ConnectionError):
+        store.promote(first)
+    monkeypatch.undo()
+    assert RemoteFiles(uri).read(CURRENT_FILE, parse=json.loads) == before
+    assert store.rollback().version == first  # the history survived: rollback is still right
+    assert store.current().version == first
+
+
 def test_a_version_cut_off_before_its_model_json_is_invisible(shared, trained, tmp_path, monkeypatch):
     uri, first, second = shared
     store = ModelStore(uri, cache=tmp_path)
