@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,19 @@ class Server:
         state = {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"}
         self.post(f"/flow_runs/{run_id}/set_state", {"state": state, "force": True})
 
+    def crash(self, run_id: str, message: str) -> None:
+        """Mark a run Crashed, as Prefect's zombie-run automation (flow heartbeats) or an operator does
+        for a run whose worker died: its deployment's concurrency slot is released with it."""
+        state = {"type": "CRASHED", "name": "Crashed", "message": message}
+        self.post(f"/flow_runs/{run_id}/set_state", {"state": state, "force": True})
+
+    def create_run(self, name: str, parameters: dict[str, Any], key: str) -> dict[str, Any]:
+        """A flow run of deployment ``flow/deployment`` with an idempotency key (the same key gets the
+        same run back); the run."""
+        deployment = self.deployment(name)
+        body = {"parameters": parameters, "idempotency_key": key}
+        return self.post(f"/deployments/{deployment['id']}/create_flow_run", body)
+
     def task_runs(self, run_id: str) -> list[dict[str, Any]]:
         return self.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
 
@@ -232,3 +245,32 @@ class Worker:
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
             _stop(self.process)
+
+    def kill(self) -> list[int]:
+        """SIGKILL the worker and every process under it (its flow runs, in their own sessions or not),
+        as a machine that is lost; returns their PIDs."""
+        if self.process is None or self.process.poll() is not None:
+            return []
+        pids = [self.process.pid, *_descendants(self.process.pid)]
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
+        return pids
+
+
+def _descendants(pid: int) -> list[int]:
+    """PIDs of every process under ``pid`` (from /proc: Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
