@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 from pipeline_helpers import fake_predictions, truth_predictions, wanted_writes
@@ -106,6 +108,39 @@ def test_object_storage_takes_the_lease_by_writing_then_reading_back(tmp_path, m
     assert second.record.generation == 2
     with pytest.raises(LeaseLostError, match="second"):
         first.check()
+
+
+class _FirstLeaseReadCutShort(pafs.FSSpecHandler):
+    """Object storage read while the holder renews: the first read of a lease record is cut short
+    (pyarrow reads a HEAD, then a ranged GET of the replaced object)."""
+
+    def __init__(self) -> None:
+        import fsspec
+
+        super().__init__(fsspec.filesystem("file"))
+        self.cut = 0
+
+    def open_input_stream(self, path):
+        stream = super().open_input_stream(path)
+        if "_lease" not in path or self.cut:
+            return stream
+        self.cut += 1
+        data = stream.read()
+        return pa.PythonFile(io.BytesIO(data[: len(data) // 2]), mode="r")
+
+
+def test_a_lease_record_read_cut_short_is_read_again_not_taken_for_expired(tmp_path, monkeypatch):
+    monkeypatch.setattr(lease_module, "SETTLE_SECONDS", 0.01)
+    holder_fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    handler = _FirstLeaseReadCutShort()
+    reader_fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.PyFileSystem(handler))
+    second = Lake("lake", filesystem=reader_fs)
+    with (
+        hold(Lake("lake", filesystem=holder_fs), run_id="first", flow="triage", ttl=60, wait=0),
+        pytest.raises(LakeBusyError, match="first"),
+    ):
+        LakeLease.acquire(second, run_id="second", flow="triage", ttl=60, wait=0)
+    assert handler.cut == 1
 
 
 @pytest.mark.asyncio

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 SETTLE_SECONDS = 1.0
 #: How often a waiting run looks at the lease again.
 POLL_SECONDS = 0.5
+#: Reads of a record before it counts as unreadable (a read cut short by a renewal is retried).
+READ_ATTEMPTS = 4
 
 
 class LeaseError(RuntimeError):
@@ -234,14 +236,24 @@ def _generations(lake: Lake) -> list[int]:
 
 
 def _read(lake: Lake, generation: int) -> LeaseRecord | None:
-    try:
-        with lake.fs.open_input_stream(_path(lake, generation)) as stream:
-            return LeaseRecord(**json.loads(stream.read()))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError) as exc:  # damaged by hand: treat it as expired
-        log.warning("ignoring unreadable lease record %s: %s", _path(lake, generation), exc)
-        return LeaseRecord(generation, "", "unknown", "unknown", "unknown", 0, 0.0, 0.0)
+    """The record, or None when there is none.
+
+    Object storage is read with a HEAD (the size) then a ranged GET, so a record read while its holder
+    renews it can come back cut short: such a read is tried again (``READ_ATTEMPTS``), never taken for
+    an expired lease at once. Only a record that stays unreadable (damaged by hand) counts as expired.
+    """
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            with lake.fs.open_input_stream(_path(lake, generation)) as stream:
+                return LeaseRecord(**json.loads(stream.read()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            if attempt < READ_ATTEMPTS - 1:
+                time.sleep(POLL_SECONDS / 5)
+                continue
+            log.warning("ignoring unreadable lease record %s: %s", _path(lake, generation), exc)
+    return LeaseRecord(generation, "", "unknown", "unknown", "unknown", 0, 0.0, 0.0)
 
 
 def _newest(lake: Lake) -> LeaseRecord | None:
