@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
@@ -94,6 +93,3 @@ class StageContext(BaseModel):
 
     def lake(self, settings: Settings | None = None) -> Lake:
         return Lake((settings or self.settings()).pipeline.lake)
-
-    def model_store(self, settings: Settings | None = None) -> Path:
-        return Path((settings or self.settings()).model.store)
