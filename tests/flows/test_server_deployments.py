@@ -130,7 +130,12 @@ def test_every_deployment_runs_to_completed_on_a_worker(server, sim, world):
         nightly = _run(server, worker, "nightly/nightly")
         assert nightly["state"]["type"] == "COMPLETED", nightly["state"]
         end = datetime.now(UTC).replace(microsecond=0)
-        span = {"start": (end - timedelta(hours=48)).isoformat(), "end": end.isoformat(), "mode": "shadow"}
+        span = {
+            "start": (end - timedelta(hours=48)).isoformat(),
+            "end": end.isoformat(),
+            "mode": "shadow",
+            "children": False,  # batches in this run's process; child runs: test_backfill_children.py
+        }
         backfill = _run(server, worker, "backfill/backfill", {"params": span})
         assert backfill["state"]["type"] == "COMPLETED", backfill["state"]
         assert (
