@@ -144,6 +144,17 @@ class FieldEvaluation:
         lower = _wilson_lower(hits, count, self.confidence_level) if count else float("nan")
         return OperatingPoint(float(threshold), count / self.n, precision, count, lower)
 
+    def class_evidence(self, threshold: float) -> dict[str, tuple[int, int, float]]:
+        """Per predicted label, at confidence >= ``threshold``: (correct, selected, the lower end of
+        the precision's one-sided Wilson interval); labels never selected are absent."""
+        selected = self._confidence >= threshold
+        out: dict[str, tuple[int, int, float]] = {}
+        for label in np.unique(self._predicted[selected]):
+            mine = selected & (self._predicted == label)
+            count, hits = int(mine.sum()), int(self._correct[mine].sum())
+            out[str(label)] = (hits, count, _wilson_lower(hits, count, self.confidence_level))
+        return out
+
     def threshold_for_precision(self, precision: float) -> OperatingPoint | None:
         """The lowest-threshold operating point reaching ``precision`` on enough rows, or None."""
         return _lowest_reaching(self.curve(), precision, self.min_selected)

@@ -37,12 +37,16 @@ class HashingConfig:
     char_ngrams: tuple[int, int] = (3, 5)
     word_min_df: int = 1
     char_min_df: int = 2
+    max_features: int | None = None
+    """Most buckets kept over both blocks (the most frequent by document frequency); None: all."""
 
     def __post_init__(self) -> None:
         if self.word_buckets < 0 or self.char_buckets < 0:
             raise ValueError("hash space sizes must not be negative")
         if self.word_buckets == 0 and self.char_buckets == 0:
             raise ValueError("at least one of word_buckets, char_buckets must be positive")
+        if self.max_features is not None and self.max_features < 1:
+            raise ValueError("max_features must be positive (or None: no limit)")
         if self.word_min_df < 1 or self.char_min_df < 1:
             raise ValueError("word_min_df and char_min_df must be at least 1")
         for name in ("word_ngrams", "char_ngrams"):
@@ -63,6 +67,7 @@ class HashingConfig:
             char_ngrams=tuple(data["char_ngrams"]),
             word_min_df=int(data["word_min_df"]),
             char_min_df=int(data["char_min_df"]),
+            max_features=int(data["max_features"]) if data.get("max_features") is not None else None,
         )
 
 
@@ -103,12 +108,24 @@ class HashedTfidf:
         return sum(len(b) for b in self.buckets_.values())
 
     def fit(self, texts: Sequence[str]) -> HashedTfidf:
-        """Keep buckets with document frequency >= the block's min_df; IDF is ``ln((1 + n) / (1 + df)) + 1``."""
+        """Keep buckets with document frequency >= the block's min_df (at most ``max_features``, the
+        most frequent); IDF is ``ln((1 + n) / (1 + df)) + 1``."""
         n = len(texts)
+        frequencies = {}
         for name, vectorizer in self._vectorizers.items():
-            counts = vectorizer.transform(texts).tocsc()
-            df = np.diff(counts.indptr)
-            kept = np.flatnonzero(df >= self._min_df[name])
+            df = np.bincount(vectorizer.transform(texts).indices, minlength=vectorizer.n_features)
+            frequencies[name] = (df, np.flatnonzero(df >= self._min_df[name]))
+        limit = self.config.max_features
+        if limit is not None and sum(len(kept) for _, kept in frequencies.values()) > limit:
+            # the most frequent buckets of both blocks; at the cut-off frequency, the lowest ids
+            pooled = np.concatenate([df[kept] for df, kept in frequencies.values()])
+            cutoff = np.sort(pooled)[-limit]
+            room = limit - int((pooled > cutoff).sum())
+            for name, (df, kept) in frequencies.items():
+                at_cutoff = kept[df[kept] == cutoff][: max(room, 0)]
+                room -= len(at_cutoff)
+                frequencies[name] = (df, np.union1d(kept[df[kept] > cutoff], at_cutoff))
+        for name, (df, kept) in frequencies.items():
             self.buckets_[name] = kept.astype(np.int64)
             self.idf_[name] = (np.log((1.0 + n) / (1.0 + df[kept])) + 1.0).astype(np.float32)
         self._index_positions()

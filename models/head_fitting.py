@@ -1,12 +1,23 @@
-"""Fitting a field's linear head: convex, deterministic, its blocks chosen by cross-validation.
+"""Fitting a field's linear head: convex, deterministic, its blocks chosen on held-out training rows.
 
 A head (:class:`triage.models.heads.FieldHead`) is fitted with L-BFGS on class-weighted cross-entropy
 plus one L2 penalty per input block (embedding, TF-IDF, memory); a block can be switched off. The
 problem is convex, so the result does not depend on a random start. The candidates start with the
 baseline's own model (TF-IDF only, at the baseline's C), then add the embedding (a small grid of
-strengths) and the neighbour memory. A richer candidate is kept only when its cross-validated
-macro-F1 on the training rows beats the simpler one by a margin, so the head is the baseline's
-unless the data show the embedding helps.
+strengths) and the neighbour memory. A richer candidate is kept only when its held-out macro-F1
+on the training rows beats the simpler one by a margin, so the head is the baseline's unless the
+data show the embedding helps.
+
+How the candidates are scored depends on the size of the data. Below :data:`SPLIT_ROWS` training
+rows: stratified :data:`CV_FOLDS`-fold cross-validation of every candidate (cheap there, and the
+folds give the gain's standard error). From :data:`SPLIT_ROWS` rows: one stratified validation
+split, the candidates fitted on at most :data:`SELECTION_ROWS` of the other rows (a stratified
+sample keeping every class) with at most :data:`SELECTION_MAX_ITER` L-BFGS iterations, one after
+the other, each warm-started from the one before; the embedding's strengths are tried from the
+weakest up and abandoned once one scores worse than the best so far, and the neighbour memory is
+tried only beside the best of them; the gain's standard error comes from a paired bootstrap of the
+validation rows. Rows of classes too rare to be held out (fewer than the folds, or than two) always
+stay in the fitting part: every class is learned, only the common ones are scored.
 
 A field's inputs (:class:`HeadInputs`: its head's features, label indices and the configuration)
 go to :func:`fit_field`, or to :func:`select_head` then :func:`refit_head`. :class:`HeadEstimator`
@@ -24,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from triage.models.heads import FieldHead, HeadFeatures, SparseRows
 from triage.models.training_config import TrainConfig
@@ -34,6 +45,19 @@ C_DENSE_GRID = (0.001, 0.01, 0.1)
 C_SPARSE = 10.0
 """Inverse L2 strength of the TF-IDF weights unless configured: the baseline's own ``C``."""
 CV_FOLDS = 3
+SPLIT_ROWS = 5_000
+"""From this many training rows a field's candidates are scored on one stratified validation split
+of :data:`VALIDATION_SHARE` of the rows instead of :data:`CV_FOLDS`-fold cross-validation."""
+VALIDATION_SHARE = 0.2
+SELECTION_ROWS = 8_000
+"""Most rows a candidate is fitted on while choosing on one split (a stratified sample keeping every
+class); the chosen head is then refitted on all rows."""
+SELECTION_MAX_ITER = 150
+"""Most L-BFGS iterations of a candidate fit while choosing on one split."""
+LARGE_REFIT_MAX_ITER = 300
+"""From :data:`SPLIT_ROWS` rows: most L-BFGS iterations of the final fit on all rows (it starts from
+the chosen candidate's weights; ``max_iter`` applies when lower)."""
+BOOTSTRAP_RESAMPLES = 200
 CHOICE_MARGIN = 0.005
 """Least mean cross-validated macro-F1 a candidate must gain over the first to be chosen."""
 CHOICE_ERRORS = 2.0
@@ -192,6 +216,11 @@ class HeadChoice:
     """Macro-F1 per candidate on each cross-validation fold (empty: nothing was chosen)."""
     note: str = ""
     """Why nothing was chosen, when ``fold_scores`` is empty."""
+    errors: dict[Strengths, float] = field(default_factory=dict)
+    """On one validation split: each candidate's bootstrap standard error of its gain over the first
+    (empty: cross-validated, the error comes from the folds)."""
+    split_rows: tuple[int, int] = (0, 0)
+    """On one validation split: the rows candidates were fitted on and scored on."""
 
     @property
     def scores(self) -> dict[Strengths, float]:
@@ -208,6 +237,14 @@ class HeadChoice:
         if not self.fold_scores:
             return f"{text} ({self.note})."
         tried = "; ".join(f"{describe(c)}: {score:.3f}" for c, score in self.scores.items())
+        if self.errors:
+            fitted, scored = self.split_rows
+            return (
+                f"{text}, chosen on one stratified validation split ({fitted} rows fitted, {scored} "
+                f"scored; weaker candidates pruned early) by macro-F1 (a richer head must beat TF-IDF "
+                f"alone by more than {CHOICE_MARGIN} and more than {CHOICE_ERRORS:g} bootstrap standard "
+                f"errors of its gain): {tried}."
+            )
         return (
             f"{text}, chosen by {self.folds}-fold cross-validated macro-F1 on the training rows (a "
             f"richer head must beat TF-IDF alone by more than {CHOICE_MARGIN} and more than "
@@ -215,19 +252,25 @@ class HeadChoice:
         )
 
 
-def choose(fold_scores: dict[Strengths, tuple[float, ...]]) -> Strengths:
+def choose(
+    fold_scores: dict[Strengths, tuple[float, ...]], errors: dict[Strengths, float] | None = None
+) -> Strengths:
     """The candidate the evidence supports; the first (the baseline's own model) unless proven worse.
 
     A later candidate is eligible when its mean gain over the first across the folds is above
     :data:`CHOICE_MARGIN` and :data:`CHOICE_ERRORS` standard errors of that gain (so a gain that
     one lucky fold makes is not enough). Among the eligible, the best mean score wins; a simpler
-    one (earlier in the order) within ``CHOICE_MARGIN`` of it is preferred.
+    one (earlier in the order) within ``CHOICE_MARGIN`` of it is preferred. ``errors`` (one
+    validation split) gives each candidate's standard error of its gain instead of the folds'.
     """
     first, *others = fold_scores
     eligible = []
     for c in others:
         gains = np.subtract(fold_scores[c], fold_scores[first])
-        error = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else 0.0
+        if errors is not None:
+            error = errors.get(c, 0.0)
+        else:
+            error = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else 0.0
         if gains.mean() > max(CHOICE_MARGIN, CHOICE_ERRORS * error):
             eligible.append(c)
     if not eligible:
@@ -253,11 +296,13 @@ def fit_field(head: FieldHead, inputs: HeadInputs, *, workers: int = 1) -> HeadC
 
 
 def selection_fits(y: np.ndarray, config: TrainConfig, *, sparse: bool, memory: bool) -> int:
-    """How many fits :func:`select_head` makes for labels ``y`` (candidates x folds; 0: no choice)."""
+    """How many fits :func:`select_head` makes at most for labels ``y`` (candidates x folds; 0: no
+    choice). On one validation split pruning may skip some: the rest are reported done at the end."""
     options = candidates(config, sparse=sparse, memory=memory)
-    if len(options) < 2 or len(y) == 0 or np.unique(y, return_counts=True)[1].min() < CV_FOLDS:
+    splits = _splits(y, config.seed) if len(options) > 1 else []
+    if not splits:
         return 0
-    return len(options) * CV_FOLDS
+    return len(options) * len(splits)
 
 
 def select_head(
@@ -267,15 +312,18 @@ def select_head(
     workers: int = 1,
     on_fit: Callable[[], None] | None = None,
 ) -> HeadChoice:
-    """Choose the head's strengths by cross-validation (see :func:`fit_field`); ``on_fit`` is
-    called after each of the :func:`selection_fits` candidate fits. When a choice was made, ``head``
-    is left with the chosen candidate's last fold weights (the refit's warm start)."""
+    """Choose the head's strengths on held-out training rows (see the module's docstring);
+    ``on_fit`` is called after each of the :func:`selection_fits` candidate fits (pruned ones
+    included). When a choice was made, ``head`` is left with the chosen candidate's last weights
+    (the refit's warm start)."""
     features, y, config = inputs.features, inputs.y, inputs.config
     options = candidates(config, sparse=features.sparse is not None, memory=features.neighbours is not None)
-    folds = _folds(y, config.seed) if len(options) > 1 else []
+    folds = _splits(y, config.seed) if len(options) > 1 else []
     if not folds:
-        note = "too few rows per class to cross-validate" if len(options) > 1 else "the one configured"
+        note = "too few rows per class to hold any out" if len(options) > 1 else "the one configured"
         return HeadChoice(options[0], note=note)
+    if len(folds) == 1:
+        return _select_on_split(head, inputs, options, folds[0], on_fit)
     heads = {c: copy.deepcopy(head) for c in options}
     fold_scores: dict[Strengths, list[float]] = {c: [] for c in options}
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -295,8 +343,10 @@ def select_head(
 
 def refit_head(head: FieldHead, inputs: HeadInputs, choice: HeadChoice) -> None:
     """Fit ``head`` on all rows with the chosen strengths (warm from :func:`select_head`'s weights
-    when it cross-validated, which only saves iterations; else from zero)."""
-    fit = inputs.fitter(np.arange(len(inputs.y)), head.n_classes)
+    when it made a choice, which only saves iterations; else from zero); from :data:`SPLIT_ROWS`
+    rows with at most :data:`LARGE_REFIT_MAX_ITER` iterations."""
+    large = len(inputs.y) >= SPLIT_ROWS
+    fit = inputs.fitter(np.arange(len(inputs.y)), head.n_classes, LARGE_REFIT_MAX_ITER if large else None)
     fit(head, choice.strengths, bool(choice.fold_scores))
 
 
@@ -319,9 +369,13 @@ class HeadInputs:
             rows_sparse = SparseRows.from_csr(part.sparse, part.embeddings.device, for_training=for_training)
         return part.embeddings, rows_sparse, part.neighbours
 
-    def fitter(self, rows: np.ndarray, n_classes: int) -> Callable[[FieldHead, Strengths, bool], None]:
-        """Fits a head of ``n_classes`` on ``rows`` with given strengths (from its weights: warm)."""
-        device, y, max_iter = self.features.embeddings.device, self.y, self.config.max_iter
+    def fitter(
+        self, rows: np.ndarray, n_classes: int, max_iter: int | None = None
+    ) -> Callable[[FieldHead, Strengths, bool], None]:
+        """Fits a head of ``n_classes`` on ``rows`` with given strengths (from its weights: warm),
+        with at most ``max_iter`` L-BFGS iterations (default: the configuration's)."""
+        device, y = self.features.embeddings.device, self.y
+        max_iter = min(max_iter, self.config.max_iter) if max_iter else self.config.max_iter
         inputs = self.part(rows, True)
         per_class = class_weights(y, n_classes, self.config.class_weight)
         weights = torch.from_numpy(per_class[y[rows]]).to(device)
@@ -383,9 +437,121 @@ def _scored_fit(
     return float(f1_score(truth, predicted, average="macro", zero_division=0))
 
 
-def _folds(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified ``CV_FOLDS`` folds of the rows, or none when a class has fewer rows than folds."""
-    if np.unique(y, return_counts=True)[1].min() < CV_FOLDS:
+def _splits(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fit and validation rows: stratified :data:`CV_FOLDS` folds below :data:`SPLIT_ROWS` rows,
+    else one stratified split (the fitting part a stratified sample of at most
+    :data:`SELECTION_ROWS`). Rows of classes too rare to be held out (fewer rows than folds, or
+    than two) are in every fitting part and never scored; none when fewer than two classes can be
+    scored."""
+    counts = np.bincount(y) if len(y) else np.zeros(0, dtype=int)
+    large = len(y) >= SPLIT_ROWS
+    needed = 2 if large else CV_FOLDS
+    common = np.isin(y, np.flatnonzero(counts >= needed))
+    if np.count_nonzero(counts >= needed) < 2:
         return []
-    splitter = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(y)), y))
+    rare_rows, rows = np.flatnonzero(~common), np.flatnonzero(common)
+    if not large:
+        splitter = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
+        return [
+            (np.sort(np.concatenate([rows[fit], rare_rows])), rows[val])
+            for fit, val in splitter.split(np.zeros(len(rows)), y[rows])
+        ]
+    fit, val = train_test_split(rows, test_size=VALIDATION_SHARE, random_state=seed, stratify=y[rows])
+    fit = np.concatenate([fit, rare_rows])
+    if len(fit) > SELECTION_ROWS:
+        fit = _stratified_sample(fit, y[fit], SELECTION_ROWS, seed)
+    return [(np.sort(fit), np.sort(val))]
+
+
+def _stratified_sample(rows: np.ndarray, y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """About ``size`` of ``rows``, each class in proportion but with at least
+    ``min(its rows, 5)``: rare classes stay learnable."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    share = size / len(rows)
+    for label in np.unique(y):
+        mine = rows[y == label]
+        take = min(len(mine), max(5, round(share * len(mine))))
+        keep.append(rng.choice(mine, size=take, replace=False))
+    return np.concatenate(keep)
+
+
+def _select_on_split(
+    head: FieldHead,
+    inputs: HeadInputs,
+    options: list[Strengths],
+    split: tuple[np.ndarray, np.ndarray],
+    on_fit: Callable[[], None] | None,
+) -> HeadChoice:
+    """Score ``options`` on one validation split, pruned and warm-started (see the module docstring)."""
+    fit_rows, val_rows = split
+    fit = inputs.fitter(fit_rows, head.n_classes, SELECTION_MAX_ITER)
+    held_out, truth = inputs.part(val_rows, False), inputs.y[val_rows]
+    work = copy.deepcopy(head)
+    states: dict[Strengths, dict[str, torch.Tensor]] = {}
+    predicted: dict[Strengths, np.ndarray] = {}
+
+    def score(c: Strengths) -> float:
+        fit(work, c, bool(states))
+        with torch.inference_mode():
+            predicted[c] = work(*held_out).argmax(dim=1).cpu().numpy()
+        states[c] = {k: v.clone() for k, v in work.state_dict().items()}
+        if on_fit is not None:
+            on_fit()
+        return float(f1_score(truth, predicted[c], average="macro", zero_division=0))
+
+    scores: dict[Strengths, float] = {}
+    first = options[0]
+    plain: list[Strengths] = []
+    with_memory: list[Strengths] = []
+    for c in options[1:]:
+        (with_memory if c[2] != OFF else plain).append(c)
+    scores[first] = score(first)
+    best_dense: Strengths | None = None
+    for c in plain:  # the embedding from the weakest strength up, until one does worse
+        scores[c] = score(c)
+        if best_dense is None or scores[c] > scores[best_dense]:
+            best_dense = c
+        elif scores[c] < scores[best_dense] - CHOICE_MARGIN:
+            break
+    memory = [c for c in with_memory if best_dense is None or c[0] == best_dense[0]][:1]
+    for c in memory:  # the neighbour memory beside the best embedding strength only
+        if best_dense is not None:
+            work.load_state_dict(states[best_dense])
+        scores[c] = score(c)
+    if on_fit is not None:
+        for _ in range(len(options) - len(scores)):  # the pruned candidates count as done
+            on_fit()
+    errors = {c: _gain_error(truth, predicted[c], predicted[first], inputs.config.seed) for c in scores}
+    fold_scores: dict[Strengths, tuple[float, ...]] = {c: (s,) for c, s in scores.items()}
+    best = choose(fold_scores, errors)
+    head.load_state_dict(states[best])
+    return HeadChoice(best, fold_scores, errors=errors, split_rows=(len(fit_rows), len(val_rows)))
+
+
+def _gain_error(truth: np.ndarray, mine: np.ndarray, first: np.ndarray, seed: int) -> float:
+    """Bootstrap standard error of macro-F1(``mine``) - macro-F1(``first``) over the same rows."""
+    if mine is first or np.array_equal(mine, first):
+        return 0.0
+    labels = np.unique(np.concatenate([truth, mine, first]))
+    k = len(labels)
+    index = {label: i for i, label in enumerate(labels)}
+    t, a, b = (np.array([index[v] for v in values]) for values in (truth, mine, first))
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(t), size=(BOOTSTRAP_RESAMPLES, len(t)))
+    offset = np.arange(BOOTSTRAP_RESAMPLES)[:, None] * k
+
+    def macro(predicted: np.ndarray) -> np.ndarray:
+        truth_rows, predicted_rows = t[rows], predicted[rows]
+        hits = np.bincount(
+            (truth_rows + offset)[truth_rows == predicted_rows], minlength=BOOTSTRAP_RESAMPLES * k
+        ).reshape(BOOTSTRAP_RESAMPLES, k)
+        total = np.bincount((truth_rows + offset).ravel(), minlength=BOOTSTRAP_RESAMPLES * k) + np.bincount(
+            (predicted_rows + offset).ravel(), minlength=BOOTSTRAP_RESAMPLES * k
+        )
+        total = total.reshape(BOOTSTRAP_RESAMPLES, k)
+        f1 = np.divide(2 * hits, total, out=np.zeros(hits.shape), where=total > 0)
+        scored = total > 0  # as f1_score: the labels in the truth or the predictions
+        return (f1 * scored).sum(axis=1) / np.maximum(scored.sum(axis=1), 1)
+
+    return float(np.std(macro(a) - macro(b), ddof=1))

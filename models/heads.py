@@ -20,9 +20,11 @@ from torch import nn
 def _torch_csr(matrix: sp.csr_matrix, device: torch.device | str) -> torch.Tensor:
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is stable
         warnings.simplefilter("ignore", UserWarning)
+        # 32-bit indices where they fit: a third less memory than 64-bit, the same products
+        index = np.int32 if max(matrix.nnz, *matrix.shape) < 2**31 else np.int64
         return torch.sparse_csr_tensor(
-            torch.from_numpy(matrix.indptr.astype(np.int64)),
-            torch.from_numpy(matrix.indices.astype(np.int64)),
+            torch.from_numpy(matrix.indptr.astype(index)),
+            torch.from_numpy(matrix.indices.astype(index)),
             torch.from_numpy(matrix.data.astype(np.float32)),
             size=matrix.shape,
             check_invariants=False,

@@ -69,6 +69,11 @@ class FieldManifest(_Schema):
         default_factory=dict,
         description="Labels left out of the head as too rare, with their training counts.",
     )
+    suggest_only: dict[str, str] = Field(
+        default_factory=dict,
+        description="Head labels that may be suggested but never applied, with the reason: too few "
+        "training rows, or too little hold-out evidence at the apply threshold.",
+    )
     n_train: int
     n_test: int
     metrics: dict[str, float | None] = Field(

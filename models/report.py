@@ -35,7 +35,8 @@ class EvaluationReport:
     """One evaluation of a model version on one labelled data set.
 
     ``fields[name]`` holds ``{"model": FieldEvaluation, "baseline": FieldEvaluation | None,
-    "excluded_classes": {label: training rows}, "head": "the blocks the head uses and why"}``
+    "excluded_classes": {label: training rows}, "suggest_only": {label: why never applied},
+    "head": "the blocks the head uses and why"}``
     (``head`` optional); ``slices["language=de"][name]`` holds
     ``{"model": ..., "baseline": ...}`` scored on that slice of the test rows only.
     """
@@ -63,6 +64,7 @@ class EvaluationReport:
                     "model": _eval_dict(entry.get("model")),
                     "baseline": _eval_dict(entry.get("baseline")),
                     "excluded_classes": dict(entry.get("excluded_classes") or {}),
+                    "suggest_only": dict(entry.get("suggest_only") or {}),
                     "head": entry.get("head"),
                     "macro_f1_difference": _comparison(entry),
                     "verdict": verdict(entry.get("model"), entry.get("baseline")),
@@ -312,6 +314,18 @@ def _field_blocks(name: str, entry: dict[str, Any], plots: dict[str, Plot]) -> l
                 "p",
                 f"Classes left out of the model's head as too rare (training rows): {listed}. "
                 "Their test rows count as errors for the model.",
+            )
+        )
+    suggest_only = entry.get("suggest_only") or {}
+    if suggest_only and model is not None:
+        applied = [label for label in model.labels if label not in suggest_only]
+        blocks.append(
+            (
+                "p",
+                f"Written per class on its own evidence: {len(applied)} of the head's {len(model.labels)} "
+                f"classes may be applied; {len(suggest_only)} are suggested but never applied: "
+                + "; ".join(f"{label} ({why})" for label, why in suggest_only.items())
+                + ".",
             )
         )
     labels = list(

@@ -5,10 +5,15 @@ optionally ``ticket_id`` and ``updated_at`` (the resolution time). Rows are put 
 (by text hash), so the same data in any order trains the same model. The hold-out is temporal when
 the table has times (the newest resolved tickets), stratified otherwise. The training rows are
 recorded as a fingerprint (their sorted ids hashed) with their cutoff, the newest ``updated_at``
-among them, so that promotion can tell which tickets a model never saw. Per field, classes with fewer than ``min_examples_per_class``
-training rows are left out of the head and reported with their counts (their rows do not train that
-head, and they still count as errors on the hold-out). Rows with no label for a field simply do
-not train that field.
+among them, so that promotion can tell which tickets a model never saw. Per field, every class with
+at least :data:`MIN_CLASS_ROWS` training rows is learned and predicted; a class with a single
+training row is left out of the head and reported with its count (its rows still count as errors on
+the hold-out). Whether a class may be *written* is decided per class on evidence
+(:attr:`FieldOutcome.suggest_only <triage.models.training_result.FieldOutcome.suggest_only>`): a class
+with fewer than ``min_examples_per_class`` training rows, or whose own hold-out predictions at the
+field's apply threshold do not reach the target precision at the lower end of their confidence
+interval, is suggested but never applied. Rows with no label for a field simply do not train that
+field.
 
 By default the encoder is frozen: every text is embedded once (optionally through an on-disk
 cache). Each field's head is linear over three blocks: the standardised embedding, hashed word +
@@ -31,11 +36,13 @@ from it in :mod:`triage.models.training_result`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
@@ -49,7 +56,8 @@ from triage.models.baseline import TfidfBaseline
 from triage.models.classifier import TriageClassifier, pick_device
 from triage.models.embedding_cache import EmbeddingCache, encoder_fingerprint
 from triage.models.encoders import EncoderSpec, resolve_encoder
-from triage.models.evaluation import evaluate_beside_baseline
+from triage.models.evaluation import FieldEvaluation, evaluate_beside_baseline
+from triage.models.features import HashingConfig
 from triage.models.fine_tune import fine_tune_encoder
 from triage.models.head_fitting import (
     HeadChoice,
@@ -74,6 +82,17 @@ ID: Final = "ticket_id"
 """Optional column: the ticket's id (fingerprints the training set; text hashes where absent)."""
 TIME = "updated_at"
 """Optional column: when the ticket was resolved (last updated); makes the hold-out temporal."""
+
+
+MIN_CLASS_ROWS = 2
+"""Fewest training rows a class needs to be in its field's head (rarer: reported as left out)."""
+SPARSE_WEIGHT_BUDGET = 2**23
+"""Most TF-IDF weights a field's head (and the baseline) keeps: kept buckets x classes. Where the
+data's n-grams x the largest field's classes exceed it, only the most frequent n-grams are kept
+(HashingConfig.max_features, TfidfBaseline.max_features), which bounds the memory (L-BFGS keeps
+about 25 copies of the weights) and the time per fit; on the shared data sets it never binds."""
+MIN_FEATURES = 2**16
+"""... but never fewer n-grams than this."""
 
 
 class TrainingError(TriageError, ValueError):
@@ -306,12 +325,25 @@ def _new_classifier(
         pooling=encoder.pooling,
         max_length=config.max_length,
         head=config.head,
-        hashing=config.hashing.to_dict() if config.head == "hybrid" else None,
+        hashing=_capped_hashing(config, plan).to_dict() if config.head == "hybrid" else None,
         memory=memory,
         labels={name: labels for name, (labels, _) in plan.items()},
         fine_tuned=config.fine_tune,
     )
     return TriageClassifier.create(encoder.path, settings, device=pick_device(config.device))
+
+
+def feature_limit(n_classes: int) -> int:
+    """Most TF-IDF n-grams for a head of ``n_classes`` (:data:`SPARSE_WEIGHT_BUDGET`)."""
+    return max(MIN_FEATURES, SPARSE_WEIGHT_BUDGET // max(n_classes, 1))
+
+
+def _capped_hashing(config: TrainConfig, plan: dict[str, tuple[list[str], dict[str, int]]]) -> HashingConfig:
+    """The configured hashing, its ``max_features`` (unless set) bounded for the largest field."""
+    if config.hashing.max_features is not None:
+        return config.hashing
+    largest = max(len(labels) for labels, _ in plan.values())
+    return dataclasses.replace(config.hashing, max_features=feature_limit(largest))
 
 
 def _fit_heads(
@@ -339,9 +371,10 @@ def _fit_heads(
 
     def features(name: str) -> HeadFeatures:
         mine = rows[name]
+        every = len(mine) == len(texts)  # then the rows are shared, not copied per field
         return HeadFeatures(
             classifier.standardise(torch.from_numpy(embeddings[mine]).to(classifier.device)),
-            sparse[mine] if sparse is not None else None,
+            (sparse if every else sparse[mine]) if sparse is not None else None,
             neighbours[name][mine] if neighbours else None,
         )
 
@@ -388,7 +421,8 @@ def _evaluate(
     texts = holdout[TEXT].tolist()
     for name, (labels, excluded) in plan.items():
         fit_part = train_part[train_part[name].isin(labels)]
-        baseline = TfidfBaseline(seed=config.seed).fit(fit_part[TEXT].tolist(), fit_part[name].tolist())
+        baseline = TfidfBaseline(seed=config.seed, max_features=feature_limit(len(labels)))
+        baseline.fit(fit_part[TEXT].tolist(), fit_part[name].tolist())
         labelled = holdout[name].notna().to_numpy()
         if not labelled.any():
             raise TrainingError(f"the hold-out has no labelled rows for field {name!r}")
@@ -407,9 +441,11 @@ def _evaluate(
                 target_precision=config.target_precision,
                 suggest_precision=config.suggest_precision,
             )
+        train_counts = Counter(fit_part[name])
         outcomes[name] = FieldOutcome(
             labels=labels,
             excluded_classes=excluded,
+            suggest_only=suggest_only(comparison.model, train_counts, config.min_examples_per_class),
             n_train=len(fit_part),
             n_test=int(labelled.sum()),
             choice=head.choice,
@@ -422,6 +458,32 @@ def _evaluate(
     return outcomes
 
 
+def suggest_only(
+    evaluation: FieldEvaluation, train_counts: Mapping[str, int], min_rows: int
+) -> dict[str, str]:
+    """The head's classes that are suggested but never applied, each with the reason.
+
+    A class is applied only where its own evidence allows it: at least ``min_rows`` training rows,
+    and its hold-out predictions at the field's apply threshold reaching the target precision at the
+    lower end of their one-sided Wilson interval (:meth:`FieldEvaluation.class_evidence`). Where
+    the field has no apply threshold (nothing is applied unless an operator sets one), only the
+    training rows are checked.
+    """
+    evidence = evaluation.class_evidence(evaluation.apply.threshold) if evaluation.apply else None
+    out: dict[str, str] = {}
+    for label in evaluation.labels:
+        rows = train_counts.get(label, 0)
+        hits, selected, lower = (evidence or {}).get(label, (0, 0, 0.0))
+        if rows < min_rows:
+            out[label] = f"{rows} training rows (fewer than {min_rows})"
+        elif evidence is not None and lower < evaluation.apply_target - 1e-12:
+            out[label] = (
+                f"hold-out evidence {hits}/{selected} correct at the apply threshold: precision "
+                f"at least {lower:.2f} < {evaluation.apply_target:.2f}"
+            )
+    return out
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -430,20 +492,23 @@ def _seed_everything(seed: int) -> None:
 def _plan_fields(
     train_part: pd.DataFrame, config: TrainConfig
 ) -> tuple[dict[str, tuple[list[str], dict[str, int]]], dict[str, str]]:
-    """Per field: (head labels, excluded classes with counts); and the fields that cannot be trained."""
+    """Per field: (head labels, excluded classes with counts); and the fields that cannot be trained.
+
+    Every class with :data:`MIN_CLASS_ROWS` training rows is in the head (``min_examples_per_class``
+    decides what is applied, not what is learned: see :func:`suggest_only`)."""
     plan: dict[str, tuple[list[str], dict[str, int]]] = {}
     skipped: dict[str, str] = {}
     for name in config.fields:
         counts = Counter(v for v in train_part[name] if v is not None)
-        kept = sorted(label for label, n in counts.items() if n >= config.min_examples_per_class)
+        kept = sorted(label for label, n in counts.items() if n >= MIN_CLASS_ROWS)
         excluded = {
             label: n
             for label, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            if n < config.min_examples_per_class
+            if n < MIN_CLASS_ROWS
         }
         if len(kept) < 2:
             skipped[name] = (
-                f"{len(kept)} class(es) with at least {config.min_examples_per_class} training examples "
+                f"{len(kept)} class(es) with at least {MIN_CLASS_ROWS} training examples "
                 f"(counts: {dict(counts.most_common())})"
             )
             continue

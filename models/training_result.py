@@ -30,6 +30,10 @@ class FieldOutcome:
 
     labels: list[str]
     excluded_classes: dict[str, int]
+    """Classes with a single training row: not in the head (their hold-out rows count as errors)."""
+    suggest_only: dict[str, str]
+    """Head classes suggested but never applied, with the reason (too few training rows, or too
+    little hold-out evidence at the apply threshold: :func:`triage.models.training.suggest_only`)."""
     n_train: int
     n_test: int
     choice: HeadChoice
@@ -93,6 +97,7 @@ class TrainingResult:
                 apply=_threshold_point(model, "apply"),
                 suggest=_threshold_point(model, "suggest"),
                 excluded_classes=outcome.excluded_classes,
+                suggest_only=outcome.suggest_only,
                 n_train=outcome.n_train,
                 n_test=outcome.n_test,
                 metrics={
@@ -155,7 +160,11 @@ class TrainingResult:
             },
             comparisons={name: outcome.comparison for name, outcome in self.fields.items()},
             details={
-                name: {"excluded_classes": outcome.excluded_classes, "head": outcome.choice.summary()}
+                name: {
+                    "excluded_classes": outcome.excluded_classes,
+                    "suggest_only": outcome.suggest_only,
+                    "head": outcome.choice.summary(),
+                }
                 for name, outcome in self.fields.items()
             },
             command=self.command,

@@ -6,7 +6,7 @@ import pytest
 from model_tickets import labelled_tickets
 
 RARE = {"Facilities": 4}
-"""A group with fewer training rows than ``min_examples_per_class``: left out and reported."""
+"""A group with fewer training rows than ``min_examples_per_class``: learned, but only suggested."""
 
 
 def tiny_config(tmp_path, **overrides):

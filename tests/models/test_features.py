@@ -50,3 +50,16 @@ def test_invalid_configuration_is_refused():
         HashingConfig(char_ngrams=(5, 3))
     with pytest.raises(RuntimeError, match="not fitted"):
         HashedTfidf().transform(TEXTS)
+
+
+def test_max_features_keeps_the_most_frequent_buckets_of_both_blocks():
+    texts = [f"printer {word} broken again" for word in ("alpha", "beta", "gamma", "delta")] * 3
+    full = HashedTfidf().fit(texts)
+    capped = HashedTfidf(HashingConfig(max_features=10)).fit(texts)
+    assert capped.n_features == 10 < full.n_features
+    assert capped.transform(texts).shape == (len(texts), 10)
+    # the kept buckets are the most frequent ones: every text's shared words survive the cap
+    assert all(row.nnz > 0 for row in capped.transform(["printer broken"]))
+    assert HashingConfig.from_dict(capped.config.to_dict()) == capped.config
+    legacy = {k: v for k, v in HashingConfig().to_dict().items() if k != "max_features"}
+    assert HashingConfig.from_dict(legacy).max_features is None  # model.json written before the cap

@@ -7,6 +7,7 @@ import pytest
 import torch
 from model_tickets import labelled_tickets
 
+from triage.models import head_fitting
 from triage.models.baseline import TfidfBaseline
 from triage.models.features import HashedTfidf
 from triage.models.head_fitting import (
@@ -14,6 +15,7 @@ from triage.models.head_fitting import (
     OFF,
     HeadChoice,
     HeadInputs,
+    _splits,
     candidates,
     choose,
     class_weights,
@@ -151,9 +153,50 @@ def test_the_choice_is_deterministic_for_a_seed_with_or_without_parallel_fits(se
         torch.testing.assert_close(mine, theirs)
 
 
-def test_too_few_rows_per_class_fit_the_simplest_candidate_without_cross_validation():
+def test_a_class_too_rare_to_hold_out_stays_in_every_fitting_part():
     texts, labels = _noisy_tickets(30, seed=6)
     texts, labels = [*texts, "a lone ticket about the canteen"], [*labels, "Facilities"]
+    names = sorted(set(labels))
+    y = np.array([names.index(label) for label in labels])
+    splits = _splits(y, 42)
+    lone = labels.index("Facilities")
+    assert len(splits) == 3
+    assert all(lone in fit and lone not in val for fit, val in splits)
+    choice, _ = _choice(texts, labels, np.random.default_rng(6).normal(size=(len(texts), DIM)))
+    assert choice.folds == 3  # the other classes are still cross-validated
+
+
+def test_fewer_than_two_classes_to_hold_out_fit_the_simplest_candidate_without_a_choice():
+    texts, labels = _noisy_tickets(30, seed=6)
+    labels = ["Billing"] * 28 + ["Facilities"] * 2
     choice, _ = _choice(texts, labels, np.random.default_rng(6).normal(size=(len(texts), DIM)))
     assert choice.strengths == (OFF, 10.0, OFF) and not choice.scores
     assert "too few rows per class" in choice.summary()
+
+
+def test_large_data_choose_on_one_split_pruned_and_deterministic(monkeypatch):
+    monkeypatch.setattr(head_fitting, "SPLIT_ROWS", 100)
+    monkeypatch.setattr(head_fitting, "SELECTION_ROWS", 80)
+    texts, _ = _noisy_tickets(150, seed=4)
+    rng = np.random.default_rng(4)
+    labels = rng.choice(["a", "b", "c"], size=len(texts)).tolist()  # carried by the embedding only
+    centres = rng.normal(size=(3, DIM)) * 2
+    embeddings = centres[[["a", "b", "c"].index(label) for label in labels]] + rng.normal(
+        size=(len(texts), DIM)
+    )
+    choice, head = _choice(texts, labels, embeddings)
+    assert choice.folds == 1 and choice.split_rows[1] == 30 and abs(choice.split_rows[0] - 80) <= 2
+    assert set(choice.errors) == set(choice.scores) and choice.errors[(OFF, 10.0, OFF)] == 0.0
+    assert choice.strengths[0] != OFF and head.dense.weight.any()
+    assert len(choice.scores) <= 5  # the grid without the memory, then the memory at the best strength
+    assert "one stratified validation split" in choice.summary() and "30 scored" in choice.summary()
+    again, again_head = _choice(texts, labels, embeddings)
+    assert again == choice
+    for mine, theirs in zip(head.parameters(), again_head.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs)
+
+
+def test_one_split_needs_the_gain_beyond_two_bootstrap_errors():
+    simple, rich = (OFF, 10.0, OFF), (0.01, 10.0, OFF)
+    assert choose({simple: (0.70,), rich: (0.72,)}, {simple: 0.0, rich: 0.005}) == rich
+    assert choose({simple: (0.70,), rich: (0.72,)}, {simple: 0.0, rich: 0.015}) == simple

@@ -20,16 +20,51 @@ def test_every_field_is_trained_and_evaluated_beside_the_baseline(trained):
     assert len(trained.holdout) + trained.n_train == trained.n_rows
 
 
-def test_rare_classes_are_left_out_of_the_head_and_reported_with_counts(trained):
+def test_rare_classes_are_learned_but_only_suggested_and_reported(trained):
     group = trained.fields["group"]
-    assert "Facilities" not in group.labels
-    assert set(group.excluded_classes) == set(RARE)
-    train_part_count = group.excluded_classes["Facilities"]
-    test_part_count = int((trained.holdout["group"] == "Facilities").sum())
-    assert train_part_count + test_part_count == RARE["Facilities"]
-    # its rows did not train the head, and its hold-out rows count as errors, not silently dropped
-    assert group.n_train == trained.n_train - train_part_count
-    assert group.evaluation.outside_head.get("Facilities", 0) == test_part_count
+    train_part_count = RARE["Facilities"] - int((trained.holdout["group"] == "Facilities").sum())
+    assert train_part_count >= 2
+    # every class with two training rows is in the head: its rows train it, nothing is left out
+    assert "Facilities" in group.labels and group.excluded_classes == {}
+    assert group.n_train == trained.n_train
+    assert group.evaluation.outside_head == {}
+    # ... but with fewer than min_examples_per_class (10) training rows it is never applied
+    assert group.suggest_only["Facilities"] == f"{train_part_count} training rows (fewer than 10)"
+    manifest = trained.manifest("20260101-000000-abcdef", pd.Timestamp("2026-01-01", tz="UTC"))
+    assert manifest.fields["group"].suggest_only == group.suggest_only
+    assert trained.report().to_dict()["fields"]["group"]["suggest_only"] == group.suggest_only
+
+
+def test_a_class_with_one_training_row_is_left_out_and_reported():
+    from triage.models.training import _plan_fields
+    from triage.models.training_config import TrainConfig
+
+    part = pd.DataFrame({"group": pd.Series(["a", "a", "b", "b", "c", None], dtype=object)})
+    plan, skipped = _plan_fields(part, TrainConfig(fields=["group"], min_examples_per_class=30))
+    assert plan == {"group": (["a", "b"], {"c": 1})} and not skipped
+
+
+def test_a_class_is_applied_only_where_its_own_hold_out_evidence_reaches_the_target():
+    from triage.models.evaluation import evaluate_field
+    from triage.models.training import suggest_only
+
+    # "a": 60 confident and right; "b": 60 confident, 54 right (90%: its lower bound is below 0.9);
+    # "c": 3 confident and right (100%, but three rows are no evidence); "d": few training rows,
+    # predicted only below the apply threshold (and wrongly)
+    truth = ["a"] * 60 + ["b"] * 54 + ["a"] * 6 + ["c"] * 3 + ["a"] * 20
+    predicted = ["a"] * 60 + ["b"] * 60 + ["c"] * 3 + ["d"] * 20
+    confidence = [0.99] * 123 + [0.3] * 20
+    labels = ["a", "b", "c", "d"]
+    proba = np.full((len(truth), 4), 0.0)
+    for row, (label, p) in enumerate(zip(predicted, confidence, strict=True)):
+        proba[row] = (1 - p) / 3
+        proba[row, labels.index(label)] = p
+    evaluation = evaluate_field("group", truth, proba, labels, target_precision=0.9)
+    assert evaluation.apply is not None and evaluation.apply.threshold == 0.99
+    why = suggest_only(evaluation, {"a": 500, "b": 500, "c": 500, "d": 5}, min_rows=30)
+    assert set(why) == {"b", "c", "d"}
+    assert why["b"].startswith("hold-out evidence 54/60 correct") and "3/3" in why["c"]
+    assert why["d"] == "5 training rows (fewer than 30)"
 
 
 def test_the_manifest_records_labels_thresholds_exclusions_and_provenance(trained):
