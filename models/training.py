@@ -11,8 +11,8 @@ training row is left out of the head and reported with its count (its rows still
 the hold-out). Whether a class may be *written* is decided per class on evidence
 (:attr:`FieldOutcome.suggest_only <triage.models.training_result.FieldOutcome.suggest_only>`): a class
 with fewer than ``min_examples_per_class`` training rows, or whose own hold-out predictions at the
-field's apply threshold do not reach the target precision at the lower end of their confidence
-interval, is suggested but never applied. Rows with no label for a field simply do not train that
+field's apply threshold are too few (:data:`MIN_CLASS_EVIDENCE`) or do not reach the target
+precision, is suggested but never applied. Rows with no label for a field simply do not train that
 field.
 
 By default the encoder is frozen: every text is embedded once (optionally through an on-disk
@@ -86,6 +86,8 @@ TIME = "updated_at"
 
 MIN_CLASS_ROWS = 2
 """Fewest training rows a class needs to be in its field's head (rarer: reported as left out)."""
+MIN_CLASS_EVIDENCE = 10
+"""Fewest hold-out predictions of a class at its field's apply threshold for it to be applied."""
 SPARSE_WEIGHT_BUDGET = 2**23
 """Most TF-IDF weights a field's head (and the baseline) keeps: kept buckets x classes. Where the
 data's n-grams x the largest field's classes exceed it, only the most frequent n-grams are kept
@@ -464,22 +466,29 @@ def suggest_only(
     """The head's classes that are suggested but never applied, each with the reason.
 
     A class is applied only where its own evidence allows it: at least ``min_rows`` training rows,
-    and its hold-out predictions at the field's apply threshold reaching the target precision at the
-    lower end of their one-sided Wilson interval (:meth:`FieldEvaluation.class_evidence`). Where
-    the field has no apply threshold (nothing is applied unless an operator sets one), only the
-    training rows are checked.
+    at least :data:`MIN_CLASS_EVIDENCE` of its hold-out predictions at the field's apply threshold,
+    and their precision reaching the target (:meth:`FieldEvaluation.class_evidence`; the field's
+    threshold itself already needs the target at the lower end of a confidence interval over all
+    classes). Where the field has no apply threshold (nothing is applied unless an operator sets
+    one), only the training rows are checked.
     """
     evidence = evaluation.class_evidence(evaluation.apply.threshold) if evaluation.apply else None
     out: dict[str, str] = {}
     for label in evaluation.labels:
         rows = train_counts.get(label, 0)
-        hits, selected, lower = (evidence or {}).get(label, (0, 0, 0.0))
+        hits, selected, _ = (evidence or {}).get(label, (0, 0, 0.0))
         if rows < min_rows:
             out[label] = f"{rows} training rows (fewer than {min_rows})"
-        elif evidence is not None and lower < evaluation.apply_target - 1e-12:
+        elif evidence is None:
+            continue
+        elif selected < MIN_CLASS_EVIDENCE:
             out[label] = (
-                f"hold-out evidence {hits}/{selected} correct at the apply threshold: precision "
-                f"at least {lower:.2f} < {evaluation.apply_target:.2f}"
+                f"{selected} hold-out predictions at the apply threshold (fewer than {MIN_CLASS_EVIDENCE})"
+            )
+        elif hits < evaluation.apply_target * selected - 1e-9:
+            out[label] = (
+                f"hold-out precision {hits}/{selected} at the apply threshold, below the target "
+                f"{evaluation.apply_target:.2f}"
             )
     return out
 

@@ -48,12 +48,12 @@ def test_a_class_is_applied_only_where_its_own_hold_out_evidence_reaches_the_tar
     from triage.models.evaluation import evaluate_field
     from triage.models.training import suggest_only
 
-    # "a": 60 confident and right; "b": 60 confident, 54 right (90%: its lower bound is below 0.9);
-    # "c": 3 confident and right (100%, but three rows are no evidence); "d": few training rows,
-    # predicted only below the apply threshold (and wrongly)
-    truth = ["a"] * 60 + ["b"] * 54 + ["a"] * 6 + ["c"] * 3 + ["a"] * 20
-    predicted = ["a"] * 60 + ["b"] * 60 + ["c"] * 3 + ["d"] * 20
-    confidence = [0.99] * 123 + [0.3] * 20
+    # "a": 200 confident and right; "b": 60 confident, 50 right (83%); "c": 3 confident and right
+    # (100%, but three rows are no evidence); "d": few training rows, predicted only below the
+    # apply threshold (and wrongly)
+    truth = ["a"] * 200 + ["b"] * 50 + ["a"] * 10 + ["c"] * 3 + ["a"] * 20
+    predicted = ["a"] * 200 + ["b"] * 60 + ["c"] * 3 + ["d"] * 20
+    confidence = [0.99] * 263 + [0.3] * 20
     labels = ["a", "b", "c", "d"]
     proba = np.full((len(truth), 4), 0.0)
     for row, (label, p) in enumerate(zip(predicted, confidence, strict=True)):
@@ -63,7 +63,8 @@ def test_a_class_is_applied_only_where_its_own_hold_out_evidence_reaches_the_tar
     assert evaluation.apply is not None and evaluation.apply.threshold == 0.99
     why = suggest_only(evaluation, {"a": 500, "b": 500, "c": 500, "d": 5}, min_rows=30)
     assert set(why) == {"b", "c", "d"}
-    assert why["b"].startswith("hold-out evidence 54/60 correct") and "3/3" in why["c"]
+    assert why["b"].startswith("hold-out precision 50/60 at the apply threshold")
+    assert why["c"] == "3 hold-out predictions at the apply threshold (fewer than 10)"
     assert why["d"] == "5 training rows (fewer than 30)"
 
 
