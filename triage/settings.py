@@ -230,6 +230,13 @@ class PipelineSettings(_Section):
         "longer than cached stage results live (7 days), so a run retried from the Prefect UI still reads its "
         "stages' outputs; the nightly flow's vacuum deletes them after that.",
     )
+    reuse_days: int = Field(
+        default=3,
+        ge=0,
+        description="Predict reuses a prediction computed within this many days by the same model version for "
+        "the same input (text, precision, device kind, top-k: the predictions' `input_hash`) instead of "
+        "running the model again; it reads only these days' predictions (0: off, every prediction computed).",
+    )
 
     @field_validator("triaged_tag")
     @classmethod

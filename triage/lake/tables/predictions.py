@@ -28,7 +28,21 @@ class PredictionRow:
     model_name: str | None = column("Model name (base encoder and head).", default=None)
     model_version: str | None = column("Model version id in the model store.", default=None)
     text_hash: str | None = column("sha256 of the exact text the model saw.", default=None)
-    predicted_at: datetime = column("When the prediction was made (UTC).")
+    input_hash: str | None = column(
+        "sha256 of all that decides the outputs besides the model version: the text the model saw "
+        "(`text_hash`), the inference precision, the device kind (cpu, cuda) and top-k. A prediction with "
+        "the `model_version` and `input_hash` of one computed within `pipeline.reuse_days` is reused, "
+        "not recomputed (null: written before reuse existed).",
+        default=None,
+    )
+    reused_from_run: str | None = column(
+        "The run that computed this prediction, where this run reused it (same `model_version` and "
+        "`input_hash`, the same outputs); null: computed by this run.",
+        default=None,
+    )
+    predicted_at: datetime = column(
+        "When this run made the prediction (UTC), computed or reused (`reused_from_run`)."
+    )
 
 
 PREDICTIONS = Table(
