@@ -221,6 +221,10 @@ class InferenceEngine:
         info = self.manifest.fields[field]
         return info.apply.threshold, info.suggest.threshold
 
+    def suggest_only(self, field: str) -> dict[str, str]:
+        """Labels of ``field`` the model may suggest but never apply, with why (too little evidence)."""
+        return dict(self.manifest.fields[field].suggest_only)
+
     def predict(self, texts: Sequence[str]) -> dict[str, FieldPredictions]:
         """Probabilities of every field for ready-made texts (see :func:`triage.models.text.ticket_text`)."""
         proba = self.model.predict_proba(list(texts), batch_tokens=self.batch_tokens)

@@ -56,6 +56,7 @@ def decide(
                 rules=settings.fields,
                 specs=specs,
                 thresholds=predictions.thresholds,
+                suggest_only=predictions.suggest_only,
                 touched=ticket.updated_at > ticket.created_at,
             )
             rows.extend(

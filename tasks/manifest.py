@@ -43,6 +43,8 @@ class PredictManifest(Manifest):
     model_version: str | None = None
     #: field -> (apply threshold, suggest threshold) from the model's evaluation.
     thresholds: dict[str, tuple[float | None, float | None]] = {}
+    #: field -> {label: why}: labels the model may suggest but never apply (model.json's suggest_only).
+    suggest_only: dict[str, dict[str, str]] = {}
 
 
 class DecideManifest(Manifest):

@@ -136,6 +136,7 @@ def predict(
             model_name=engine.model_name,
             model_version=engine.model_version,
             thresholds={field: engine.thresholds(field) for field in engine.fields},
+            suggest_only={field: engine.suggest_only(field) for field in engine.fields},
         )
 
 

@@ -7,7 +7,8 @@ reason code:
 2. ``unknown_field`` - the ticket system reports no such writable field.
 3. Thresholds: ``confident`` (probability >= apply threshold: apply), ``suggest_band`` (>= suggest
    threshold: suggest), else ``fallback`` (apply the configured fallback value) or
-   ``below_threshold`` / ``no_threshold`` (skip).
+   ``below_threshold`` / ``no_threshold`` (skip). A confident label the model may not apply (too
+   little evidence of its own: model.json's ``suggest_only``) is only suggested: ``class_suggest_only``.
 4. ``unknown_label`` / ``not_allowed`` - the value is not one of the ticket system's choices, or not
    in the field's allow-list: never sent.
 5. ``already_set`` (the ticket already has this value) / ``has_value`` (it has another value the
@@ -38,6 +39,9 @@ Action = Literal["apply", "suggest", "skip"]
 REASONS: dict[str, str] = {
     "confident": "probability reached the apply threshold",
     "suggest_band": "probability reached the suggest threshold but not the apply threshold",
+    "class_suggest_only": "probability reached the apply threshold, but the model has too little evidence "
+    "for this label to write it (too few training rows, or its own hold-out precision below the target): "
+    "only suggested",
     "fallback": "no label reached the apply threshold; the configured fallback value is used",
     "below_threshold": "probability below the thresholds",
     "no_threshold": "no threshold configured and none reaches the model's target precision",
@@ -86,13 +90,15 @@ def decide_ticket(
     rules: Mapping[str, FieldRule],
     specs: Mapping[str, FieldSpec],
     thresholds: Thresholds,
+    suggest_only: Mapping[str, Mapping[str, str]] | None = None,
     touched: bool = False,
 ) -> dict[str, Decision]:
     """Decisions for every enabled field of one ticket.
 
     ``current`` maps field name -> the ticket's native value (group id, priority int, type, cf value);
     ``thresholds`` maps field -> the model's own (apply, suggest) thresholds, which a rule's explicit
-    thresholds override; ``touched`` says the ticket changed since it was created, so its default
+    thresholds override; ``suggest_only`` maps field -> {label: why} for labels the model may only
+    suggest, never apply; ``touched`` says the ticket changed since it was created, so its default
     values may have been chosen (they are then protected like any other value).
     """
     decisions = {
@@ -103,6 +109,7 @@ def decide_ticket(
             rule,
             specs.get(name),
             thresholds.get(name),
+            (suggest_only or {}).get(name, {}),
             touched=touched,
         )
         for name, rule in rules.items()
@@ -118,6 +125,7 @@ def _decide_field(
     rule: FieldRule,
     spec: FieldSpec | None,
     model_thresholds: tuple[float | None, float | None] | None,
+    suggest_only: Mapping[str, str],
     *,
     touched: bool,
 ) -> Decision:
@@ -148,7 +156,11 @@ def _decide_field(
 
     p, best = prediction.probability, prediction.label
     action: Action
-    if apply_t is not None and p >= apply_t:
+    if apply_t is not None and p >= apply_t and best in suggest_only:
+        action, value = "suggest", best
+        code = "class_suggest_only"
+        why = f"{best!r} at {p:.2f} >= apply threshold {apply_t:.2f}, never applied: {suggest_only[best]}"
+    elif apply_t is not None and p >= apply_t:
         action, value = "apply", best
         code, why = "confident", f"{best!r} at {p:.2f} >= apply threshold {apply_t:.2f}"
     elif rule.fallback is not None:

@@ -22,7 +22,9 @@ def rules(**changes):
     return {name: (FieldRule(**changes[name]) if name in changes else rule) for name, rule in base.items()}
 
 
-def decide(preds, current=EMPTY, field_rules=None, thresholds=MODEL_THRESHOLDS, touched=False):
+def decide(
+    preds, current=EMPTY, field_rules=None, thresholds=MODEL_THRESHOLDS, touched=False, suggest_only=None
+):
     predictions = {field: Prediction(label, p) for field, (label, p) in preds.items()}
     return decide_ticket(
         current,
@@ -30,6 +32,7 @@ def decide(preds, current=EMPTY, field_rules=None, thresholds=MODEL_THRESHOLDS, 
         rules=field_rules or rules(),
         specs=SPECS,
         thresholds=thresholds,
+        suggest_only=suggest_only,
         touched=touched,
     )
 
@@ -48,6 +51,25 @@ def test_thresholds_split_apply_suggest_and_skip():
     assert out["group"].apply_threshold == 0.8 and out["group"].suggest_threshold == 0.5
     assert all(d.reason for d in out.values())
     assert set(d.reason_code for d in out.values()) <= set(REASONS)
+
+
+def test_a_confident_label_the_model_may_not_apply_is_only_suggested():
+    """A rare class is learned and predicted, but written only where its own evidence allows."""
+    rare = {"group": {"Technical Support": "3 training rows, fewer than min_examples_per_class (30)"}}
+    out = decide(
+        {"group": ("Technical Support", 0.97), "priority": ("High", 0.9), "type": ("Incident", 0.95)},
+        suggest_only=rare,
+    )
+    assert summary(out)["group"] == ("suggest", "Technical Support", "class_suggest_only")
+    assert "3 training rows" in out["group"].reason
+    assert summary(out)["type"] == ("apply", "Incident", "confident")
+    assert summary(out)["priority"] == (
+        "suggest",
+        "High",
+        "requires_suggested",
+    )  # its group is only suggested
+    confident = decide({"group": ("Billing", 0.97)}, suggest_only=rare)
+    assert summary(confident)["group"] == ("apply", "Billing", "confident")
 
 
 def test_configured_thresholds_override_the_models_and_unreachable_ones_skip():
