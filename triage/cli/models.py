@@ -71,7 +71,10 @@ def train_command(
     ] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per ticket.")] = None,
     min_examples: Annotated[
-        int | None, typer.Option("--min-examples", help="Fewest training rows a class needs.")
+        int | None,
+        typer.Option(
+            "--min-examples", help="Fewest training rows a class needs to be applied (learned from 2)."
+        ),
     ] = None,
     test_size: Annotated[float, typer.Option("--test-size", help="Hold-out share.")] = 0.2,
     seed: Annotated[int | None, typer.Option("--seed", help="Split and training seed.")] = None,
