@@ -60,7 +60,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from triage.flows.common import current_attempt, current_run_id, publish, start_flow
 from triage.flows.incremental import config_path, run_stages, settings_overrides
-from triage.lake import Lake
+from triage.lake import Lake, TableName
 from triage.lake.runs import UtcDatetime
 from triage.settings import Mode, Settings, load_settings
 from triage.tasks.context import StageContext
@@ -130,7 +130,7 @@ def batches(start: datetime, end: datetime, hours: int) -> list[tuple[datetime, 
 def done_windows(lake: Lake, *, mode: str) -> set[tuple[datetime, datetime]]:
     """Windows of every completed backfill batch or explicit-window triage run in ``mode``."""
     rows = lake.scan(
-        "runs",
+        TableName.RUNS,
         filter=(pc.field("flow").isin(["backfill", "triage"]))
         & (pc.field("stage") == "run")
         & (pc.field("status") == "ok")

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError
 
 from triage.adapters.base import FieldSpec
 from triage.errors import PipelineError
+from triage.lake import TableName
 from triage.models.progress import Progress, phase
 from triage.models.store import ModelStore
 from triage.models.training import train
@@ -28,7 +29,7 @@ from triage.tasks.snapshots import label_of, latest_snapshots, row_ticket
 
 class TrainManifest(Manifest):
     stage: str = "train"
-    table: str = "tickets"
+    table: str = TableName.TICKETS.value
     model_version: str
     promoted: bool
     reason: str
@@ -75,7 +76,9 @@ def train_from_history(
     settings = ctx.settings()
     lake = ctx.lake(settings)
     with recorded(ctx, lake, "train", mode=None) as record:
-        rows = list(latest_snapshots(lake.read_paths("tickets", history.paths), eligible_only=True).values())
+        rows = list(
+            latest_snapshots(lake.read_paths(TableName.TICKETS, history.paths), eligible_only=True).values()
+        )
         fields = settings.enabled_fields()
         frame = history_frame(rows, specs, fields)
         record.rows_in = len(frame)

@@ -180,10 +180,6 @@ def test_each_table_module_owns_its_row_type_schema_and_name(tmp_path):
             table.write(lake, [dataclasses.asdict(full)], date=T0, run_id="x", name="p")
 
 
-#: Calls still naming a table by a string, in files this change did not own (left to their owners).
-NAMED_BY_STRING_ELSEWHERE = {"tasks/train.py", "flows/backfill.py"}
-
-
 def test_the_stages_name_tables_by_their_modules_not_by_strings():
     """``lake.scan("audit")`` and the like: a table is named by its module (``AUDIT.name``) or
     ``TableName``, so a renamed table breaks where it is spelt, once."""
@@ -216,5 +212,4 @@ def test_the_stages_name_tables_by_their_modules_not_by_strings():
                     and node.args[0].value in set(TableName)
                 ):
                     found.append(f"{path.relative_to(root)}:{node.lineno}")
-    named = [f for f in found if f.split(":")[0] not in NAMED_BY_STRING_ELSEWHERE]
-    assert not named, f"name these tables by their module (e.g. AUDIT.name from triage.lake.tables): {named}"
+    assert not found, f"name these tables by their module (e.g. AUDIT.name from triage.lake.tables): {found}"

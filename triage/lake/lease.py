@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from triage.errors import TriageError
 from triage.lake.io import Lake
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ POLL_SECONDS = 0.5
 READ_ATTEMPTS = 4
 
 
-class LeaseError(RuntimeError):
+class LeaseError(TriageError, RuntimeError):
     """The run may not write to the lake (one-line message for people)."""
 
 
