@@ -137,6 +137,12 @@ class ModelStore:
                 share_identical_files(folder / ENCODER_DIR, latest / ENCODER_DIR)
         return folder
 
+    def location_of(self, version: str) -> str:
+        """Where ``version`` lives, for people: its folder, or its URI on object storage."""
+        if self.remote is not None:
+            return self.remote.url(VERSIONS_DIR, version)
+        return str(self.path(version).resolve())
+
     def manifest(self, version: str) -> ModelManifest:
         if self.remote is None:
             return ModelManifest.read(self.path(version))

@@ -8,7 +8,6 @@ the model store, which promotes it only if it is not worse than the current one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -125,7 +124,7 @@ def train_from_history(
             model_version=version.version,
             promoted=promoted,
             reason=reason,
-            model_path=str(Path(store.path(version.version)).resolve()),
+            model_path=store.location_of(version.version),
             metrics=metrics,
             counts=record.counts,
         )

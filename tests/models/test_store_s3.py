@@ -86,6 +86,7 @@ def test_a_saved_version_is_on_s3_and_listed_by_another_machine(shared, tmp_path
     assert [v.is_current for v in listed] == [True, False]
     assert worker.current().version == first and worker.manifest(first).promotion.promoted
     assert not (tmp_path / "worker").exists()  # listing reads model.json only: nothing downloaded
+    assert worker.location_of(first) == f"{uri}/{VERSIONS_DIR}/{first}"  # what the train flow reports
 
 
 def test_a_worker_downloads_a_version_once_and_predicts_from_its_cache(shared, tmp_path, monkeypatch):
