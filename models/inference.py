@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from triage.lake.schemas import PREDICTIONS
+from triage.lake.tables.predictions import PREDICTIONS
 from triage.models.classifier import DEFAULT_BATCH_TOKENS, TriageClassifier, pick_device
 from triage.models.loading import Precision, load_cached
 from triage.models.manifest import MANIFEST_FILE, ModelManifest
@@ -51,7 +51,7 @@ def prediction_schema(ticket_id_type: pa.DataType | None = None) -> pa.Schema:
 
     ``ticket_id_type`` replaces the lake's int64 where the input's ids are of another type.
     """
-    fields = [PREDICTIONS.field(name) for name in OUTPUT_COLUMNS]
+    fields = [PREDICTIONS.schema.field(name) for name in OUTPUT_COLUMNS]
     if ticket_id_type is not None:
         fields[0] = pa.field("ticket_id", ticket_id_type, metadata=fields[0].metadata)
     return pa.schema(fields)

@@ -14,21 +14,6 @@ import pyarrow as pa
 
 from triage.lake.tables import TABLES as _TABLES
 from triage.lake.tables import TOP_K, TS, TableName
-from triage.lake.tables.audit import AUDIT as _AUDIT
-from triage.lake.tables.decisions import DECISIONS as _DECISIONS
-from triage.lake.tables.outcomes import OUTCOMES as _OUTCOMES
-from triage.lake.tables.predictions import PREDICTIONS as _PREDICTIONS
-from triage.lake.tables.quarantine import QUARANTINE as _QUARANTINE
-from triage.lake.tables.runs import RUNS as _RUNS
-from triage.lake.tables.tickets import TICKETS as _TICKETS
-
-TICKETS = _TICKETS.schema
-PREDICTIONS = _PREDICTIONS.schema
-DECISIONS = _DECISIONS.schema
-AUDIT = _AUDIT.schema
-RUNS = _RUNS.schema
-QUARANTINE = _QUARANTINE.schema
-OUTCOMES = _OUTCOMES.schema
 
 #: Every table's schema by name, in the order of the docs' column reference.
 TABLES: dict[str, pa.Schema] = {name: table.schema for name, table in _TABLES.items()}
@@ -37,15 +22,8 @@ TABLES: dict[str, pa.Schema] = {name: table.schema for name, table in _TABLES.it
 TABLE_DOCS: dict[str, str] = {name: table.doc for name, table in _TABLES.items()}
 
 __all__ = [
-    "AUDIT",
-    "DECISIONS",
-    "OUTCOMES",
-    "PREDICTIONS",
-    "QUARANTINE",
-    "RUNS",
     "TABLES",
     "TABLE_DOCS",
-    "TICKETS",
     "TOP_K",
     "TS",
     "TableName",
