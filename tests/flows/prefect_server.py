@@ -76,6 +76,16 @@ def _stop(process: subprocess.Popen, timeout: float = 20) -> None:
             process.wait()
 
 
+def eventually(read, timeout: float):
+    """``read()`` once a second until it returns something truthy or ``timeout`` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = read()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
 class _RetryingClient(httpx.Client):
     """The API called as Prefect's own client calls it: a 429, or a 503 from a server whose SQLite
     database is busy (a loaded machine), is retried with backoff rather than failing the test."""

@@ -11,13 +11,12 @@ own logs: nothing written twice, nothing lost, no agent value overwritten; one c
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from flow_config import SIMULATOR, write_config
-from prefect_server import TERMINAL, Server, Worker, database
+from prefect_server import TERMINAL, Server, Worker, database, eventually
 
 from triage.lake import Lake
 from triage.simulator import run_simulator
@@ -88,7 +87,7 @@ def test_a_backfill_in_child_runs_killed_half_way_and_resumed_writes_each_change
                 baseline.append(len(_changes(sim)))
             return done == 2 and running and len(_changes(sim)) > baseline[0]
 
-        assert _eventually(third_batch_writing, timeout=400), first.log.read_text()[-3000:]
+        assert eventually(third_batch_writing, timeout=400), first.log.read_text()[-3000:]
     finally:
         killed = first.kill()
     assert len(killed) >= 3  # the worker, the backfill and the third child
@@ -158,15 +157,6 @@ def _changes(sim) -> list:
 def _ticket_writes(sim) -> Counter:
     """Changes our writes made, per (ticket, native field), by the simulator's change log."""
     return Counter((c.ticket_id, name) for c in _changes(sim) for name in c.changes if name != "tags")
-
-
-def _eventually(read, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = read()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(1)
 
 
 def test_a_batch_child_key_names_the_batch_mode_deployment_and_lake_never_the_backfill_run(tmp_path):

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from flow_config import SIMULATOR, write_config
-from prefect_server import Server, Worker, database
+from prefect_server import Server, Worker, database, eventually
 
 from triage.lake import Lake
 from triage.lake.runs import run_history
@@ -94,7 +94,7 @@ def test_scheduler_creates_the_scheduled_runs_of_hourly_and_nightly(server):
     wanted = {"triage/hourly": (None, 0), "nightly/nightly": (2, 30)}  # (hour, minute) in Berlin
     for name, (hour, minute) in wanted.items():
         deployment = server.deployment(name)
-        runs = _eventually(lambda d=deployment: server.flow_runs(d["id"], state="SCHEDULED"), timeout=90)
+        runs = eventually(lambda d=deployment: server.flow_runs(d["id"], state="SCHEDULED"), timeout=90)
         assert runs, f"the scheduler created no run of {name}: {server.log.read_text()[-2000:]}"
         for run in runs:
             local = datetime.fromisoformat(run["expected_start_time"]).astimezone(berlin)
@@ -172,7 +172,7 @@ def test_a_failed_push_retried_from_the_ui_on_another_worker_reuses_extract_and_
         response = server.run_deployment("triage/hourly")
         assert response.status_code == 201, response.text
         run_id = response.json()["id"]
-        assert _eventually(lambda: sum(_written(sim).values()) >= 2, timeout=300), first.log.read_text()[
+        assert eventually(lambda: sum(_written(sim).values()) >= 2, timeout=300), first.log.read_text()[
             -3000:
         ]
         sim.config = dataclasses.replace(key, api_key="revoked-" + key.api_key)  # 401 from now on
@@ -251,14 +251,3 @@ def _written(sim) -> Counter:
 
 def _when(row: dict):
     return row["completed_at"] or row["sent_at"]
-
-
-def _eventually(read, timeout: float):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        found = read()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(1)
