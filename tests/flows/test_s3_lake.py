@@ -13,7 +13,6 @@ record).
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 from flow_config import write_config
+from s3_server import s3_server
 
 from triage.adapters.freshdesk.updates import NATIVE_KEYS
 from triage.lake import Lake
@@ -42,29 +42,8 @@ STORE = f"s3://{BUCKET}/models"
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[str]:
-    """An S3 API server on a free loopback port, named by the standard AWS environment variables."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    requests_log = logging.getLogger("werkzeug")
-    level = requests_log.level
-    requests_log.setLevel(logging.WARNING)  # else a log line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", endpoint)
-        env.setenv("AWS_ACCESS_KEY_ID", "triage-test")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "triage-test-secret")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        try:
-            yield endpoint
-        finally:
-            server.stop()
-            requests_log.setLevel(level)
+    with s3_server(BUCKET) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ local cache, downloaded once.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from s3_server import s3_server
 
 from triage.models.inference import InferenceEngine, resolve_model_folder
 from triage.models.loading import clear_cache
@@ -26,28 +26,8 @@ BUCKET = "triage-models"
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[str]:
-    """An S3 API server on a free loopback port (as in tests/flows/test_s3_lake.py)."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    requests_log = logging.getLogger("werkzeug")
-    level = requests_log.level
-    requests_log.setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        env.setenv("AWS_ACCESS_KEY_ID", "triage-test")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "triage-test-secret")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        try:
-            yield f"s3://{BUCKET}"
-        finally:
-            server.stop()
-            requests_log.setLevel(level)
+    with s3_server(BUCKET):
+        yield f"s3://{BUCKET}"
 
 
 @pytest.fixture(scope="module")
