@@ -323,24 +323,12 @@ def _describe(version: ModelVersion) -> str:
     return f"{marker} {version.version}  {version.name:<28} macro-F1 model/baseline: {scores}"
 
 
-def _store_failures() -> tuple[type[Exception], ...]:
-    """What a damaged store raises: its message names the file (exit 1, no traceback)."""
-    from triage.models.manifest import ModelFolderError
-    from triage.models.store import StoreError
-
-    return StoreError, ModelFolderError
-
-
 @models_app.command("list")
 def list_command(store: StoreOption = None, config: ConfigOption = None) -> None:
     """Every stored version, oldest first; * marks the current one."""
     from triage.models.store import ModelStore
 
-    try:
-        versions = ModelStore(store_root(config, store)).list()
-    except _store_failures() as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
+    versions = ModelStore(store_root(config, store)).list()
     if not versions:
         typer.echo("no model versions stored yet (train one with `triage train`)")
         return
@@ -361,11 +349,7 @@ def promote_command(
     """Make VERSION current, whatever its metrics (roll back with `triage models rollback`)."""
     from triage.models.store import ModelStore
 
-    try:
-        promoted = ModelStore(store_root(config, store)).promote(version)
-    except _store_failures() as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
+    promoted = ModelStore(store_root(config, store)).promote(version)
     typer.echo(f"current: {promoted.version}")
 
 
@@ -374,9 +358,5 @@ def rollback_command(store: StoreOption = None, config: ConfigOption = None) -> 
     """Make the previously current version current again."""
     from triage.models.store import ModelStore
 
-    try:
-        current = ModelStore(store_root(config, store)).rollback()
-    except _store_failures() as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
+    current = ModelStore(store_root(config, store)).rollback()
     typer.echo(f"current: {current.version}")
