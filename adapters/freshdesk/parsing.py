@@ -13,6 +13,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from triage.adapters.base import FieldSpec, Ticket
 from triage.adapters.errors import MalformedTicketError
+from triage.errors import validation_problems
 
 #: Freshdesk's fixed priorities (used when /ticket_fields does not list them).
 PRIORITIES = {"Low": 1, "Medium": 2, "High": 3, "Urgent": 4}
@@ -35,7 +36,7 @@ def parse_ticket(raw: Any) -> Ticket:
     try:
         return Ticket.model_validate(data)
     except PydanticValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(validation_problems(exc))
         raise MalformedTicketError(
             f"ticket {ticket_id if ticket_id is not None else '?'} cannot be read: {problems}",
             ticket_id=ticket_id,
