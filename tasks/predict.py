@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -28,6 +30,7 @@ from triage.lake.runs import utcnow
 from triage.lake.tables.predictions import PREDICTIONS, PredictionRow
 from triage.lake.tables.tickets import TICKETS
 from triage.models.inference import InferenceEngine
+from triage.models.loading import Precision
 from triage.models.store import ModelStore
 from triage.models.text import text_hash, ticket_text
 from triage.settings import Settings
@@ -60,11 +63,18 @@ def predict(
     tickets: ExtractManifest,
     *,
     engine: InferenceEngine | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
     on_progress: Callable[[float], None] | None = None,
+    run_parts: PartRunner | None = None,
 ) -> PredictManifest:
-    """Predict every triaged field for every eligible ticket of ``tickets``."""
-    settings = ctx.settings()
+    """Predict every triaged field for every eligible ticket of ``tickets``.
+
+    The tickets to compute are cut into parts of ``chunk_rows`` (default :data:`CHUNK_ROWS`; :class:`PartJob`), named here in ticket
+    order, so a part's file is the same whoever computes it; ``run_parts`` computes them (a Dask cluster:
+    :mod:`triage.tasks.predict_parts`), by default here with ``engine``. Every part of the run is removed
+    first, so a killed attempt's parts are replaced, never added to.
+    """
+    settings, chunk_rows = ctx.settings(), chunk_rows or CHUNK_ROWS
     lake = ctx.lake(settings)
     with recorded(ctx, lake, "predict", mode=settings.pipeline.mode) as record:
         lake.remove_parts(PREDICTIONS.name, date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
@@ -82,62 +92,129 @@ def predict(
             return PredictManifest(run_id=ctx.run_id)
         engine = engine or load_engine(settings)
         frame = snapshots.select(["ticket_id", "subject", "description"]).to_pandas()
-        hashes = input_hashes(engine, frame)
+        frame["input_hash"] = input_hashes(engine, frame)
         sources = reusable(
             lake,
             model_version=engine.model_version,
             fields=engine.fields,
-            hashes=set(hashes),
+            hashes=set(frame["input_hash"]),
             since=utcnow() - timedelta(days=settings.pipeline.reuse_days),
             run_id=ctx.run_id,
         )
-        reuse = [h in sources for h in hashes]
-        paths: list[str] = []
-        counts: dict[str, dict[str, int]] = {}
-        rows = 0
-
-        def write(part_rows: list[PredictionRow]) -> None:
-            nonlocal rows
-            part = PREDICTIONS.write(
-                lake,
-                part_rows,
-                date=ctx.partition,
-                run_id=ctx.run_id,
-                name=f"{PART_PREFIX}{len(paths) + 1:05d}",
-            )
-            if part:
-                paths.append(part.path)
-            rows += len(part_rows)
-            for row in part_rows:
-                add_count(counts, row.field, "predicted")
-                if row.reused_from_run is not None:
-                    add_count(counts, row.field, "reused")
-
-        reused = [(int(t), h) for t, h, r in zip(frame["ticket_id"], hashes, reuse, strict=True) if r]
+        reuse = frame["input_hash"].isin(sources.keys())
+        results: list[PartResult] = []
+        reused = [
+            (int(t), h) for t, h in zip(frame["ticket_id"][reuse], frame["input_hash"][reuse], strict=True)
+        ]
         for start in range(0, len(reused), chunk_rows):
-            write(_reused_rows(reused[start : start + chunk_rows], sources, ctx.run_id))
-        todo = frame[[not r for r in reuse]]
-        hash_of = dict(zip(frame["ticket_id"].astype(int), hashes, strict=True))
-        for start in range(0, len(todo), chunk_rows):
-            predicted = engine.predict_frame(todo.iloc[start : start + chunk_rows])
-            write(_prediction_rows(predicted, ctx.run_id, hash_of))
+            name = f"{PART_PREFIX}{len(results) + 1:05d}"
+            rows = _reused_rows(reused[start : start + chunk_rows], sources, ctx.run_id)
+            results.append(_write_part(lake, rows, run_id=ctx.run_id, partition=ctx.partition, name=name))
+        todo = frame[~reuse]
+        jobs = [
+            PartJob(
+                name=f"{PART_PREFIX}{len(results) + 1 + i:05d}",
+                lake=_place(lake.uri),
+                store=_place(str(settings.model.store)),
+                version=engine.model_version,
+                device=settings.model.device,
+                batch_tokens=settings.model.batch_tokens,
+                precision=settings.model.precision,
+                run_id=ctx.run_id,
+                partition=ctx.partition,
+                tickets=todo.iloc[start : start + chunk_rows].reset_index(drop=True),
+            )
+            for i, start in enumerate(range(0, len(todo), chunk_rows))
+        ]
+        computed = run_parts(jobs) if run_parts else (predict_part(job, engine) for job in jobs)
+        for done, result in enumerate(computed, start=1):
+            results.append(result)
             if on_progress:
-                on_progress(min(1.0, (start + chunk_rows) / len(todo)))
-        if on_progress and not len(todo):
+                on_progress(done / len(jobs))
+        if on_progress and not jobs:
             on_progress(1.0)
+        counts: dict[str, dict[str, int]] = {}
+        for result in results:
+            for key, outcome in result.counts.items():
+                for name, n in outcome.items():
+                    add_count(counts, key, name, n)
         add_count(counts, "*", "tickets_reused", len(reused))
         add_count(counts, "*", "tickets_computed", len(todo))
-        record.rows_out, record.counts, record.model_version = rows, counts, engine.model_version
+        rows_out = sum(r.rows for r in results)
+        record.rows_out, record.counts, record.model_version = rows_out, counts, engine.model_version
         return PredictManifest(
             run_id=ctx.run_id,
-            paths=paths,
-            rows=rows,
+            paths=sorted(r.path for r in results if r.path),
+            rows=rows_out,
             counts=counts,
             model_name=engine.model_name,
             model_version=engine.model_version,
             thresholds={field: engine.thresholds(field) for field in engine.fields},
             suggest_only={field: engine.suggest_only(field) for field in engine.fields},
         )
+
+
+@dataclass(frozen=True)
+class PartJob:
+    """One part of a run's tickets to compute, with all a worker needs to write it (no secret):
+    ``tickets`` has ``ticket_id``, ``subject``, ``description`` and ``input_hash``."""
+
+    name: str
+    lake: str
+    store: str
+    version: str
+    device: str
+    batch_tokens: int
+    precision: str
+    run_id: str
+    partition: datetime
+    tickets: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """What a part wrote: its file (``None`` when empty), rows and counts per field."""
+
+    path: str | None
+    rows: int
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+#: Computes parts, yielding each one's result as it is done (in any order).
+PartRunner = Callable[[Sequence[PartJob]], Iterable[PartResult]]
+
+
+def predict_part(job: PartJob, engine: InferenceEngine | None = None) -> PartResult:
+    """Compute and write one part; without ``engine``, the job's model version as loaded once per process."""
+    if engine is None or engine.model_version != job.version:
+        engine = InferenceEngine.load(
+            job.store,
+            job.version,
+            device=job.device,
+            batch_tokens=job.batch_tokens,
+            precision=cast(Precision, job.precision),
+        )
+    hash_of = dict(zip(job.tickets["ticket_id"].astype(int), job.tickets["input_hash"], strict=True))
+    predicted = engine.predict_frame(job.tickets[["ticket_id", "subject", "description"]])
+    rows = _prediction_rows(predicted, job.run_id, hash_of)
+    return _write_part(Lake(job.lake), rows, run_id=job.run_id, partition=job.partition, name=job.name)
+
+
+def _write_part(
+    lake: Lake, rows: list[PredictionRow], *, run_id: str, partition: datetime, name: str
+) -> PartResult:
+    part = PREDICTIONS.write(lake, rows, date=partition, run_id=run_id, name=name)
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        add_count(counts, row.field, "predicted")
+        if row.reused_from_run is not None:
+            add_count(counts, row.field, "reused")
+    return PartResult(path=part.path if part else None, rows=len(rows), counts=counts)
+
+
+def _place(location: str) -> str:
+    """A lake or store location any process reads alike: a URI as it is, a folder made absolute."""
+    return location if "://" in location else str(Path(location).resolve())
 
 
 def inference_setup(engine: InferenceEngine) -> dict[str, Any]:

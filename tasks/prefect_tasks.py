@@ -47,6 +47,7 @@ from triage.tasks import decide, extract, outcomes, predict, push, train
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import DecideManifest, ExtractManifest, Manifest, PredictManifest, PushManifest
 from triage.tasks.outcomes import OutcomesManifest
+from triage.tasks.predict_parts import dask_parts
 from triage.tasks.train import TrainManifest
 
 T = TypeVar("T")
@@ -242,9 +243,11 @@ def extract_task(ctx: StageContext, purpose: extract.Purpose = "triage") -> Extr
     **_cached("predict"),
 )
 def predict_task(ctx: StageContext, tickets: ExtractManifest) -> PredictManifest:
-    """The current model over the eligible tickets -> ``predictions``."""
+    """The current model over the eligible tickets -> ``predictions`` (parts on Dask: ``pipeline.dask_address``)."""
+    address = ctx.settings().pipeline.dask_address
     with progress("predict") as report:
-        return logged(predict.predict(ctx, tickets, on_progress=report))
+        parts = dask_parts(address) if address else None
+        return logged(predict.predict(ctx, tickets, on_progress=report, run_parts=parts))
 
 
 @task(name="decide", cache_policy=NO_CACHE, **_RETRIES)

@@ -237,6 +237,24 @@ class PipelineSettings(_Section):
         "the same input (text, precision, device kind, top-k: the predictions' `input_hash`) instead of "
         "running the model again; it reads only these days' predictions (0: off, every prediction computed).",
     )
+    dask_address: str | None = Field(
+        default=None,
+        description="Where predict computes its parts (2,000 tickets each) through prefect-dask: unset, in the "
+        "run's own process; `local` (one worker per core) or a worker count such as `2`, a dask.distributed "
+        "LocalCluster started for the stage; `tcp://host:8786`, an existing cluster whose workers reach the "
+        "lake and the model store. Each worker process loads the model once.",
+    )
+
+    @field_validator("dask_address", mode="before")
+    @classmethod
+    def _dask_address(cls, address: Any) -> Any:
+        """``local``, a worker count (>= 1) or a scheduler URI (``tcp://host:port``)."""
+        if address is None:
+            return None
+        text = str(address).strip()
+        if text == "local" or "://" in text or (text.isdigit() and int(text) >= 1):
+            return text
+        raise ValueError("use local, a number of workers (2) or a scheduler address (tcp://host:8786)")
 
     @field_validator("triaged_tag")
     @classmethod
