@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_union
+from sklearn.pipeline import FeatureUnion, Pipeline, make_union
 
 
 class TfidfBaseline(ClassifierMixin, BaseEstimator):
@@ -40,18 +40,12 @@ class TfidfBaseline(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
 
     def fit(self, texts: Sequence[str], y: Sequence[str]) -> TfidfBaseline:
-        texts, labels = _as_texts(texts), [str(label) for label in y]
+        texts, labels = as_texts(texts), [str(label) for label in y]
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
         if len(set(labels)) < 2:
             raise ValueError("the baseline needs at least two classes to learn from")
-        each = None if self.max_features is None else max(1, self.max_features // 2)
-        features = make_union(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=each),
-            TfidfVectorizer(
-                analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2, max_features=each
-            ),
-        )
+        features = tfidf_features(self.max_features)
         classifier = LogisticRegression(
             C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, random_state=self.seed
         )
@@ -61,13 +55,25 @@ class TfidfBaseline(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, one row per text, one column per label in :attr:`classes_`."""
-        return self.pipeline_.predict_proba(_as_texts(texts))
+        return self.pipeline_.predict_proba(as_texts(texts))
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.classes_, dtype=object)[self.predict_proba(texts).argmax(axis=1)]
 
 
-def _as_texts(texts: Sequence[str]) -> list[str]:
+def tfidf_features(max_features: int | None = None) -> FeatureUnion:
+    """The baseline's n-grams: word 1-2-grams and char 3-5-grams, sublinear TF, each vectorizer
+    keeping at most half of ``max_features`` (None: all)."""
+    each = None if max_features is None else max(1, max_features // 2)
+    return make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=each),
+        TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2, max_features=each
+        ),
+    )
+
+
+def as_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise TypeError("expected a sequence of texts, got one string")
     return ["" if t is None or t != t else str(t) for t in texts]  # t != t: NaN from pandas

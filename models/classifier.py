@@ -87,6 +87,11 @@ def load_encoder(path: Path | str, device: torch.device) -> tuple[PreTrainedMode
     return encoder.to(device).eval(), tokenizer
 
 
+def group_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors named ``prefix...``, the prefix removed."""
+    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 class TriageClassifier(nn.Module):
     """Shared encoder + per-field heads. Build with :meth:`create` (training) or :meth:`load`."""
 
@@ -114,6 +119,7 @@ class TriageClassifier(nn.Module):
         self.register_buffer("embed_mean", torch.zeros(dim))
         self.register_buffer("embed_scale", torch.ones(dim))
         self.heads = nn.ModuleList()  # one per field, in ``config.labels`` order (see :meth:`head`)
+        self.tags_head: FieldHead | None = None  # one output per tag in ``config.tags`` (multi-label)
         self._build_heads()
 
     def _build_heads(self) -> None:
@@ -124,6 +130,8 @@ class TriageClassifier(nn.Module):
         self.heads = nn.ModuleList(
             FieldHead(dim, n_sparse, len(labels), memory=memory) for labels in self.config.labels.values()
         ).to(self.embed_mean.device)
+        tags = self.config.tags
+        self.tags_head = FieldHead(dim, n_sparse, len(tags)).to(self.embed_mean.device) if tags else None
 
     def head(self, field: str) -> FieldHead:
         head = self.heads[self.fields.index(field)]
@@ -272,6 +280,26 @@ class TriageClassifier(nn.Module):
             for field, inputs in features.items()
         }
 
+    def tag_proba(self, embeddings: np.ndarray, sparse: sp.csr_matrix | None) -> np.ndarray:
+        """``(rows, len(config.tags))``: each tag's own probability (a sigmoid per tag) for rows with
+        these (pooled) embeddings and TF-IDF rows. Raises ValueError for a model without a tags head."""
+        if self.tags_head is None:
+            raise ValueError("this model has no tags head")
+        emb = self.standardise(
+            torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).to(self.device)
+        )
+        rows = SparseRows.from_csr(sparse, self.device) if sparse is not None else None
+        with torch.inference_mode():
+            return torch.sigmoid(self.tags_head(emb, rows).float()).cpu().numpy()
+
+    def predict_tag_proba(
+        self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS
+    ) -> np.ndarray:
+        """Each tag's probability per text, columns in ``config.tags`` order."""
+        if not texts:
+            return np.zeros((0, len(self.config.tags or ())), np.float32)
+        return self.tag_proba(self.embed(texts, batch_tokens=batch_tokens), self.sparse_features(texts))
+
     def predict_proba(
         self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS
     ) -> dict[str, np.ndarray]:
@@ -300,6 +328,8 @@ class TriageClassifier(nn.Module):
                 for name, value in self.head(field).state_dict().items()
             },
         }
+        if self.tags_head is not None:
+            tensors.update({f"tags.{name}": value for name, value in self.tags_head.state_dict().items()})
         if self.features is not None:
             tensors.update(
                 {f"features.{k}": torch.from_numpy(v) for k, v in self.features.state_arrays().items()}
@@ -342,7 +372,7 @@ class TriageClassifier(nn.Module):
         model.embed_mean.copy_(tensors["embed.mean"])
         model.embed_scale.copy_(tensors["embed.scale"])
         for field in model.fields:
-            prefix = f"head.{field}."
-            state = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
-            model.head(field).load_state_dict(state, strict=True)
+            model.head(field).load_state_dict(group_tensors(tensors, f"head.{field}."), strict=True)
+        if model.tags_head is not None:
+            model.tags_head.load_state_dict(group_tensors(tensors, "tags."), strict=True)
         return model.to(device).eval()

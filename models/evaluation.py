@@ -216,7 +216,7 @@ def evaluate_field(
             raise ValueError(f"{name} must be in (0, 1], got {value}")
     n = len(truth)
     if min_selected is None:
-        min_selected = max(MIN_SELECTED, math.ceil(0.02 * n))
+        min_selected = default_min_selected(n)
 
     best = proba.argmax(axis=1)
     predicted = np.asarray(labels, dtype=object)[best]
@@ -482,6 +482,27 @@ def _curve(confidence: np.ndarray, correct: np.ndarray, level: float | None) -> 
         )
         for i in ends
     ]
+
+
+def default_min_selected(n: int) -> int:
+    """Fewest rows a threshold must select on ``n`` evaluated rows: the larger of
+    :data:`MIN_SELECTED` and 2% of them."""
+    return max(MIN_SELECTED, math.ceil(0.02 * n))
+
+
+def threshold_for_precision(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    precision: float,
+    *,
+    min_selected: int,
+    confidence_level: float | None = CONFIDENCE_LEVEL,
+) -> OperatingPoint | None:
+    """The lowest threshold on ``confidence`` whose selected rows (``correct``: right or not) reach
+    ``precision`` at the lower end of the one-sided Wilson interval, selecting at least
+    ``min_selected`` rows; None where none does. The rule every field's thresholds follow, for
+    scores that are not a field's arg-max (a tag's own probability)."""
+    return _lowest_reaching(_curve(confidence, correct, confidence_level), precision, min_selected)
 
 
 def _wilson_lower(hits: int, n: int, level: float | None) -> float:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
+from torch import nn
 
 from triage.models.heads import FieldHead, HeadFeatures, SparseRows
 from triage.models.training_config import TrainConfig
@@ -99,8 +100,13 @@ def fit_head(
     max_iter: int,
     *,
     warm_start: bool = False,
+    multilabel: bool = False,
 ) -> None:
     """Minimise weighted mean cross-entropy + ``sum_b |W_b|^2 / (2 C_b n)`` with L-BFGS.
+
+    ``multilabel``: ``y`` is a 0/1 matrix (rows x outputs) and each output is its own logistic
+    regression (the binary cross-entropies summed per row), so every column's optimum is scikit-learn's
+    one-vs-rest logistic regression at the same ``C``.
 
     ``inputs`` are the head's (embeddings, TF-IDF rows, neighbour shares), ``weights`` one per
     row, ``c`` the inverse L2 strengths of the embedding, TF-IDF and memory weights. Each term is
@@ -152,7 +158,11 @@ def fit_head(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        losses = torch.nn.functional.cross_entropy(head(embeddings, *others), y, reduction="none")
+        logits = head(embeddings, *others)
+        if multilabel:
+            losses = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1)
+        else:
+            losses = nn.functional.cross_entropy(logits, y, reduction="none")
         loss = (losses * weights).sum() / total + sum(coef * penalty(w) for w, coef in penalties)
         loss.backward()
         return loss

@@ -49,6 +49,9 @@ class ClassifierConfig(_Schema):
         default=None, description="Neighbour memory settings (k, temperature); None: no memory."
     )
     labels: dict[str, list[str]] = Field(description="Per field, the labels in head column order.")
+    tags: list[str] | None = Field(
+        default=None, description="The tags head's tags in column order; None: no tags head."
+    )
     fine_tuned: bool = False
 
 
@@ -78,6 +81,27 @@ class FieldManifest(_Schema):
     n_test: int
     metrics: dict[str, float | None] = Field(
         default_factory=dict, description="Hold-out metrics: accuracy, macro_f1, ece, baseline_*."
+    )
+
+
+class TagsManifest(_Schema):
+    """The optional multi-label tags head (:mod:`triage.models.tags`): a threshold per tag."""
+
+    labels: list[str] = Field(description="The tags learned, in head column order.")
+    apply: dict[str, ThresholdPoint] = Field(description="Per tag, the probability to add it at.")
+    suggest: dict[str, ThresholdPoint] = Field(description="Per tag, the probability to suggest it at.")
+    left_out: dict[str, int] = Field(
+        default_factory=dict, description="Tags with too few training rows to learn, with their counts."
+    )
+    suggest_only: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tags that may be suggested but never added, with the reason: too few training "
+        "rows, or no probability at which the hold-out reaches the target precision.",
+    )
+    n_train: int
+    n_test: int
+    metrics: dict[str, float | None] = Field(
+        default_factory=dict, description="Hold-out micro/macro F1 of the model and the baseline."
     )
 
 
@@ -146,6 +170,7 @@ class ModelManifest(_Schema):
     created_at: datetime
     classifier: ClassifierConfig
     fields: dict[str, FieldManifest]
+    tags: TagsManifest | None = Field(default=None, description="The tags head; None: not trained.")
     training: TrainingInfo
     promotion: Promotion | None = None
     report_files: list[str] = Field(default_factory=list, description="Evaluation report files, relative.")

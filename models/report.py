@@ -38,7 +38,8 @@ class EvaluationReport:
     "excluded_classes": {label: training rows}, "suggest_only": {label: why never applied},
     "head": "the blocks the head uses and why"}``
     (``head`` optional); ``slices["language=de"][name]`` holds
-    ``{"model": ..., "baseline": ...}`` scored on that slice of the test rows only.
+    ``{"model": ..., "baseline": ...}`` scored on that slice of the test rows only. ``tags`` is the
+    multi-label tags head's section (:meth:`triage.models.tags.TagsOutcome.report`), None without one.
     """
 
     dataset: dict[str, Any]
@@ -48,6 +49,7 @@ class EvaluationReport:
     created_at: str | datetime = field(default_factory=lambda: datetime.now(UTC))
     command: str | None = None
     notes: list[str] = field(default_factory=list)
+    tags: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.created_at, datetime):
@@ -85,6 +87,7 @@ class EvaluationReport:
             },
             "underperforming_fields": underperforming_fields(self),
             "notes": list(self.notes),
+            "tags": self.tags,
         }
 
 
@@ -96,6 +99,7 @@ def build_report(
     details: dict[str, dict[str, Any]] | None = None,
     notes: Sequence[str] = (),
     command: str | None = None,
+    tags: dict[str, Any] | None = None,
 ) -> EvaluationReport:
     """The report of a model beside the baseline, from each field's comparison on the hold-out
     (:func:`triage.models.evaluation.evaluate_beside_baseline`): per field (with ``details[field]``,
@@ -118,6 +122,7 @@ def build_report(
         slices=slices,
         command=command,
         notes=[*notes, *(f"WARNING {warning}" for warning in warnings if warning)],
+        tags=tags,
     )
 
 
@@ -247,6 +252,8 @@ def _blocks(report: EvaluationReport, plots: dict[str, dict[str, Plot]]) -> list
 
     for name, entry in report.fields.items():
         blocks.extend(_field_blocks(name, entry, plots.get(name, {})))
+    if report.tags:
+        blocks.extend(_tag_blocks(report.tags))
     if report.slices:
         blocks.append(("h2", "Slices"))
         rows = []
@@ -348,6 +355,52 @@ def _field_blocks(name: str, entry: dict[str, Any], plots: dict[str, Plot]) -> l
     for kind, plot in plots.items():
         blocks.append(("h3", titles.get(kind, kind)))
         blocks.append(("img", (f"{name} {kind}", plot)))
+    return blocks
+
+
+def _tag_blocks(tags: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The tags head beside the TF-IDF + one-vs-rest baseline: the field's F1s, then each tag's."""
+    model, baseline = tags["model"], tags["baseline"]
+    suggest_only = tags.get("suggest_only") or {}
+    added = [tag for tag in model["per_tag"] if tag not in suggest_only]
+    blocks: list[tuple[str, Any]] = [
+        ("h2", "tags (multi-label)"),
+        (
+            "table",
+            (
+                ["", "model", "baseline"],
+                [
+                    ["micro-F1", f"{model['micro_f1']:.3f}", f"{baseline['micro_f1']:.3f}"],
+                    ["macro-F1", f"{model['macro_f1']:.3f}", f"{baseline['macro_f1']:.3f}"],
+                ],
+            ),
+        ),
+        (
+            "p",
+            f"{len(model['per_tag'])} tags learned on {tags['n_train']} training rows, scored on "
+            f"{tags['n_test']}; {len(tags.get('left_out') or {})} left out (too few rows). Added on their own "
+            f"threshold (precision {model['apply_target']:.2f} at the lower end of the 95% Wilson interval): "
+            f"{len(added)} ({', '.join(added) or 'none'}); the rest only suggested. Precision, recall and F1 "
+            "at probability 0.5.",
+        ),
+    ]
+    rows = []
+    for tag, scores in model["per_tag"].items():
+        other = baseline["per_tag"][tag]
+        apply = scores.get("apply")
+        rows.append(
+            [
+                tag,
+                str(scores["support"]),
+                *(f"{scores[k]:.3f} / {other[k]:.3f}" for k in ("precision", "recall", "f1")),
+                f"{apply['threshold']:.3f} ({apply['precision']:.3f}, {apply['selected']} rows)"
+                if apply
+                else "-",
+                suggest_only.get(tag, "added"),
+            ]
+        )
+    header = ["tag", "support", "precision (model / baseline)", "recall", "F1", "apply threshold", "written"]
+    blocks.append(("table", (header, rows)))
     return blocks
 
 

@@ -70,6 +70,18 @@ from triage.models.head_fitting import (
 from triage.models.heads import HeadFeatures
 from triage.models.manifest import ClassifierConfig, TicketKey, TrainingSet, keys_sha256
 from triage.models.progress import Phase, Progress, phase
+from triage.models.tags import (
+    MIN_TAG_ROWS,
+    TAGS,
+    TagsBaseline,
+    TagsOutcome,
+    evaluate_tags,
+    fit_tags,
+    has_tags,
+    multi_hot,
+    plan_tags,
+    read_tags,
+)
 from triage.models.text import text_hash, ticket_text
 from triage.models.training_config import TrainConfig
 from triage.models.training_result import FieldOutcome, TrainingResult
@@ -84,6 +96,7 @@ TIME = "updated_at"
 """Optional column: when the ticket was resolved (last updated); makes the hold-out temporal."""
 
 
+_TAG_KEY = "\x00tags"
 MIN_CLASS_ROWS = 2
 """Fewest training rows a class needs to be in its field's head (rarer: reported as left out)."""
 MIN_CLASS_EVIDENCE = 10
@@ -133,6 +146,8 @@ def prepare_frame(
         out[slice_column] = pd.Series([_label(v) for v in frame[slice_column]], dtype=object)
     if ID in frame.columns:
         out[ID] = pd.Series([_label(v) for v in frame[ID]], dtype=object)
+    if config.tags and has_tags(frame):
+        out[TAGS] = pd.Series(read_tags(frame), dtype=object)
     if TIME in frame.columns:
         try:
             out[TIME] = pd.to_datetime(frame[TIME].to_numpy(), utc=True, format="mixed")
@@ -140,7 +155,11 @@ def prepare_frame(
             raise TrainingError(f"column {TIME!r} holds values that are not times: {exc}") from None
     out = out[out[TEXT] != ""]
     keys = [HASH, *config.fields]
-    return out.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)
+    if TAGS in out.columns:  # tuples do not sort beside None: order on their text
+        out[_TAG_KEY] = out[TAGS].map("\x1f".join)
+        keys.append(_TAG_KEY)
+    out = out.sort_values(keys, kind="stable", na_position="first")
+    return out.drop(columns=[_TAG_KEY], errors="ignore").reset_index(drop=True)
 
 
 def _text_column(frame: pd.DataFrame, name: str) -> str:
@@ -226,9 +245,10 @@ def train(
             raise TrainingError(f"no field can be trained: {reasons}")
         for name, reason in skipped.items():
             log.warning("field %s not trained: %s", name, reason)
+        tag_plan = _plan_tags(data, train_rows, config, skipped)
 
         encoder = resolve_encoder(config.base_encoder, config.store_root)
-        classifier = _new_classifier(encoder, plan, config)
+        classifier = _new_classifier(encoder, plan, config, tag_plan[0] if tag_plan else None)
         train_texts = data[TEXT].iloc[train_rows].tolist()
         labels = {  # per field, each training row's label index (-1: no label, or a class left out)
             name: _label_index(data[name].iloc[train_rows].to_numpy(), names)
@@ -247,28 +267,37 @@ def train(
         with phase(progress, "embedding", 0) as step:
             embeddings = _embed(classifier, encoder, data, config, step)
     timings["embedding"], clock = time.perf_counter() - clock, time.perf_counter()
-    heads = _fit_heads(classifier, train_texts, embeddings[train_rows], labels, config, progress)
+    tag_targets = multi_hot(data[TAGS].iloc[train_rows].tolist(), tag_plan[0]) if tag_plan else None
+    heads = _fit_heads(classifier, train_texts, embeddings[train_rows], labels, config, progress, tag_targets)
     timings["heads"], clock = time.perf_counter() - clock, time.perf_counter()
-    with phase(progress, "evaluation", 1 + len(plan)) as step:
+    with phase(progress, "evaluation", 1 + len(plan) + bool(tag_plan)) as step:
         with one_thread():
             test_texts = data[TEXT].iloc[test_rows].tolist()
-            features = classifier.head_features(embeddings[test_rows], classifier.sparse_features(test_texts))
+            test_sparse = classifier.sparse_features(test_texts)
+            features = classifier.head_features(embeddings[test_rows], test_sparse)
         step.step()
         holdout = data.iloc[test_rows].reset_index(drop=True)
         outcomes = _evaluate(
             data.iloc[train_rows], holdout, features, plan, heads, config, slice_column, step
         )
+        tags = None
+        if tag_plan:
+            with one_thread():
+                proba = classifier.tag_proba(embeddings[test_rows], test_sparse)
+            tags = _evaluate_tags(data.iloc[train_rows], holdout, proba, tag_plan, config)
+            step.step()
     timings["evaluation"] = time.perf_counter() - clock
     return TrainingResult(
         model=classifier,
         config=config,
         encoder=encoder,
-        data_hash=data_hash(data, config.fields),
+        data_hash=data_hash(data, [*config.fields, *([TAGS] if TAGS in data.columns else [])]),
         n_rows=len(data),
         n_train=len(train_rows),
         holdout=holdout,
         split=split,
         fields=outcomes,
+        tags=tags,
         skipped_fields=skipped,
         training_set=fingerprint,
         train_keys=train_keys,
@@ -315,7 +344,10 @@ def _split_data(
 
 
 def _new_classifier(
-    encoder: EncoderSpec, plan: dict[str, tuple[list[str], dict[str, int]]], config: TrainConfig
+    encoder: EncoderSpec,
+    plan: dict[str, tuple[list[str], dict[str, int]]],
+    config: TrainConfig,
+    tags: list[str] | None = None,
 ) -> TriageClassifier:
     memory = (
         {"k": config.neighbours, "temperature": config.neighbour_temperature} if config.neighbours else None
@@ -327,9 +359,10 @@ def _new_classifier(
         pooling=encoder.pooling,
         max_length=config.max_length,
         head=config.head,
-        hashing=_capped_hashing(config, plan).to_dict() if config.head == "hybrid" else None,
+        hashing=_capped_hashing(config, plan, len(tags or ())).to_dict() if config.head == "hybrid" else None,
         memory=memory,
         labels={name: labels for name, (labels, _) in plan.items()},
+        tags=tags,
         fine_tuned=config.fine_tune,
     )
     return TriageClassifier.create(encoder.path, settings, device=pick_device(config.device))
@@ -340,11 +373,14 @@ def feature_limit(n_classes: int) -> int:
     return max(MIN_FEATURES, SPARSE_WEIGHT_BUDGET // max(n_classes, 1))
 
 
-def _capped_hashing(config: TrainConfig, plan: dict[str, tuple[list[str], dict[str, int]]]) -> HashingConfig:
-    """The configured hashing, its ``max_features`` (unless set) bounded for the largest field."""
+def _capped_hashing(
+    config: TrainConfig, plan: dict[str, tuple[list[str], dict[str, int]]], n_tags: int = 0
+) -> HashingConfig:
+    """The configured hashing, its ``max_features`` (unless set) bounded for the largest head
+    (a field's classes, or the tags)."""
     if config.hashing.max_features is not None:
         return config.hashing
-    largest = max(len(labels) for labels, _ in plan.values())
+    largest = max(n_tags, *(len(labels) for labels, _ in plan.values()))
     return dataclasses.replace(config.hashing, max_features=feature_limit(largest))
 
 
@@ -355,11 +391,13 @@ def _fit_heads(
     labels: dict[str, np.ndarray],
     config: TrainConfig,
     progress: Progress | None = None,
+    tag_targets: np.ndarray | None = None,
 ) -> dict[str, HeadEstimator]:
     """Fit features, memory and every head on the training rows; returns each field's fitted head.
 
     Phases: ``features`` (TF-IDF and memory), ``head selection`` (every field's cross-validated
-    candidates) and ``final fit`` (each field's chosen head on all its rows)."""
+    candidates) and ``final fit`` (each field's chosen head on all its rows, and the tags head on
+    ``tag_targets``, rows x tags, where given)."""
     with phase(progress, "features", 2) as step:
         memory_rows = _memory_rows(len(texts), config)
         classifier.fit_features(texts, embeddings, labels, memory_rows)
@@ -402,8 +440,16 @@ def _fit_heads(
         with phase(progress, "head selection", fits) as step:
             futures = {name: pool.submit(select, name, step) for name in labels}
             chosen = {name: future.result() for name, future in futures.items()}
-        with phase(progress, "final fit", len(labels)) as step:
+        with phase(progress, "final fit", len(labels) + (tag_targets is not None)) as step:
             done = {name: pool.submit(refit, name, chosen[name], step) for name in labels}
+            if tag_targets is not None:
+                assert classifier.tags_head is not None  # built from the tags planned with these targets
+                every = HeadFeatures(
+                    classifier.standardise(torch.from_numpy(embeddings).to(classifier.device)), sparse
+                )
+                fit_tags(classifier.tags_head, every, tag_targets, config)
+                log.info("tags (%d rows, %d tags) fitted", len(tag_targets), tag_targets.shape[1])
+                step.step()
             return {name: future.result() for name, future in done.items()}
 
 
@@ -491,6 +537,51 @@ def suggest_only(
                 f"{evaluation.apply_target:.2f}"
             )
     return out
+
+
+def _plan_tags(
+    data: pd.DataFrame, train_rows: np.ndarray, config: TrainConfig, skipped: dict[str, str]
+) -> tuple[list[str], dict[str, int]] | None:
+    """The tags to learn and those left out (too few rows), or None (off, none in the data; then
+    ``skipped`` says why where tags were asked for)."""
+    if not config.tags:
+        return None
+    if TAGS not in data.columns:
+        skipped[TAGS] = "the data has no tags (a 'tags' column, or tag_1 .. tag_n columns)"
+    else:
+        kept, left_out = plan_tags(data[TAGS].iloc[train_rows])
+        if kept:
+            return kept, left_out
+        skipped[TAGS] = f"no tag has {MIN_TAG_ROWS} training rows (counts: {left_out})"
+    log.warning("tags not trained: %s", skipped[TAGS])
+    return None
+
+
+def _evaluate_tags(
+    train_part: pd.DataFrame,
+    holdout: pd.DataFrame,
+    proba: np.ndarray,
+    tag_plan: tuple[list[str], dict[str, int]],
+    config: TrainConfig,
+) -> TagsOutcome:
+    """The tags head (``proba`` on the hold-out) beside the TF-IDF + one-vs-rest baseline trained on
+    the same rows."""
+    tags, left_out = tag_plan
+    train_targets = multi_hot(train_part[TAGS].tolist(), tags)
+    truth = multi_hot(holdout[TAGS].tolist(), tags)
+    baseline = TagsBaseline(max_features=feature_limit(len(tags)))
+    baseline.fit(train_part[TEXT].tolist(), train_targets)
+    targets = {"target_precision": config.target_precision, "suggest_precision": config.suggest_precision}
+    return TagsOutcome(
+        tags=tags,
+        left_out=left_out,
+        train_counts=dict(zip(tags, train_targets.sum(axis=0).astype(int).tolist(), strict=True)),
+        n_train=len(train_part),
+        n_test=len(holdout),
+        evaluation=evaluate_tags(truth, proba, tags, **targets),
+        baseline=evaluate_tags(truth, baseline.predict_proba(holdout[TEXT].tolist()), tags, **targets),
+        min_rows=config.min_examples_per_class,
+    )
 
 
 def _seed_everything(seed: int) -> None:

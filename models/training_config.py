@@ -68,6 +68,11 @@ class TrainConfig(BaseModel):
     memory_size: int = Field(default=50_000, ge=1, description="Most training tickets the memory keeps.")
     class_weight: Literal["balanced", "none"] = "balanced"
     max_iter: int = Field(default=1000, ge=1, description="Most L-BFGS iterations per head fit.")
+    tags: bool = Field(
+        default=False,
+        description="Also learn the tickets' tags (a multi-label head) where the data has them "
+        "(triage.models.tags).",
+    )
     fine_tune: bool = False
     epochs: int = Field(default=2, ge=1, description="Fine-tuning epochs.")
     learning_rate: float = Field(

@@ -21,6 +21,7 @@ from triage.models.manifest import (
     TrainingSet,
 )
 from triage.models.report import EvaluationReport, build_report
+from triage.models.tags import TagsOutcome
 from triage.models.training_config import TrainConfig
 
 
@@ -70,6 +71,7 @@ class TrainingResult:
     split: str
     fields: dict[str, FieldOutcome]
     skipped_fields: dict[str, str]
+    """Fields (and ``tags``, where asked for) not trained, with why."""
     training_set: TrainingSet
     train_keys: frozenset[str]
     """The training rows' keys (``training_set.key``): promotion scores no ticket among them."""
@@ -78,6 +80,8 @@ class TrainingResult:
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage: preparation (incl. loading the encoder), embedding (or fine-tuning and
     embedding), heads (features, memory, cross-validated head fits) and evaluation (incl. the baseline)."""
+    tags: TagsOutcome | None = None
+    """The multi-label tags head's outcome, where it was trained (:mod:`triage.models.tags`)."""
     dataset_name: str | None = None
     """Shown in the evaluation report (e.g. the training file's name)."""
     command: str | None = None
@@ -126,6 +130,7 @@ class TrainingResult:
             created_at=created_at,
             classifier=self.model.config,
             fields=fields,
+            tags=self.tags.manifest() if self.tags is not None else None,
             training=TrainingInfo(
                 data_hash=self.data_hash,
                 seed=cfg.seed,
@@ -168,6 +173,7 @@ class TrainingResult:
                 for name, outcome in self.fields.items()
             },
             command=self.command,
+            tags=self.tags.report() if self.tags is not None else None,
         )
 
 

@@ -18,6 +18,7 @@ from triage.errors import PipelineError
 from triage.lake import TableName
 from triage.models.progress import Progress, phase
 from triage.models.store import ModelStore
+from triage.models.tags import TAGS
 from triage.models.training import train
 from triage.models.training_config import TrainConfig
 from triage.tasks.context import StageContext
@@ -38,10 +39,15 @@ class TrainManifest(Manifest):
 
 
 def history_frame(
-    history: pd.DataFrame | list[dict[str, Any]], specs: Mapping[str, FieldSpec], fields: list[str]
+    history: pd.DataFrame | list[dict[str, Any]],
+    specs: Mapping[str, FieldSpec],
+    fields: list[str],
+    *,
+    own_tag: str | None = None,
 ) -> pd.DataFrame:
     """``ticket_id``, ``updated_at`` (the resolution time: the latest snapshot is the resolved one),
-    ``subject``, ``description`` and one label column per field from ``tickets`` rows (None: unset)."""
+    ``subject``, ``description``, one label column per field from ``tickets`` rows (None: unset) and
+    ``tags`` (the ticket's tags but ``own_tag``, the one triage marks its writes with)."""
     records = []
     for row in history if isinstance(history, list) else history.to_dict("records"):
         ticket = row_ticket(row)
@@ -53,9 +59,10 @@ def history_frame(
                 "subject": ticket.subject,
                 "description": ticket.description,
                 **labels,
+                TAGS: [t for t in ticket.tags if own_tag is None or t.lower() != own_tag.lower()],
             }
         )
-    columns = ["ticket_id", "updated_at", "subject", "description", *fields]
+    columns = ["ticket_id", "updated_at", "subject", "description", *fields, TAGS]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -79,7 +86,7 @@ def train_from_history(
             latest_snapshots(lake.read_paths(TableName.TICKETS, history.paths), eligible_only=True).values()
         )
         fields = settings.enabled_fields()
-        frame = history_frame(rows, specs, fields)
+        frame = history_frame(rows, specs, fields, own_tag=settings.pipeline.triaged_tag)
         record.rows_in = len(frame)
         if frame.empty:
             raise PipelineError(

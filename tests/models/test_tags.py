@@ -1,0 +1,115 @@
+"""The optional multi-label tags head: reading tags, the one-vs-rest fit, per-tag thresholds on real rows."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import tiny_config
+
+from triage.models.tags import clean_tags, multi_hot, read_tags
+
+SHARED_CSV = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "data"
+    / "tobi_bueck"
+    / "v3_sample_dataset-tickets-multi-lang3-4k.csv"
+)
+
+
+def test_tags_are_read_from_a_tags_column_or_numbered_columns():
+    listed = pd.DataFrame({"tags": [["VPN", " vpn", "Urgent"], "billing, Refund,,", None, np.nan]})
+    assert read_tags(listed) == [("Urgent", "VPN"), ("Refund", "billing"), (), ()]
+    numbered = pd.DataFrame(
+        {"tag_10": ["z", None], "tag_2": ["Outage", None], "tag_1": ["Network", np.nan], "other": [1, 2]}
+    )
+    assert read_tags(numbered) == [("Network", "Outage", "z"), ()]
+    assert clean_tags(["b", "B", "a"]) == ("a", "b")
+    assert multi_hot([("a", "C"), ()], ["a", "b", "c"]).tolist() == [[1, 0, 1], [0, 0, 0]]
+
+
+def test_the_multilabel_fit_is_one_vs_rest_logistic_regression_at_the_same_c():
+    """Each output of one multi-label L-BFGS fit is scikit-learn's logistic regression of that tag."""
+    from sklearn.linear_model import LogisticRegression
+
+    from triage.models.head_fitting import OFF, fit_head
+    from triage.models.heads import FieldHead
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6)).astype(np.float32)
+    y = (x @ rng.normal(size=(6, 3)) + rng.normal(size=(300, 3)) > 0.5).astype(np.float32)
+    head = FieldHead(6, 0, 3)
+    c = 0.5
+    fit_head(
+        head, (torch.from_numpy(x), None, None), torch.from_numpy(y), torch.ones(300), (c, OFF, OFF), 500,
+        multilabel=True,
+    )  # fmt: skip
+    with torch.no_grad():
+        ours = torch.sigmoid(head(torch.from_numpy(x))).numpy()
+    for j in range(3):
+        reference = LogisticRegression(C=c, tol=1e-8, max_iter=5000).fit(x, y[:, j]).predict_proba(x)[:, 1]
+        assert np.abs(ours[:, j] - reference).max() < 2e-3
+
+
+@pytest.mark.skipif(not SHARED_CSV.is_file(), reason="shared data not present")
+def test_tags_trained_on_real_multilabel_rows_reach_the_target_precision_on_the_hold_out(tmp_path):
+    from triage.models.classifier import TriageClassifier
+    from triage.models.manifest import ModelManifest
+    from triage.models.report import write_report
+    from triage.models.store import ModelStore
+    from triage.models.training import train
+
+    frame = pd.read_csv(SHARED_CSV)
+    config = tiny_config(tmp_path, fields=["type"], tags=True, max_length=32, c_dense=0.01)
+    result = train(frame, config)
+    tags = result.tags
+    assert tags is not None and tags.n_test == len(result.holdout)
+    # the file's tag_1 .. tag_9: 114 tags, the ones with five training rows learned, the rest reported
+    assert len(tags.tags) >= 30 and tags.left_out and min(tags.left_out.values()) >= 1
+    applied = [tag for tag in tags.tags if tag not in tags.suggest_only]
+    assert applied, "no tag reached the target precision"
+
+    # stored and loaded again, the model's own probabilities on the hold-out reproduce each threshold's
+    # precision: at least the target at the lower end of the Wilson interval
+    version, _, _ = ModelStore(tmp_path / "store").register(result)
+    manifest = ModelManifest.read(version.path)
+    assert manifest.tags is not None and manifest.classifier.tags == tags.tags
+    model = TriageClassifier.load(version.path, manifest.classifier)
+    proba = model.predict_tag_proba(result.holdout["text"].tolist())
+    truth = multi_hot(result.holdout["tags"].tolist(), tags.tags).astype(bool)
+    from triage.models.evaluation import _wilson_lower
+
+    for tag in applied:
+        j = tags.tags.index(tag)
+        threshold = manifest.tags.apply[tag].threshold
+        assert threshold is not None
+        chosen = proba[:, j] >= threshold - 1e-6
+        hits, selected = int(truth[chosen, j].sum()), int(chosen.sum())
+        assert selected >= 30 and _wilson_lower(hits, selected, 0.95) >= config.target_precision - 1e-9, tag
+    # a tag with too few training rows, or no threshold, is only suggested, with the reason
+    for tag, reason in manifest.tags.suggest_only.items():
+        few = tags.train_counts[tag] < config.min_examples_per_class
+        assert ("training rows" in reason) == few
+        assert few or manifest.tags.apply[tag].threshold is None
+
+    # the report puts every tag beside the TF-IDF + one-vs-rest baseline on the same rows
+    report = result.report(version.version)
+    data = report.to_dict()["tags"]
+    assert set(data["model"]["per_tag"]) == set(data["baseline"]["per_tag"]) == set(tags.tags)
+    assert 0 < data["baseline"]["micro_f1"] < 1 and 0 < data["model"]["micro_f1"] < 1
+    written = write_report(report, tmp_path / "report")
+    text = written["markdown"].read_text()
+    assert "## tags (multi-label)" in text and applied[0] in text
+    print(
+        f"tags: {len(tags.tags)} learned, {len(applied)} applied; micro-F1 {tags.evaluation.micro_f1:.3f} "
+        f"(baseline {tags.baseline.micro_f1:.3f}), macro-F1 {tags.evaluation.macro_f1:.3f} "
+        f"(baseline {tags.baseline.macro_f1:.3f}); seconds {result.timings}"
+    )
+    for tag in applied:
+        point = tags.evaluation.apply[tag]
+        assert point is not None
+        print(
+            f"  {tag}: threshold {point.threshold:.3f}, precision {point.precision:.3f} on {point.selected}"
+        )
