@@ -35,6 +35,7 @@ from triage.models.features import HashedTfidf, HashingConfig
 from triage.models.heads import FieldHead, HeadFeatures, SparseRows
 from triage.models.manifest import ClassifierConfig, ModelFolderError
 from triage.models.memory import NeighbourMemory
+from triage.models.tags import TAGS
 from triage.settings import ModelSettings
 
 DEFAULT_BATCH_TOKENS = ModelSettings().batch_tokens
@@ -292,25 +293,23 @@ class TriageClassifier(nn.Module):
         with torch.inference_mode():
             return torch.sigmoid(self.tags_head(emb, rows).float()).cpu().numpy()
 
-    def predict_tag_proba(
-        self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS
-    ) -> np.ndarray:
-        """Each tag's probability per text, columns in ``config.tags`` order."""
-        if not texts:
-            return np.zeros((0, len(self.config.tags or ())), np.float32)
-        return self.tag_proba(self.embed(texts, batch_tokens=batch_tokens), self.sparse_features(texts))
-
     def predict_proba(
         self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS
     ) -> dict[str, np.ndarray]:
-        """Class probabilities per field, ``(len(texts), n_labels)``; columns follow ``config.labels``."""
+        """Class probabilities per field, ``(len(texts), n_labels)``; columns follow ``config.labels``.
+        With a tags head also ``tags``: each tag's own probability, columns following ``config.tags``."""
         if not texts:
-            return {
+            out = {
                 field: np.zeros((0, len(labels)), np.float32) for field, labels in self.config.labels.items()
             }
-        return self.proba_from_features(
-            self.embed(texts, batch_tokens=batch_tokens), self.sparse_features(texts)
-        )
+            if self.config.tags:
+                out[TAGS] = np.zeros((0, len(self.config.tags)), np.float32)
+            return out
+        embeddings, sparse = self.embed(texts, batch_tokens=batch_tokens), self.sparse_features(texts)
+        out = self.proba_from_features(embeddings, sparse)
+        if self.tags_head is not None:
+            out[TAGS] = self.tag_proba(embeddings, sparse)
+        return out
 
     # -- persistence ---------------------------------------------------------------------------------
 

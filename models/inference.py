@@ -32,6 +32,7 @@ from triage.models.manifest import MANIFEST_FILE, ModelManifest
 from triage.models.store import ModelStore
 from triage.models.store_fs import is_store_uri
 from triage.models.tables import iter_table, table_kind
+from triage.models.tags import TAGS
 from triage.models.text import text_hash, ticket_text
 
 OUTPUT_COLUMNS = [
@@ -228,13 +229,16 @@ class InferenceEngine:
     def predict(self, texts: Sequence[str]) -> dict[str, FieldPredictions]:
         """Probabilities of every field for ready-made texts (see :func:`triage.models.text.ticket_text`)."""
         proba = self.model.predict_proba(list(texts), batch_tokens=self.batch_tokens)
-        return {
+        out = {
             field: FieldPredictions(field, self.labels(field), proba[field], self.top_k)
             for field in self.fields
         }
+        if tags := self.model.config.tags:  # the tags head: every tag ranked, each with its own probability
+            out[TAGS] = FieldPredictions(TAGS, list(tags), proba[TAGS], len(tags))
+        return out
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Long format, one row per ticket and field (ticket order, then field order).
+        """Long format, one row per ticket and field (ticket order, then field order; ``tags`` last).
 
         ``frame`` has ``ticket_id``, ``subject`` and ``description`` (or ``body``). Columns out:
         ticket_id, field, label, probability, top_k (list of {label, probability}), model_name,
@@ -247,7 +251,7 @@ class InferenceEngine:
         texts = [ticket_text(s, d) for s, d in zip(frame["subject"], frame[body], strict=True)]
         hashes = [text_hash(t) for t in texts]
         predictions = self.predict(texts)
-        n, fields = len(texts), self.fields
+        n, fields = len(texts), list(predictions)
         ranked = {field: predictions[field].ranked() for field in fields}
         return pd.DataFrame(
             {

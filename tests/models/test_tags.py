@@ -77,7 +77,7 @@ def test_tags_trained_on_real_multilabel_rows_reach_the_target_precision_on_the_
     manifest = ModelManifest.read(version.path)
     assert manifest.tags is not None and manifest.classifier.tags == tags.tags
     model = TriageClassifier.load(version.path, manifest.classifier)
-    proba = model.predict_tag_proba(result.holdout["text"].tolist())
+    proba = model.predict_proba(result.holdout["text"].tolist())["tags"]
     truth = multi_hot(result.holdout["tags"].tolist(), tags.tags).astype(bool)
     from triage.models.evaluation import _wilson_lower
 
@@ -113,3 +113,55 @@ def test_tags_trained_on_real_multilabel_rows_reach_the_target_precision_on_the_
         print(
             f"  {tag}: threshold {point.threshold:.3f}, precision {point.precision:.3f} on {point.selected}"
         )
+
+
+def _tagged_tickets(n: int = 600) -> pd.DataFrame:
+    """Synthetic tickets whose tags follow their text: ``urgent`` on urgent ones, the device's own tag
+    on hardware (``printer``, ``laptop``, ...), ``vpn`` on VPN tickets."""
+    from model_tickets import labelled_tickets
+
+    frame = labelled_tickets(n, seed=3)
+    text = frame["description"].str.lower()
+    frame["tags"] = [
+        [
+            tag
+            for tag, hit in (("urgent", "urgent" in t), ("vpn", "vpn" in t), ("printer", "printer" in t))
+            if hit
+        ]
+        for t in text
+    ]
+    return frame
+
+
+def test_predictions_carry_every_tag_with_its_own_probability(tmp_path):
+    """One ``tags`` row per ticket in the predictions, every learned tag ranked in its top_k."""
+    from triage.models.inference import InferenceEngine
+    from triage.models.store import ModelStore
+    from triage.models.training import train
+
+    frame = _tagged_tickets()
+    result = train(frame, tiny_config(tmp_path, fields=["group"], tags=True, c_dense=0.01))
+    assert result.tags is not None and result.tags.tags == ["printer", "urgent", "vpn"]
+    assert "urgent" not in result.tags.suggest_only  # half the tickets: its hold-out reaches the target
+    version, _, _ = ModelStore(tmp_path / "store").register(result)
+    engine = InferenceEngine.load(version.path)
+    tickets = pd.DataFrame(
+        {
+            "ticket_id": [1, 2],
+            "subject": ["Vpn issue", "Monitor question"],
+            "description": [
+                "Something is broken: my vpn, it is very slow. URGENT: production is down.",
+                "Could you please set up: my monitor. No rush, whenever you have time.",
+            ],
+        }
+    )
+    rows = engine.predict_frame(tickets)
+    tags = rows[rows["field"] == "tags"].set_index("ticket_id")
+    assert list(rows["field"]) == ["group", "tags", "group", "tags"]
+    for ticket_id in (1, 2):
+        ranked = {k["label"]: k["probability"] for k in tags.loc[ticket_id, "top_k"]}
+        assert set(ranked) == {"printer", "urgent", "vpn"}
+    first = {k["label"]: k["probability"] for k in tags.loc[1, "top_k"]}
+    second = {k["label"]: k["probability"] for k in tags.loc[2, "top_k"]}
+    assert first["urgent"] > 0.9 and first["vpn"] > 0.9 and first["printer"] < 0.1
+    assert second["urgent"] < 0.1 and second["vpn"] < 0.1
