@@ -1,18 +1,26 @@
-"""Decide: apply the per-field rules (:mod:`triage.tasks.rules`) to every eligible ticket into ``decisions``."""
+"""Decide: apply the per-field rules (:mod:`triage.tasks.rules`) to every eligible ticket into ``decisions``.
+
+Where the predictions carry tags (field ``tags``: every learned tag ranked in ``top_k`` with its own
+probability), each tag is decided on its own threshold from the model version's ``model.json``
+(:func:`triage.tasks.rules.decide_tags`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from triage.adapters.base import FieldSpec
 from triage.lake.runs import utcnow
 from triage.lake.tables.decisions import DECISIONS, DecisionRow
 from triage.lake.tables.predictions import PREDICTIONS
 from triage.lake.tables.tickets import TICKETS
+from triage.models.store import ModelStore
+from triage.models.tags import TAGS
+from triage.settings import Settings
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import Counts, DecideManifest, ExtractManifest, PredictManifest, add_count
-from triage.tasks.rules import Decision, Prediction, decide_ticket
+from triage.tasks.rules import Decision, Prediction, decide_tags, decide_ticket
 from triage.tasks.runlog import recorded
 from triage.tasks.snapshots import current_values, latest_snapshots, row_ticket
 
@@ -34,17 +42,22 @@ def decide(
         lake.remove_parts(DECISIONS.name, date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
         snapshots = latest_snapshots(lake.read_paths(TICKETS.name, tickets.paths), eligible_only=True)
         by_ticket: dict[int, dict[str, Prediction]] = {}
+        tags_of: dict[int, list[Prediction]] = {}
         versions: dict[int, str | None] = {}
         read = lake.read_paths(
             PREDICTIONS.name,
             predictions.paths,
-            columns=["ticket_id", "field", "label", "probability", "model_version"],
+            columns=["ticket_id", "field", "label", "probability", "model_version", "top_k"],
         )
-        for ticket_id, field, label, probability, version in zip(
+        for ticket_id, field, label, probability, version, top_k in zip(
             *(column.to_pylist() for column in read.columns), strict=True
         ):
-            by_ticket.setdefault(ticket_id, {})[field] = Prediction(label, probability)
+            if field == TAGS:
+                tags_of[ticket_id] = [Prediction(k["label"], k["probability"]) for k in top_k or ()]
+            else:
+                by_ticket.setdefault(ticket_id, {})[field] = Prediction(label, probability)
             versions[ticket_id] = version
+        tag_rules = _tag_rules(settings, predictions.model_version) if tags_of else None
         fields = settings.enabled_fields()
         now = utcnow()
         rows: list[DecisionRow] = []
@@ -59,6 +72,9 @@ def decide(
                 suggest_only=predictions.suggest_only,
                 touched=ticket.updated_at > ticket.created_at,
             )
+            tag_decisions = []
+            if tag_rules is not None and ticket_id in tags_of:
+                tag_decisions = decide_tags(ticket.tags, tags_of[ticket_id], **tag_rules)
             rows.extend(
                 decision_row(
                     d,
@@ -69,7 +85,7 @@ def decide(
                     snapshot_updated_at=snapshot.updated_at,
                     decided_at=now,
                 )
-                for d in decisions.values()
+                for d in [*decisions.values(), *tag_decisions]
             )
         paths: list[str] = []
         for start in range(0, len(rows), PART_ROWS):
@@ -88,6 +104,19 @@ def decide(
         record.rows_in, record.rows_out, record.counts = len(snapshots), len(rows), counts
         record.model_version = predictions.model_version
         return DecideManifest(run_id=ctx.run_id, paths=paths, rows=len(rows), counts=counts, mode=mode)
+
+
+def _tag_rules(settings: Settings, version: str | None) -> dict[str, Any] | None:
+    """Per-tag thresholds and suggest-only tags of the model ``version`` (None: it has no tags head)."""
+    if version is None:
+        return None
+    tags = ModelStore(settings.model.store).manifest(version).tags
+    if tags is None:
+        return None
+    return {
+        "thresholds": {t: (tags.apply[t].threshold, tags.suggest[t].threshold) for t in tags.labels},
+        "suggest_only": dict(tags.suggest_only),
+    }
 
 
 def decision_row(

@@ -5,6 +5,11 @@
   writes whose required fields are no longer satisfied.
 - :func:`plan_writes` puts each ticket's fields in one request and groups tickets with identical
   changes into bulk updates (at most 100 ids each); the rest are single updates.
+- Tags (field ``tags``, one change per tag) are only ever added: a request's ``tags`` are the tags to
+  add (with the triaged tag), which the adapter merges into the ticket's current tags (a single update
+  re-reads them right before writing; a bulk update appends). A tag the ticket has is not written
+  again (``already_set``); a tag triage added before and that is gone now was removed by someone and
+  is left alone (``agent_changed``).
 - :func:`plan_notes` makes one private note per ticket listing its suggestions, with a reference
   (:func:`note_reference`) that finds the note again in the ticket's conversations.
 """
@@ -21,6 +26,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from triage.adapters.base import FieldSpec, Ticket
+from triage.models.tags import TAGS
 from triage.settings import FieldRule
 from triage.tasks.audit import ChangeKey, change_key
 
@@ -81,10 +87,13 @@ def recheck(
     kept: list[Change] = []
     skipped: list[Skip] = []
     for change in changes:
-        if change_key(change.ticket_id, change.field, change.label, method) in done:
-            continue  # made by an earlier attempt: the audit already says so
         snapshot = snapshots[change.ticket_id]
         now = fresh.get(change.ticket_id, snapshot)
+        if change_key(change.ticket_id, change.field, change.label, method) in done:
+            if change.field == TAGS and method != "note" and not carries(now, TAGS, change.label, None):
+                why = f"tag {change.label!r} was added by triage before and removed since: left alone"
+                skipped.append(Skip(change, "agent_changed", why))
+            continue  # made by an earlier attempt: the audit already says so
         spec = specs.get(change.field)
         reason = _changed(change, snapshot, now, spec, pending, unreadable)
         if reason:
@@ -110,6 +119,10 @@ def _changed(
         return "unreadable", "the ticket could not be re-read, so its current values are unknown"
     if now.spam or now.deleted:
         return "gone", "the ticket became spam or was deleted"
+    if change.field == TAGS:  # tags are merged in: only one the ticket has now is not written
+        if carries(now, TAGS, change.label, None):
+            return "already_set", f"the ticket already has tag {change.label!r}"
+        return None
     before, after = snapshot.native(change.field), now.native(change.field)
     label_now = spec.to_label(after) if spec else after
     if label_now == change.label:
@@ -130,6 +143,14 @@ def _changed(
             f"{change.field} is {label_now!r}, and the ticket changed since the snapshot: left alone",
         )
     return None
+
+
+def carries(ticket: Ticket, field_name: str, label: str | None, spec: FieldSpec | None) -> bool:
+    """Whether ``ticket`` has ``label`` in ``field_name`` (a tag: among its tags, ignoring case)."""
+    if field_name == TAGS:
+        return label is not None and label.lower() in {t.lower() for t in ticket.tags}
+    value = ticket.native(field_name)
+    return (spec.to_label(value) if spec else value) == label
 
 
 def _requirements(
@@ -179,9 +200,10 @@ def plan_writes(
         groups[tuple(sorted((c.field, c.label) for c in items))].append(ticket_id)
     requests: list[Request] = []
     for key, ticket_ids in groups.items():
-        data: dict[str, Any] = dict(key)
-        if tag:
-            data["tags"] = [tag]
+        data: dict[str, Any] = {name: label for name, label in key if name != TAGS}
+        added = [label for name, label in key if name == TAGS]
+        if tag or added:
+            data[TAGS] = list(dict.fromkeys([*([tag] if tag else []), *added]))
         if bulk and len(ticket_ids) >= bulk_min_tickets:
             for start in range(0, len(ticket_ids), BULK_MAX_IDS):
                 chunk = tuple(ticket_ids[start : start + BULK_MAX_IDS])

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from triage.adapters.base import Ticket
 from triage.adapters.errors import TicketSystemError
 from triage.lake.runs import utcnow
+from triage.models.tags import TAGS
 from triage.tasks.audit import change_key
-from triage.tasks.push_plan import Change, Request, Skip, note_reference
+from triage.tasks.push_plan import Change, Request, Skip, carries, note_reference
 from triage.tasks.push_state import (
     PushState,
     Rows,
@@ -46,8 +47,7 @@ async def resolve_open(state: PushState, dangling: Rows, fresh: Mapping[int, Tic
             continue
         ticket = fresh.get(intent.ticket_id)
         spec = state.specs.get(intent.field)
-        value = ticket.native(intent.field) if ticket else None
-        if ticket is not None and (spec.to_label(value) if spec else value) == intent.label:
+        if ticket is not None and carries(ticket, intent.field, intent.label, spec):
             rows.append(confirmed_row(base, ticket))
         elif intent.method == "bulk_update" and intent.sent_at and now - intent.sent_at < settle:
             pending.add(intent.ticket_id)  # its job may still be running: decide next time
@@ -137,8 +137,8 @@ def found_written(
         spec = state.specs.get(change.field)
         if (
             ticket is not None
-            and spec is not None
-            and spec.to_label(ticket.native(change.field)) == change.label
+            and (spec is not None or change.field == TAGS)
+            and carries(ticket, change.field, change.label, spec)
         ):
             base = audit_row(state.ctx, request, change, write_id, "result", "ok", sent_at, completed_at=now)
             rows.append(confirmed_row(base, ticket))

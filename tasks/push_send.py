@@ -178,8 +178,8 @@ async def _send_bulk(state: PushState, request: Request, write_id: str) -> Rows:
         fresh, _ = await changed_since(state, sent_at - state.slack)
         found = found_written(state, request, write_id, sent_at, failed, fresh)
         rows += found
-        written = {(r.ticket_id, r.field) for r in found}
-        failed = [c for c in failed if (c.ticket_id, c.field) not in written]
+        written = {(r.ticket_id, r.field, r.label) for r in found}
+        failed = [c for c in failed if (c.ticket_id, c.field, c.label) not in written]
     for change in failed:
         reason = redact(result.failed.get(change.ticket_id, "no result for this ticket"))
         rows += result_rows(

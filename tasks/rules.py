@@ -20,16 +20,22 @@ reason code:
    in this decision nor already set on the ticket; ``requires_suggested`` downgrades an apply to a
    suggestion when the required field is only suggested.
 
+Tags (a model with the multi-label tags head, :mod:`triage.models.tags`) are decided per tag by
+:func:`decide_tags`: a tag at or above its own apply threshold is added (``confident``), one only
+suggest-only or in its suggest band is suggested; a tag the ticket already has is never proposed
+(``already_set``); tags below their thresholds give no decision row.
+
 The action does not depend on the run mode: in shadow mode decisions say what *would* be done.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from triage.adapters.base import FieldSpec
+from triage.models.tags import TAGS
 from triage.settings import FieldRule
 from triage.tasks.snapshots import label_of
 
@@ -81,6 +87,47 @@ class Decision:
 
 
 Thresholds = Mapping[str, tuple[float | None, float | None]]
+
+
+def decide_tags(
+    current: Sequence[str],
+    ranked: Sequence[Prediction],
+    *,
+    thresholds: Thresholds,
+    suggest_only: Mapping[str, str],
+) -> list[Decision]:
+    """Decisions for the tags predicted for one ticket (field ``tags``, one per tag reaching a threshold).
+
+    ``current`` are the ticket's tags, ``ranked`` each tag's own probability, ``thresholds`` per tag
+    (apply, suggest) and ``suggest_only`` the tags never added (model.json's ``tags`` section).
+    Tags are compared ignoring case, as Freshdesk does.
+    """
+    has = {tag.lower() for tag in current}
+    out = []
+    for prediction in ranked:
+        tag, p = prediction.label, prediction.probability
+        apply_t, suggest_t = thresholds.get(tag, (None, None))
+        if not any(t is not None and p >= t for t in (apply_t, suggest_t)):
+            continue
+        base = Decision(TAGS, "skip", None, tag, p, apply_t, suggest_t, None, "", "")
+        if tag.lower() in has:
+            out.append(
+                replace(
+                    base, current_label=tag, reason_code="already_set", reason=f"the ticket has tag {tag!r}"
+                )
+            )
+        elif apply_t is not None and p >= apply_t and tag in suggest_only:
+            why = f"tag {tag!r} at {p:.2f} >= apply threshold {apply_t:.2f}, never added: {suggest_only[tag]}"
+            out.append(
+                replace(base, action="suggest", label=tag, reason_code="class_suggest_only", reason=why)
+            )
+        elif apply_t is not None and p >= apply_t:
+            why = f"tag {tag!r} at {p:.2f} >= apply threshold {apply_t:.2f}"
+            out.append(replace(base, action="apply", label=tag, reason_code="confident", reason=why))
+        else:
+            why = f"tag {tag!r} at {p:.2f} >= suggest threshold {_fmt(suggest_t)}, < apply {_fmt(apply_t)}"
+            out.append(replace(base, action="suggest", label=tag, reason_code="suggest_band", reason=why))
+    return out
 
 
 def decide_ticket(
