@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from triage.lake import Lake, WrittenPart
-from triage.lake.compaction import ROW_GROUP_ROWS, Merged, compact_table, newest_in
+from triage.lake.compaction import OPEN_STATE, ROW_GROUP_ROWS, Merged, compact_table, newest_in
 from triage.lake.io import COMPACTED_RUN, COVERS_KEY
 from triage.lake.lease import check_fence
 from triage.lake.tables.audit import AUDIT, AuditRow
@@ -52,8 +52,6 @@ DONE_STATUSES = ("ok", "unknown")
 KIND = {"update": "write", "bulk_update": "write", "note": "note"}
 
 ChangeKey = tuple[int, str, str | None, str]
-#: Where the open items of the merged audit files are kept, in the lake.
-OPEN_STATE = "_state/audit_open.parquet"
 #: Every change done in the merged audit files, sorted by ticket: what :func:`done_changes` looks up.
 DONE_INDEX = "_state/audit_done.parquet"
 _DONE_READ = ["phase", "status", "ticket_id", "field", "label", "method"]

@@ -102,7 +102,7 @@ def test_csv_and_json_are_for_machines(lake):
 def test_list_names_every_table_and_view_with_its_doc():
     result = sql("--list")
     assert result.exit_code == 0, result.output
-    for name, doc in [*TABLE_DOCS.items(), *((v.name, v.doc) for v in VIEWS)]:
+    for name, doc in [*TABLE_DOCS.items(), *((v.call, v.doc) for v in VIEWS)]:
         assert any(line.split()[1] == name and line.endswith(doc) for line in result.stdout.splitlines()), (
             name
         )

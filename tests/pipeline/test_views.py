@@ -6,16 +6,21 @@ Lake rows come from the real writers (``record_stage``, ``write_audit`` with row
 
 from __future__ import annotations
 
+import os
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from triage.lake import Lake, Window, record_stage
-from triage.lake.schemas import TABLE_DOCS
+from triage.lake.compaction import compact_table
+from triage.lake.schemas import TABLE_DOCS, TABLES
 from triage.lake.views import VIEWS, connect, views_markdown
-from triage.tasks.audit import write_audit
+from triage.tasks.audit import compact_audit, write_audit
 from triage.tasks.context import StageContext
 from triage.tasks.push_plan import Change, Request
 from triage.tasks.push_state import audit_row
@@ -92,8 +97,8 @@ def test_a_write_that_failed_then_succeeded_is_one_ok_change_and_no_failed_write
         3: ("ok", 2, None, "run-a"),
         4: ("pending", 0, None, "run-a"),
     }
-    failed = con.sql("SELECT ticket_id, status, reason_code FROM failed_writes").fetchall()
-    assert failed == [(2, "failed", "ValidationError")]
+    failed = con.sql("SELECT ticket_id, status, reason_code FROM failed_writes ORDER BY ticket_id").fetchall()
+    assert failed == [(2, "failed", "ValidationError"), (4, "pending", None)]  # the cut-off one is not done
 
 
 def test_an_unresolved_write_skip_does_not_hide_the_result_before_it(tmp_path):
@@ -104,6 +109,100 @@ def test_an_unresolved_write_skip_does_not_hide_the_result_before_it(tmp_path):
     push(lake, ctx, owed, T0 + timedelta(minutes=1), "skipped", reason_code="unresolved_write")
     row = connect(lake).sql("SELECT status, reason_code FROM failed_writes").fetchall()
     assert row == [("not_applied", "not_found_on_reread")]  # still owed, as push itself reads it
+
+
+def test_changes_since_keeps_the_latest_try_and_counts_the_tries_since(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    retried = change(1, "group", "Billing", "run-a")
+    push(lake, context("run-a"), retried, T0, "failed", reason_code="rate_limited", http_status=429)
+    push(lake, context("run-b", end=T0 + timedelta(hours=1)), retried, T0 + timedelta(hours=1), "ok")
+    con = connect(lake)
+
+    since = "SELECT ticket_id, status, results FROM changes_since(?::TIMESTAMPTZ)"
+    assert con.execute(since, [T0]).fetchall() == [(1, "ok", 2)]  # failed, then ok: one change, ok
+    assert con.execute(since, [T0 + timedelta(minutes=30)]).fetchall() == [(1, "ok", 1)]  # the tries since
+    assert con.execute(since, [T0 + timedelta(hours=2)]).fetchall() == []
+    assert con.sql("SELECT count(*) FROM failed_writes").fetchall() == [(0,)]
+    on_a_day = "SELECT status, results FROM changes_since(DATE '2026-11-28')"
+    assert con.sql(on_a_day).fetchall() == [("ok", 2)]
+
+
+def docs_query(name: str) -> str:
+    """The SQL block of docs/lake.md marked ``triage-query: <name>``."""
+    blocks = re.findall(r"```sql\n(.*?)```", LAKE_DOCS.read_text(encoding="utf-8"), re.S)
+    return next(code for code in blocks if f"triage-query: {name}\n" in code)
+
+
+def test_a_backfills_change_decided_yesterday_is_in_changes_yesterday_whatever_its_partition(tmp_path):
+    # A backfill of an old window writes its decisions and audit rows into that window's (old) partition.
+    lake = Lake(tmp_path / "lake")
+    yesterday = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    old_window = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    for ticket_id, decided in [(7, yesterday), (8, yesterday - timedelta(days=1))]:
+        run_id = f"backfill-{ticket_id}"
+        row = {
+            "run_id": run_id,
+            "ticket_id": ticket_id,
+            "field": "group",
+            "mode": "apply",
+            "action": "apply",
+            "label": "Billing",
+            "probability": 0.97,
+            "reason_code": "confident",
+            "reason": "probability clears the field's apply threshold",
+            "decided_at": decided,
+        }
+        lake.write("decisions", [row], date=old_window, run_id=run_id, name="decisions-00001")
+        done = change(ticket_id, "group", "Billing", run_id)
+        push(
+            lake, context(run_id, end=old_window), done, decided + timedelta(minutes=1), "ok", http_status=200
+        )
+    rows = connect(lake).sql(docs_query("changes-yesterday")).fetchall()
+    assert [(r[0], r[6], r[7]) for r in rows] == [(7, "ok", 1)]  # ticket, status, results
+    compact_audit(lake)
+    compact_table(lake, "decisions")  # the old dates' merged files, named by the newest time they hold
+    assert connect(lake).sql(docs_query("changes-yesterday")).fetchall() == rows
+
+
+def test_an_open_intent_kept_in_the_open_items_state_is_a_pending_failed_write(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    ctx = context("run-a")
+    cut_off, answered_later = change(1, "group", "Sales", "run-a"), change(2, "type", "Question", "run-a")
+    push(lake, ctx, cut_off, T0, None)
+    answered = push(lake, ctx, answered_later, T0, None)
+    assert compact_audit(lake)  # merged: the two open intents now live in the open-items state
+    later = context("run-b", end=T0 + timedelta(hours=1))
+    request = Request("update", (2,), {}, (answered_later,))
+    reread = audit_row(
+        later, request, answered_later, answered, "result", "ok", T0, completed_at=T0 + timedelta(hours=1)
+    )
+    write_audit(lake, [reread], run_id="run-b", partition=later.partition)  # the next run's re-read
+    con = connect(lake)
+
+    failed = con.sql("SELECT ticket_id, status, results, date FROM failed_writes").fetchall()
+    assert failed == [(1, "pending", 0, None)]
+    changes = con.sql("SELECT ticket_id, status FROM latest_changes ORDER BY ticket_id").fetchall()
+    assert changes == [(1, "pending"), (2, "ok")]
+    assert compact_audit(lake)  # the re-read folded in too: still the same answers
+    assert connect(lake).sql("SELECT ticket_id, status FROM failed_writes").fetchall() == [(1, "pending")]
+
+
+def test_a_file_written_before_a_column_existed_reads_it_as_null(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    old = pa.table({"run_id": ["run-old"], "flow": ["triage"], "stage": ["run"], "status": ["ok"]})
+    folder = Path(lake.partition_dir("runs", date=T0 - timedelta(days=400), run_id="run-old"))
+    folder.mkdir(parents=True)
+    pq.write_table(old, folder / "runs-00001.parquet")  # no attempt, no times: an early version's file
+    os.utime(folder / "runs-00001.parquet", (T0.timestamp() - 400 * 86400,) * 2)
+    record(lake, "run-new", "run", "ok", attempt=2, at=T0)
+    con = connect(lake)
+
+    rows = con.sql("SELECT run_id, attempt, started_at, date FROM runs ORDER BY run_id").fetchall()
+    assert rows == [("run-new", 2, T0, "2026-11-28"), ("run-old", None, None, "2025-10-24")]
+    assert [r[0] for r in con.sql("DESCRIBE runs").fetchall()] == [*TABLES["runs"].names, "date"]
+    assert connect(lake).sql("SELECT count(*) FROM latest_runs").fetchall() == [(2,)]
+    (folder / "runs-00001.parquet").unlink()  # every file current: bound to the schema, the same columns
+    assert [r[0] for r in connect(lake).sql("DESCRIBE runs").fetchall()] == [*TABLES["runs"].names, "date"]
 
 
 def record(lake: Lake, run_id: str, stage: str, status: str, *, attempt: int, at: datetime, **extra) -> None:
@@ -189,16 +288,21 @@ def test_an_outcome_compared_on_two_nights_is_one_row_the_latest(tmp_path):
     ]
 
 
+def relation(view) -> str:
+    """The view by name, or the table macro called from the beginning of time."""
+    return view.name + ("('-infinity'::TIMESTAMPTZ)" if view.params else "")
+
+
 def test_a_fresh_lake_answers_every_table_and_view_with_no_rows(tmp_path):
     con = connect(tmp_path / "nothing-yet")
-    for name in [*TABLE_DOCS, *(v.name for v in VIEWS)]:
+    for name in [*TABLE_DOCS, *(relation(v) for v in VIEWS)]:
         assert con.sql(f"SELECT count(*) FROM {name}").fetchall() == [(0,)], name
 
 
 def test_each_view_has_the_columns_its_doc_names_and_the_docs_list_them(tmp_path):
     con = connect(tmp_path / "lake")
     for view in VIEWS:
-        described = [row[0] for row in con.sql(f"DESCRIBE {view.name}").fetchall()]
+        described = [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {relation(view)}").fetchall()]
         assert described == list(view.columns), view.name
         assert set(view.derived) <= set(view.columns), view.name
     text = LAKE_DOCS.read_text(encoding="utf-8")
@@ -236,6 +340,11 @@ def test_the_views_read_an_s3_lake_without_any_duckdb_extension(s3_lake):
     con = connect(s3_lake)
     assert con.sql("SELECT run_id, status, attempts FROM latest_runs").fetchall() == [("run-a", "ok", 2)]
     assert con.sql("SELECT count(*) FROM failed_writes").fetchall() == [(0,)]  # no audit folder yet
+    push(lake, context("run-a"), change(1, "group", "Billing", "run-a"), T0, "failed", http_status=429)
+    push(lake, context("run-b"), change(1, "group", "Billing", "run-a"), T0 + timedelta(hours=1), None)
+    con = connect(s3_lake)
+    since = con.execute("SELECT status, results FROM changes_since(?::TIMESTAMPTZ)", [T0]).fetchall()
+    assert since == [("pending", 1)] == con.sql("SELECT status, results FROM failed_writes").fetchall()
     loaded = {
         row[0] for row in con.sql("SELECT extension_name FROM duckdb_extensions() WHERE loaded").fetchall()
     }

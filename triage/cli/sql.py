@@ -1,7 +1,8 @@
 """``triage sql "<query>"``: DuckDB SQL over the lake's tables and analyst views (local or ``s3://``).
 
-The lake reaches DuckDB through pyarrow (:func:`triage.lake.views.connect`): no extension is
-downloaded, so the same queries run offline and on object storage.
+The connection is :func:`triage.lake.views.connect`'s: a local lake read by DuckDB's built-in Parquet
+reader, an ``s3://`` one through pyarrow; no extension is downloaded, so the same queries run offline and
+on object storage.
 """
 
 from __future__ import annotations

@@ -66,9 +66,19 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
 #: holding nulls and values is never skipped by a ``completed_at`` filter (:func:`triage.tasks.audit.own_writes`).
 SPLIT_BY: dict[str, str] = {TableName.AUDIT: "phase"}
 #: The column whose newest value a merged file's name carries (``<table>-<newest>-<id>.parquet``): a read
-#: of recent rows skips older files by name, without opening them. Other tables: the time of merging.
-NEWEST: dict[str, str] = {TableName.AUDIT: "completed_at", TableName.RUNS: "finished_at"}
+#: of recent rows skips older files by name, without opening them (the audit's own writes; the analysts'
+#: ``decisions_since``, ``changes_since``, ``outcomes_since``). Other tables: the time of merging, which is
+#: as safe a bound for their times (all before it), if a looser one.
+NEWEST: dict[str, str] = {
+    TableName.AUDIT: "completed_at",
+    TableName.RUNS: "finished_at",
+    TableName.DECISIONS: "decided_at",
+    TableName.OUTCOMES: "resolved_updated_at",
+}
 STAMP = "%Y%m%dT%H%M%S%f"
+#: The audit's open items (intents without a result, changes whose latest result is ``not_applied``) of the
+#: merged audit files, in the lake: kept by :func:`triage.tasks.audit.fold_open_items` before each merge.
+OPEN_STATE = "_state/audit_open.parquet"
 #: Tables whose stages replace their own parts when a run is retried (by name, in their own partition):
 #: merged only once older than the retry horizon, so a retried stage never adds rows beside merged ones.
 #: The audit and ``runs`` only ever get new parts, so they are merged at once.
