@@ -31,12 +31,7 @@ import torch
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from triage.models.baseline import as_texts, tfidf_features
-from triage.models.evaluation import (
-    CONFIDENCE_LEVEL,
-    OperatingPoint,
-    default_min_selected,
-    threshold_for_precision,
-)
+from triage.models.evaluation import CONFIDENCE_LEVEL, OperatingPoint, threshold_for_precision
 from triage.models.head_fitting import C_SPARSE, OFF, Strengths, fit_head
 from triage.models.heads import FieldHead, HeadFeatures, SparseRows
 from triage.models.manifest import TagsManifest, ThresholdPoint
@@ -50,6 +45,10 @@ MIN_TAG_ROWS = 5
 """Fewest training rows a tag needs to be learned (rarer tags are left out and reported)."""
 C_DENSE = 0.01
 """Inverse L2 strength of the tags head's embedding weights (the middle of the fields' grid)."""
+MIN_SELECTED = 10
+"""Fewest hold-out predictions a tag's threshold must select, as a field's class needs to be applied
+(:data:`triage.models.training.MIN_CLASS_EVIDENCE`); the Wilson interval's lower end asks for more
+where the precision is not clear: at a target of 0.9, 25 predictions that are all right."""
 DECISION = 0.5
 """The probability at which a tag counts as predicted in the per-tag precision/recall/F1."""
 
@@ -211,7 +210,8 @@ def evaluate_tags(
     confidence_level: float | None = CONFIDENCE_LEVEL,
 ) -> TagsEvaluation:
     """Score ``proba`` (rows x ``tags``) against the 0/1 ``truth``: per-tag precision/recall/F1 at
-    :data:`DECISION`, micro and macro F1, and each tag's apply and suggest thresholds."""
+    :data:`DECISION`, micro and macro F1, and each tag's apply and suggest thresholds (selecting at
+    least :data:`MIN_SELECTED` rows)."""
     if truth.shape != proba.shape:
         raise ValueError(f"truth {truth.shape} and probabilities {proba.shape} differ in shape")
     actual = truth.astype(bool)
@@ -219,14 +219,13 @@ def evaluate_tags(
     precision, recall, f1, support = precision_recall_fscore_support(
         actual, predicted, average=None, zero_division=0
     )
-    min_selected = default_min_selected(len(truth))
 
     def point(j: int, target: float) -> OperatingPoint | None:
         return threshold_for_precision(
             proba[:, j].astype(float),
             actual[:, j],
             target,
-            min_selected=min_selected,
+            min_selected=MIN_SELECTED,
             confidence_level=confidence_level,
         )
 

@@ -78,6 +78,9 @@ def load_labelled(path: str | Path) -> list[LabelledText]:
     frame = frame.fillna("")
     has_language = "language" in frame.columns
     has_product = "product" in frame.columns
+    tag_columns = sorted(
+        (str(c) for c in frame.columns if re.fullmatch(r"tag_\d+", str(c))), key=lambda c: int(c[4:])
+    )
     rows: list[LabelledText] = []
     for number, row in enumerate(frame.itertuples(index=False), start=2):
         record = row._asdict()
@@ -102,8 +105,20 @@ def load_labelled(path: str | Path) -> list[LabelledText]:
                 type=ticket_type,
                 product=product or None,
                 language=str(record["language"]).strip() if has_language else "",
+                tags=_tags(record, tag_columns),
             )
         )
     if not rows:
         raise DatasetError(f"{path}: the file has no rows")
     return rows
+
+
+def _tags(record: dict[str, object], columns: list[str]) -> tuple[str, ...]:
+    """A row's tags from its ``tag_1`` .. ``tag_n`` columns: valid Freshdesk tags (1-32 characters, no
+    comma), each once ignoring case."""
+    seen: dict[str, str] = {}
+    for column in columns:
+        tag = str(record[column]).strip()
+        if tag and len(tag) <= 32 and "," not in tag:
+            seen.setdefault(tag.lower(), tag)
+    return tuple(seen.values())

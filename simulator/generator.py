@@ -38,6 +38,19 @@ class LabelledText:
     type: str
     product: str | None
     language: str
+    tags: tuple[str, ...] = ()
+    """The tags agents give such a ticket (:func:`topic_tags`, or a data file's own)."""
+
+
+def topic_tags(priority: str, ticket_type: str, product: str | None) -> tuple[str, ...]:
+    """The tags agents of the generated account give a ticket: ``escalated`` when it is urgent,
+    ``refund`` on a refund, ``mobile`` for the mobile app (each follows what the text says)."""
+    rules = (
+        ("escalated", priority == "Urgent"),
+        ("refund", ticket_type == "Refund"),
+        ("mobile", product == "Mobile App"),
+    )
+    return tuple(tag for tag, hit in rules if hit)
 
 
 _GROUP_WEIGHTS = (0.18, 0.25, 0.15, 0.10, 0.10, 0.10, 0.12)
@@ -581,6 +594,7 @@ def generate_ticket(rng: random.Random, german_share: float = 0.35) -> LabelledT
         type=ticket_type,
         product=product,
         language="de" if lang else "en",
+        tags=topic_tags(priority, ticket_type, product),
     )
 
 

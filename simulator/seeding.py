@@ -23,7 +23,7 @@ from triage.simulator.tickets import StoredTicket
 
 _SOURCES = (1, 2, 3, 7)
 _SOURCE_WEIGHTS = (0.6, 0.25, 0.1, 0.05)
-_HISTORY_TAGS = ("vip", "follow-up", "escalated", "newsletter", "billing-review")
+_HISTORY_TAGS = ("vip", "follow-up", "callback", "newsletter", "billing-review")
 
 
 @dataclass
@@ -31,6 +31,8 @@ class Seed:
     account: Account
     tickets: list[StoredTicket]
     truth: dict[int, dict[str, str]]
+    #: The tags an agent would give each open ticket (hidden, like ``truth``).
+    true_tags: dict[int, tuple[str, ...]] = field(default_factory=dict)
     #: What requesters and agents set on open tickets before triage (``open_preset_fraction``).
     changes: list[ChangeRecord] = field(default_factory=list)
 
@@ -96,6 +98,7 @@ def build_seed(config: SimulatorConfig, now: int, texts: list[LabelledText] | No
 
     tickets: list[StoredTicket] = []
     truth: dict[int, dict[str, str]] = {}
+    true_tags: dict[int, tuple[str, ...]] = {}
     changes: list[ChangeRecord] = []
     preset_rng = random.Random(config.seed + 5)  # its own stream: the rest of the seed stays as it was
     contact_ids = list(account.contacts)
@@ -116,13 +119,14 @@ def build_seed(config: SimulatorConfig, now: int, texts: list[LabelledText] | No
         )
         if kind == "open":
             truth[display_id] = true_labels(text)
+            true_tags[display_id] = text.tags
             if preset_rng.random() < config.open_preset_fraction:
                 changes += preset_open_ticket(ticket, text, account, preset_rng, now)
         else:
             _fill_history(ticket, text, group_id, priority, rng, agents_by_group, now, config)
         tickets.append(ticket)
     changes.sort(key=lambda record: record.time)
-    return Seed(account=account, tickets=tickets, truth=truth, changes=changes)
+    return Seed(account=account, tickets=tickets, truth=truth, true_tags=true_tags, changes=changes)
 
 
 def untriaged_ticket(
@@ -189,8 +193,8 @@ def _fill_history(
     ticket.custom_fields["cf_product"] = text.product
     if text.group in ("Shipping", "Billing") and rng.random() < 0.4:
         ticket.custom_fields["cf_order_number"] = f"ORD-{rng.randint(100000, 999999)}"
-    if rng.random() < 0.15:
-        ticket.tags = [rng.choice(_HISTORY_TAGS)]
+    extra = [rng.choice(_HISTORY_TAGS)] if rng.random() < 0.15 else []
+    ticket.tags = [*text.tags, *(tag for tag in extra if tag not in text.tags)]
     handled = min(now - 1, ticket.created_at + int(rng.expovariate(1 / 30) * 3600) + 60)
     ticket.agent_responded_at = min(handled, ticket.created_at + rng.randint(300, 8 * 3600))
     ticket.updated_at = handled

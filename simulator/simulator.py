@@ -71,6 +71,7 @@ class Simulator:
         self.store = TicketStore(seed.account, seed.tickets, self.clock)
         self.store.changes.extend(seed.changes)
         self._truth = seed.truth
+        self._true_tags = seed.true_tags
         self.api = FreshdeskApi(self.store, self.config.bulk_delay_seconds)
         self._text_rng = random.Random(self.config.seed + 7)
         self._agent_rng = random.Random(self.config.seed + 11)
@@ -169,6 +170,11 @@ class Simulator:
         """Hidden true labels of the seeded open tickets: ``{id: {group, priority, type, cf_product}}``."""
         with self._lock:
             return {tid: dict(labels) for tid, labels in self._truth.items()}
+
+    def true_tags(self) -> dict[int, tuple[str, ...]]:
+        """Hidden tags an agent would give each open ticket (the history's tags follow the same rule)."""
+        with self._lock:
+            return dict(self._true_tags)
 
     @property
     def writes(self) -> list[WriteRecord]:
@@ -300,6 +306,7 @@ class Simulator:
                 )
                 self.store.add(ticket)
                 self._truth[ticket.id] = true_labels(text)
+                self._true_tags[ticket.id] = text.tags
                 ids.append(ticket.id)
             return ids
 
