@@ -73,7 +73,11 @@ def main() -> None:
         with database(args.database, folder) as url:
             server = Server(folder, url).start()
             try:
-                env = server.client_env(PREFECT_HOME=str(folder / "cli-home"), TRIAGE_WORK_POOL=POOL)
+                env = server.client_env(
+                    PREFECT_HOME=str(folder / "cli-home"),
+                    TRIAGE_WORK_POOL=POOL,
+                    TRIAGE_PREDICT_WORK_POOL=POOL,
+                )
                 for command in (("work-pool", "create", POOL, "--type", "process"), ("deploy", "--all")):
                     done = server.prefect(*command, env=env)
                     assert done.returncode == 0, done.stderr[-2000:]

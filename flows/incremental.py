@@ -21,12 +21,13 @@ from triage.flows.common import (
     scheduled_time,
     start_flow,
 )
+from triage.flows.predict import predict_stage
 from triage.lake import Lake, next_window
 from triage.lake.runs import UtcDatetime
 from triage.settings import Mode, load_settings
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import Counts, ExtractManifest, Manifest, PushManifest
-from triage.tasks.prefect_tasks import decide_task, extract_task, for_run, predict_task, push_task
+from triage.tasks.prefect_tasks import decide_task, extract_task, for_run, push_task
 from triage.tasks.runlog import whole_run
 
 
@@ -111,7 +112,7 @@ def run_stages(ctx: StageContext) -> list[Manifest]:
     """
     with recorded_run(ctx, mode=ctx.mode) as record:
         extracted = for_run(extract_task, ctx)(ctx)
-        predicted = for_run(predict_task, ctx)(ctx, extracted)
+        predicted = predict_stage(ctx, extracted)  # in this run, or on the predict deployment's pool
         decided = for_run(decide_task, ctx)(ctx, extracted, predicted)
         pushed = whole_run(ctx, ctx.lake(), for_run(push_task, ctx)(ctx, decided, extracted))
         manifests = [extracted, predicted, decided, pushed]

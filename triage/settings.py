@@ -37,9 +37,9 @@ from triage.redaction import is_secret_key, register_secret
 
 CONFIG_ENV = "TRIAGE_CONFIG"
 ENV_PREFIX = "TRIAGE_"
-#: Variables of the same prefix that are not settings: prefect.yaml's work pool (read by `prefect deploy`)
+#: Variables of the same prefix that are not settings: prefect.yaml's work pools (read by `prefect deploy`)
 #: and each worker's checkout (read by the deployments' pull step).
-DEPLOYMENT_ENV = ("TRIAGE_WORK_POOL", "TRIAGE_HOME")
+DEPLOYMENT_ENV = ("TRIAGE_WORK_POOL", "TRIAGE_PREDICT_WORK_POOL", "TRIAGE_HOME")
 API_KEY_ENV = "FRESHDESK_API_KEY"
 #: Name of a Prefect Secret block holding the API key; flows load it when ``API_KEY_ENV`` is unset.
 SECRET_BLOCK_ENV = "FRESHDESK_API_KEY_SECRET_BLOCK"
@@ -243,6 +243,12 @@ class PipelineSettings(_Section):
         "run's own process; `local` (one worker per core) or a worker count such as `2`, a dask.distributed "
         "LocalCluster started for the stage; `tcp://host:8786`, an existing cluster whose workers reach the "
         "lake and the model store. Each worker process loads the model once.",
+    )
+    predict_deployment: str | None = Field(
+        default=None,
+        description="Run predict as a run of this deployment (`predict/predict`, on its own work pool, e.g. a "
+        "GPU machine's) and wait for it; unset: predict runs in the triage run. Both pools must reach the "
+        "lake, its cached results and the model store.",
     )
 
     @field_validator("dask_address", mode="before")

@@ -39,7 +39,9 @@ def server(tmp_path_factory):
     with database("sqlite", folder) as url:
         server = Server(folder, url).start()
         try:
-            deploy_env = server.client_env(PREFECT_HOME=str(folder / "cli-home"), TRIAGE_WORK_POOL=POOL)
+            deploy_env = server.client_env(
+                PREFECT_HOME=str(folder / "cli-home"), TRIAGE_WORK_POOL=POOL, TRIAGE_PREDICT_WORK_POOL=POOL
+            )
             ok(server.prefect("work-pool", "create", POOL, "--type", "process", env=deploy_env))
             ok(server.prefect("deploy", "--all", env=deploy_env))
             for name in ("triage/hourly", "nightly/nightly"):  # no scheduled run beside the test's

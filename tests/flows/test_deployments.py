@@ -40,7 +40,7 @@ def test_every_entrypoint_loads_as_a_worker_loads_it(deployments):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     names = json.loads(done.stdout.strip().splitlines()[-1])
-    assert names == dict(zip(entrypoints, ["triage", "nightly", "backfill", "train"], strict=True))
+    assert names == dict(zip(entrypoints, ["triage", "nightly", "backfill", "train", "predict"], strict=True))
 
 
 def test_no_module_of_flows_shadows_an_installed_package():
@@ -53,15 +53,17 @@ def test_no_module_of_flows_shadows_an_installed_package():
 def test_every_deployment_validates_its_parameters_and_never_overlaps_itself(deployments):
     from prefect.flows import load_flow_from_entrypoint
 
-    assert set(deployments) == {"hourly", "nightly", "backfill", "train"}
+    assert set(deployments) == {"hourly", "nightly", "backfill", "train", "predict"}
     for name, deployment in deployments.items():
         flow = load_flow_from_entrypoint(deployment["entrypoint"])
-        if name != "backfill":  # the backfill form asks for its range at run time
+        if name not in ("backfill", "predict"):  # forms filled at run time (predict: by the triage flow)
             flow.validate_parameters(deployment.get("parameters") or {})
         assert deployment["concurrency_limit"]["limit"] == 1, name
         assert deployment["enforce_parameter_schema"] is True, name
-        # The pool is named when deploying, the checkout by each worker (docs/operators.md, "Deployment").
-        assert deployment["work_pool"]["name"] == "{{ $TRIAGE_WORK_POOL }}", name
+        # The pool is named when deploying, the checkout by each worker (docs/operators.md, "Deployment");
+        # predict has a pool of its own (a GPU machine's).
+        pool = "TRIAGE_PREDICT_WORK_POOL" if name == "predict" else "TRIAGE_WORK_POOL"
+        assert deployment["work_pool"]["name"] == "{{ $" + pool + " }}", name
 
 
 def test_scheduled_deployments_have_a_timezone_and_never_overlap(deployments):

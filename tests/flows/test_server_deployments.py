@@ -62,7 +62,9 @@ def ok(done) -> str:
 
 
 def test_deploy_registers_every_deployment_as_prefect_yaml_says(server):
-    deploy_env = server.client_env(PREFECT_HOME=str(server.folder / "cli-home"), TRIAGE_WORK_POOL=POOL)
+    deploy_env = server.client_env(
+        PREFECT_HOME=str(server.folder / "cli-home"), TRIAGE_WORK_POOL=POOL, TRIAGE_PREDICT_WORK_POOL=POOL
+    )
     ok(server.prefect("work-pool", "create", POOL, "--type", "process", env=deploy_env))
     ok(server.prefect("deploy", "--all", env=deploy_env))
     listed = ok(server.prefect("deployment", "ls"))
