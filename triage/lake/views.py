@@ -2,8 +2,10 @@
 
 The tables keep every attempt (a retried run's rows, a write's failed and later results, each night's
 outcomes); the views say what is true now: one row per run, per change and per ticket-field. Some are
-table macros bounded by a time (``changes_since(ts)``), so a question about recent days reads only the
-files whose statistics hold such times, whatever the lake's age (``bench/results/lake_year_queries.md``).
+table macros bounded by a time on the rows' own columns (``changes_since(ts)``: never the ``date``
+partition, which a backfill or a retry makes differ from when rows were written): they open only the
+files whose name says they may hold such times, and of those the row groups whose statistics do, so a
+question about recent days costs the same whatever the lake's age (``bench/results/lake_year_queries.md``).
 
 A local lake's tables are read by DuckDB's own Parquet reader (built in: 2-3.5x faster than a pyarrow
 scan); an ``s3://`` lake's as pyarrow datasets, so no DuckDB extension is ever downloaded. Either way
