@@ -1,5 +1,9 @@
 """The demo: a simulated Freshdesk, a model trained from its history, one triage run in apply mode.
 
+The model learns the account's tags too where its history has them (the generated account's agents
+tag urgent tickets ``escalated``, refunds ``refund`` and mobile-app tickets ``mobile``; a data file its
+``tag_1`` .. ``tag_n`` columns); tags written are scored against the simulator's hidden tags.
+
 Everything goes through the real paths: the simulator serves HTTP, the Freshdesk adapter reads and
 writes it, the train flow extracts the resolved history and trains, the triage flow runs the four
 stages. At the end the writes are scored against the simulator's hidden true labels.
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +23,7 @@ import yaml
 from triage.flows.incremental import RunSummary, TriageParams, triage_flow
 from triage.flows.train import TrainParams, train_flow
 from triage.lake import Lake, TableName
+from triage.models.tags import TAGS
 from triage.tasks.train import TrainManifest
 
 if TYPE_CHECKING:
@@ -67,6 +72,8 @@ class DemoResult:
     changes: list[dict[str, Any]] = field(default_factory=list)
     #: field -> reason code -> decisions of the run (why fields were or were not written)
     reasons: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: tags the run added, against the hidden tags (None: the model has no tags head)
+    tags: FieldScore | None = None
 
 
 def prepare_folder(folder: Path) -> None:
@@ -96,6 +103,7 @@ def demo_config(folder: Path, base_url: str, options: DemoOptions) -> Path:
             "min_examples_per_class": 10,
             "target_precision": options.target_precision,
             "suggest_precision": min(0.75, options.target_precision),
+            "train_options": {"tags": True},
         },
         "pipeline": {"lake": str(folder / "lake"), "mode": "apply"},
     }
@@ -105,10 +113,17 @@ def demo_config(folder: Path, base_url: str, options: DemoOptions) -> Path:
 
 
 def score_writes(
-    lake: Lake, run_id: str, truth: Mapping[int, Mapping[str, str]], fields: list[str]
+    lake: Lake,
+    run_id: str,
+    truth: Mapping[int, Mapping[str, str]],
+    fields: list[str],
+    true_tags: Mapping[int, Sequence[str]] | None = None,
 ) -> tuple[dict[str, FieldScore], list[dict[str, Any]]]:
-    """Per field: writes of the run, how many match the hidden label; and the list of changes."""
+    """Per field (and ``tags`` where ``true_tags`` are given): writes of the run, how many match the
+    hidden label (a tag: is among the ticket's hidden tags); and the list of changes."""
     scores = {name: FieldScore(open_tickets=len(truth)) for name in fields}
+    if true_tags is not None:
+        scores[TAGS] = FieldScore(open_tickets=len(truth))
     audit = lake.scan(TableName.AUDIT).to_pylist()
     written = [
         a
@@ -117,12 +132,24 @@ def score_writes(
     ]
     changes = []
     for a in sorted(written, key=lambda a: (a["ticket_id"], a["field"])):
-        expected = truth.get(a["ticket_id"], {}).get(a["field"])
+        expected: str | None
+        if a["field"] == TAGS:
+            hidden = (true_tags or {}).get(a["ticket_id"], ())
+            expected, correct = ", ".join(hidden) or "no tags", a["label"] in hidden
+        else:
+            expected = truth.get(a["ticket_id"], {}).get(a["field"])
+            correct = expected == a["label"]
         if a["field"] in scores and a["ticket_id"] in truth:
             scores[a["field"]].written += 1
-            scores[a["field"]].correct += expected == a["label"]
+            scores[a["field"]].correct += correct
         changes.append(
-            {"ticket_id": a["ticket_id"], "field": a["field"], "label": a["label"], "truth": expected}
+            {
+                "ticket_id": a["ticket_id"],
+                "field": a["field"],
+                "label": a["label"],
+                "truth": expected,
+                "correct": correct,
+            }
         )
     return scores, changes
 
@@ -163,10 +190,11 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> Dem
                 os.environ.pop("FRESHDESK_API_KEY", None)
             else:
                 os.environ["FRESHDESK_API_KEY"] = previous_key
-        truth = sim.truth()
+        truth, true_tags = sim.truth(), sim.true_tags()
     lake = Lake(folder / "lake")
     fields = list(trained.metrics)
-    scores, changes = score_writes(lake, run.run_id, truth, fields)
+    scores, changes = score_writes(lake, run.run_id, truth, fields, true_tags if trained.tags else None)
+    tags = scores.pop(TAGS, None)
     return DemoResult(
         lake=folder / "lake",
         model_store=folder / "models",
@@ -175,6 +203,7 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> Dem
         scores=scores,
         changes=changes,
         reasons=decision_reasons(lake, run.run_id, set(truth)),
+        tags=tags,
     )
 
 
@@ -201,15 +230,23 @@ def format_result(result: DemoResult) -> str:
         base = metrics.get("baseline_macro_f1")
         quality = "" if f1 is None else f"{f1:.3f} ({base:.3f})" if base is not None else f"{f1:.3f}"
         lines.append(f"{name:<10} {score.written:>8} {precision:>10} {score.coverage:>9.1%}   {quality}")
+    if result.tags is not None:
+        t, score = result.trained.tags, result.tags
+        precision = "-" if score.precision is None else f"{score.precision:.1%}"
+        lines.append(
+            f"{TAGS:<10} {score.written:>8} {precision:>10} {'':>9}   micro-F1 {t['micro_f1']:.3f} "
+            f"({t['baseline_micro_f1']:.3f}); {t['addable']:.0f} of {t['learned']:.0f} tags may be added"
+        )
     lines += ["", "Why (decisions for the open tickets, by reason code):"]
     for name, reasons in result.reasons.items():
         shown = ", ".join(f"{code} {n}" for code, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
         threshold = result.trained.metrics.get(name, {}).get("apply_threshold")
-        note = "" if threshold is not None else " (no threshold reaches the target precision: never applied)"
+        never = threshold is None and name != TAGS  # tags: each has its own threshold (model.json)
+        note = " (no threshold reaches the target precision: never applied)" if never else ""
         lines.append(f"  {name:<10} {shown}{note}")
     lines += ["", f"Sample of changes (of {len(result.changes)}):"]
     for change in result.changes[:8]:
-        mark = "ok " if change["truth"] == change["label"] else "WRONG"
+        mark = "ok " if change["correct"] else "WRONG"
         lines.append(
             f"  [{mark}] ticket {change['ticket_id']}: {change['field']} = {change['label']!r} (true: {change['truth']!r})"
         )

@@ -36,6 +36,9 @@ class TrainManifest(Manifest):
     model_path: str
     #: field -> {"macro_f1", "baseline_macro_f1", "apply_threshold", "apply_coverage"}
     metrics: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    #: the tags head's hold-out numbers: tags learned and addable, micro/macro F1 beside the baseline's
+    #: (empty: no tags head)
+    tags: dict[str, float] = Field(default_factory=dict)
 
 
 def history_frame(
@@ -119,6 +122,17 @@ def train_from_history(
             }
             for name, outcome in result.fields.items()
         }
+        tags: dict[str, float] = {}
+        if result.tags is not None:
+            model, baseline = result.tags.evaluation, result.tags.baseline
+            tags = {
+                "learned": len(result.tags.tags),
+                "addable": len(result.tags.tags) - len(result.tags.suggest_only),
+                "micro_f1": model.micro_f1,
+                "baseline_micro_f1": baseline.micro_f1,
+                "macro_f1": model.macro_f1,
+                "baseline_macro_f1": baseline.macro_f1,
+            }
         record.model_version, record.rows_out = version.version, len(frame)
         record.message = reason
         record.counts = {
@@ -133,5 +147,6 @@ def train_from_history(
             reason=reason,
             model_path=store.location_of(version.version),
             metrics=metrics,
+            tags=tags,
             counts=record.counts,
         )

@@ -50,12 +50,23 @@ def demo_lake(prefect_harness, tmp_path_factory) -> Path:
     result = CliRunner().invoke(app, ["demo", "--dir", str(folder), *args])
     assert result.exit_code == 0, result.output
     assert "precision" in result.output and str(folder / "lake") in result.output
+    # the account's history has tags: the model learns them and the output reports them
+    assert re.search(
+        r"^tags +\d+ .* micro-F1 [\d.]+ \([\d.]+\); \d+ of \d+ tags may be added$", result.output, re.M
+    )
     return folder / "lake"
 
 
 def test_the_demo_writes_and_reports_against_the_hidden_labels(demo_lake):
     runs = connect(demo_lake).sql("SELECT flow, status, attempts FROM latest_runs").fetchall()
     assert sorted(runs) == [("train", "ok", 1), ("triage", "ok", 1)]
+
+
+def test_the_demos_predictions_rank_the_accounts_tags_for_every_open_ticket(demo_lake):
+    rows = connect(demo_lake).sql("SELECT ticket_id, top_k FROM predictions WHERE field = 'tags'").fetchall()
+    assert len(rows) == len({ticket_id for ticket_id, _ in rows}) == 40
+    for _, top_k in rows:
+        assert {"escalated", "refund", "mobile"} <= {k["label"] for k in top_k}
 
 
 def test_every_docs_query_runs_on_a_real_runs_output(demo_lake, monkeypatch, capsys):
