@@ -64,8 +64,7 @@ def read_tags(frame: pd.DataFrame) -> list[tuple[str, ...]]:
         rows: Iterable[Iterable[object]] = (_items(value) for value in frame[TAGS])
     else:
         numbered = sorted(
-            (c for c in frame.columns if TAG_COLUMN.fullmatch(str(c))),
-            key=lambda c: int(TAG_COLUMN.fullmatch(str(c)).group(1)),  # type: ignore[union-attr]
+            (c for c in map(str, frame.columns) if TAG_COLUMN.fullmatch(c)), key=lambda c: int(c[4:])
         )
         rows = frame[numbered].itertuples(index=False)
     return [clean_tags(row) for row in rows]
