@@ -7,7 +7,8 @@ runs on the rest only. Our own writes and agents' edits bring tickets back with 
 The look-up reads those days' partitions only, three columns to find the hashes and the outputs of the
 matching rows (:func:`reusable`), so its cost does not grow with the lake's age. Only computed rows are
 sources (a reused row names its source), so a text is computed again once its last computation is older
-than ``reuse_days``.
+than ``reuse_days``. The hashes and the look-up need the current version's manifest only: the model is
+loaded (that version, pinned) only when some ticket is computed.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from triage.lake.io import COMPACTED_RUN, Lake
 from triage.lake.runs import utcnow
 from triage.lake.tables.predictions import PREDICTIONS, PredictionRow
 from triage.lake.tables.tickets import TICKETS
+from triage.models.classifier import pick_device
 from triage.models.inference import InferenceEngine
 from triage.models.loading import Precision
+from triage.models.manifest import ModelManifest
 from triage.models.store import ModelStore
 from triage.models.text import text_hash, ticket_text
 from triage.settings import Settings
@@ -41,21 +44,31 @@ from triage.tasks.snapshots import latest_tickets
 
 PART_PREFIX = "predict-"
 CHUNK_ROWS = 2000
+#: Alternatives kept per prediction (``top_k``): part of the inference setup that the input hash covers.
+DEFAULT_TOP_K = 3
 
 
-def load_engine(settings: Settings) -> InferenceEngine:
-    """The store's current model on the configured device; a clear error when there is none."""
-    store_root = settings.model.store
-    if ModelStore(store_root).current() is None:
-        raise PipelineError(
-            f"no current model in {store_root}: train one first (`triage retrain`, or the train flow)"
-        )
+def load_engine(settings: Settings, version: str | None = None) -> InferenceEngine:
+    """The store's ``version`` (default: current) on the configured device; a clear error when there is none."""
     return InferenceEngine.load(
-        store_root,
+        settings.model.store,
+        version or current_manifest(settings).version,
         device=settings.model.device,
         batch_tokens=settings.model.batch_tokens,
+        top_k=DEFAULT_TOP_K,
         precision=settings.model.precision,
     )
+
+
+def current_manifest(settings: Settings) -> ModelManifest:
+    """The manifest of the store's current version, read without loading (or downloading) the model."""
+    store = ModelStore(settings.model.store)
+    current = store.current()
+    if current is None:
+        raise PipelineError(
+            f"no current model in {settings.model.store}: train one first (`triage retrain`, or the train flow)"
+        )
+    return store.manifest(current.version)
 
 
 def predict(
@@ -90,13 +103,16 @@ def predict(
         if not snapshots.num_rows:
             record.rows_out, record.counts = 0, {}
             return PredictManifest(run_id=ctx.run_id)
-        engine = engine or load_engine(settings)
+        # The model is loaded only if some ticket is computed: hashes and reuse need its manifest only.
+        manifest = engine.manifest if engine else current_manifest(settings)
+        setup = inference_setup(engine) if engine else configured_setup(settings)
+        fields = list(manifest.classifier.labels)
         frame = snapshots.select(["ticket_id", "subject", "description"]).to_pandas()
-        frame["input_hash"] = input_hashes(engine, frame)
+        frame["input_hash"] = input_hashes(setup, frame)
         sources = reusable(
             lake,
-            model_version=engine.model_version,
-            fields=engine.fields,
+            model_version=manifest.version,
+            fields=fields,
             hashes=set(frame["input_hash"]),
             since=utcnow() - timedelta(days=settings.pipeline.reuse_days),
             run_id=ctx.run_id,
@@ -111,17 +127,22 @@ def predict(
             rows = _reused_rows(reused[start : start + chunk_rows], sources, ctx.run_id)
             results.append(_write_part(lake, rows, run_id=ctx.run_id, partition=ctx.partition, name=name))
         todo = frame[~reuse]
+        if len(todo) and engine is None:
+            engine = load_engine(settings, manifest.version)
+            if inference_setup(engine) != setup:
+                raise PipelineError(f"the loaded model runs {inference_setup(engine)}, not {setup} as hashed")
         jobs = [
             PartJob(
                 name=f"{PART_PREFIX}{len(results) + 1 + i:05d}",
                 lake=_place(lake.uri),
                 store=_place(str(settings.model.store)),
-                version=engine.model_version,
+                version=manifest.version,
                 device=settings.model.device,
                 batch_tokens=settings.model.batch_tokens,
                 precision=settings.model.precision,
                 run_id=ctx.run_id,
                 partition=ctx.partition,
+                setup=setup,
                 tickets=todo.iloc[start : start + chunk_rows].reset_index(drop=True),
             )
             for i, start in enumerate(range(0, len(todo), chunk_rows))
@@ -141,23 +162,25 @@ def predict(
         add_count(counts, "*", "tickets_reused", len(reused))
         add_count(counts, "*", "tickets_computed", len(todo))
         rows_out = sum(r.rows for r in results)
-        record.rows_out, record.counts, record.model_version = rows_out, counts, engine.model_version
+        record.rows_out, record.counts, record.model_version = rows_out, counts, manifest.version
         return PredictManifest(
             run_id=ctx.run_id,
             paths=sorted(r.path for r in results if r.path),
             rows=rows_out,
             counts=counts,
-            model_name=engine.model_name,
-            model_version=engine.model_version,
-            thresholds={field: engine.thresholds(field) for field in engine.fields},
-            suggest_only={field: engine.suggest_only(field) for field in engine.fields},
+            model_name=manifest.name,
+            model_version=manifest.version,
+            thresholds={
+                f: (manifest.fields[f].apply.threshold, manifest.fields[f].suggest.threshold) for f in fields
+            },
+            suggest_only={f: dict(manifest.fields[f].suggest_only) for f in fields},
         )
 
 
 @dataclass(frozen=True)
 class PartJob:
     """One part of a run's tickets to compute, with all a worker needs to write it (no secret):
-    ``tickets`` has ``ticket_id``, ``subject``, ``description`` and ``input_hash``."""
+    ``tickets`` has ``ticket_id``, ``subject``, ``description`` and ``input_hash``, hashed for ``setup``."""
 
     name: str
     lake: str
@@ -168,6 +191,7 @@ class PartJob:
     precision: str
     run_id: str
     partition: datetime
+    setup: dict[str, Any]
     tickets: pd.DataFrame
 
 
@@ -192,8 +216,11 @@ def predict_part(job: PartJob, engine: InferenceEngine | None = None) -> PartRes
             job.version,
             device=job.device,
             batch_tokens=job.batch_tokens,
+            top_k=DEFAULT_TOP_K,
             precision=cast(Precision, job.precision),
         )
+    if inference_setup(engine) != job.setup:  # the input hashes would not describe these outputs
+        raise PipelineError(f"this worker runs the model as {inference_setup(engine)}, not {job.setup}")
     hash_of = dict(zip(job.tickets["ticket_id"].astype(int), job.tickets["input_hash"], strict=True))
     predicted = engine.predict_frame(job.tickets[["ticket_id", "subject", "description"]])
     rows = _prediction_rows(predicted, job.run_id, hash_of)
@@ -222,11 +249,17 @@ def inference_setup(engine: InferenceEngine) -> dict[str, Any]:
     return {"precision": engine.precision, "device": engine.model.device.type, "top_k": engine.top_k}
 
 
-def input_hashes(engine: InferenceEngine, frame: pd.DataFrame) -> list[str]:
+def configured_setup(settings: Settings) -> dict[str, Any]:
+    """:func:`inference_setup` of the engine :func:`load_engine` would load, without loading it."""
+    model = settings.model
+    return {"precision": model.precision, "device": pick_device(model.device).type, "top_k": DEFAULT_TOP_K}
+
+
+def input_hashes(setup: dict[str, Any], frame: pd.DataFrame) -> list[str]:
     """Per ticket of ``frame`` (``subject``, ``description``), the ``input_hash`` of its prediction."""
-    setup = json.dumps(inference_setup(engine), sort_keys=True)
+    setup_json = json.dumps(setup, sort_keys=True)
     return [
-        input_hash(text_hash(ticket_text(s, d)), setup)
+        input_hash(text_hash(ticket_text(s, d)), setup_json)
         for s, d in zip(frame["subject"], frame["description"], strict=True)
     ]
 
