@@ -2,7 +2,7 @@
 throughput, and peak memory of streaming prediction.
 
     .venv/bin/python bench/inference.py throughput [--tickets 1000] [--otai-tickets 150] [--repeats 5]
-        [--batch-tokens 4096 16384] [--precisions float32 int8] [--max-load 0.5] [--force] [--out FILE]
+        [--batch-tokens 4096] [--precisions float32 onnx-float32 bfloat16 int8] [--max-load 0.5] [--force] [--out FILE]
     .venv/bin/python bench/inference.py memory [--sizes 2000 20000]
     .venv/bin/python bench/inference.py all
 
@@ -12,12 +12,15 @@ transformers ``text-classification`` pipeline once per ticket and per field (one
 per field); here that is three ``AutoModelForSequenceClassification`` pipelines over the same
 encoder. The engine predicts all three fields in one encoder pass per token-budget batch
 (``predict_frame``, end to end: HTML stripping, tokenising, TF-IDF, neighbour memory, top-k, the
-output frame). Every configuration (each precision and token budget, and the per-ticket way) is
-timed ``--repeats`` times after a warm-up: tickets/s minimum, median and maximum, the load average
-before and after it, and the share of the process's threads it got (CPU seconds / wall seconds /
-threads; well under 1 means other work took the cores). The headline compares medians, using only
-precisions whose predictions stay within tolerance of float32 (labels identical on at least 99.5% of
-tickets per field, probabilities within 0.02; the comparison is recorded). It also measures the
+output frame). The engine's configurations (each precision and token budget) are timed
+interleaved, ``--repeats`` rounds after a warm-up, the order reversed every other round, so a change
+of load hits all of them alike; each gets tickets/s minimum, median and maximum, the load average
+before and after, the share of the process's threads it got (CPU seconds / wall seconds / threads;
+well under 1 means other work took the cores) and its speed-up over float32 at the same budget
+(median of the per-round ratios, with their range). The per-ticket way is timed ``--repeats`` times
+after them. The headline compares medians, using only precisions whose predictions stay within
+tolerance of float32 (labels identical on at least 99.5% of tickets per field, probabilities within
+0.02; the comparison on all the tickets is recorded). It also measures the
 CPU's float32 matmul rate (``torch.matmul``, 2048 x 2048) and counts the encoder FLOPs of the real
 tokens the engine ran (``2 x weights x tokens`` plus attention) to give the share of that rate the
 engine reaches.
@@ -151,15 +154,7 @@ def load1() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def timed(run: Callable[[], object], repeats: int, items: int) -> dict:
-    """``run`` after a warm-up call, ``repeats`` times: items/s (min, median, max), load and CPU share."""
-    run()
-    before, seconds, cpu = load1(), [], 0.0
-    for _ in range(repeats):
-        cpu_started, started = time.process_time(), time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - started)
-        cpu += time.process_time() - cpu_started
+def _summary(seconds: list[float], cpu: float, items: int, before: float) -> dict:
     rates = sorted(items / s for s in seconds)
     return {
         "tickets_per_s": {
@@ -171,6 +166,42 @@ def timed(run: Callable[[], object], repeats: int, items: int) -> dict:
         "load_before": before,
         "load_after": load1(),
         "cpu_share": round(cpu / sum(seconds) / torch.get_num_threads(), 2),
+    }
+
+
+def timed(run: Callable[[], object], repeats: int, items: int) -> dict:
+    """``run`` after a warm-up call, ``repeats`` times: items/s (min, median, max), load and CPU share."""
+    return interleaved({"run": run}, repeats, items)["run"]
+
+
+def interleaved(runs: dict[str, Callable[[], object]], repeats: int, items: int) -> dict[str, dict]:
+    """Each of ``runs`` once to warm up, then ``repeats`` rounds of all of them (order reversed every
+    other round): per run what :func:`timed` gives, plus ``seconds`` per round for paired ratios."""
+    for run in runs.values():
+        run()
+    before = load1()
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    cpu = dict.fromkeys(runs, 0.0)
+    for round_ in range(repeats):
+        for name in list(runs) if round_ % 2 == 0 else list(runs)[::-1]:
+            cpu_started, started = time.process_time(), time.perf_counter()
+            runs[name]()
+            seconds[name].append(time.perf_counter() - started)
+            cpu[name] += time.process_time() - cpu_started
+    return {
+        name: _summary(seconds[name], cpu[name], items, before)
+        | {"seconds": [round(x, 3) for x in seconds[name]]}
+        for name in runs
+    }
+
+
+def paired_speedup(seconds: list[float], baseline: list[float]) -> dict:
+    """Per-round ratios ``baseline / seconds`` of two interleaved runs: median, minimum, maximum."""
+    ratios = sorted(b / s for s, b in zip(seconds, baseline, strict=True))
+    return {
+        "median": round(float(np.median(ratios)), 2),
+        "min": round(ratios[0], 2),
+        "max": round(ratios[-1], 2),
     }
 
 
@@ -199,23 +230,40 @@ def throughput(args: argparse.Namespace) -> dict:
         store = build_model(Path(folder), args.max_length)
         frame = tickets(args.tickets, seed=2)
         texts = [ticket_text(s, d) for s, d in zip(frame["subject"], frame["description"], strict=True)]
-        configurations, tolerance = [], {}
-        for precision in args.precisions:
-            for budget in args.batch_tokens:
-                gate()
-                engine = InferenceEngine.load(store, batch_tokens=budget, precision=precision)
-                timing = timed(lambda e=engine: e.predict_frame(frame), args.repeats, args.tickets)
-                configurations.append({"precision": precision, "batch_tokens": budget, **timing})
-            if precision != "float32":
-                reference = InferenceEngine.load(store, precision="float32").predict(texts)
-                found = compare(reference, engine.predict(texts))
-                tolerance[precision] = {
-                    "tickets": found.texts,
-                    "label_agreement": {f: round(v, 4) for f, v in found.label_agreement.items()},
-                    "max_probability_diff": {f: round(v, 4) for f, v in found.max_probability_diff.items()},
-                    "within": found.within,
-                }
-        engine = InferenceEngine.load(store)
+        gate()
+        engines = {
+            (precision, budget): InferenceEngine.load(store, batch_tokens=budget, precision=precision)
+            for precision in args.precisions
+            for budget in args.batch_tokens
+        }
+        reference = engines["float32", args.batch_tokens[0]].predict(texts)
+        tolerance = {}
+        for precision in args.precisions[1:]:
+            found = compare(reference, engines[precision, args.batch_tokens[0]].predict(texts))
+            tolerance[precision] = {
+                "tickets": found.texts,
+                "label_agreement": {f: round(v, 4) for f, v in found.label_agreement.items()},
+                "max_probability_diff": {f: round(v, 4) for f, v in found.max_probability_diff.items()},
+                "within": found.within,
+            }
+        gate()
+        timings = interleaved(
+            {
+                f"{precision}/{budget}": lambda e=engine: e.predict_frame(frame)
+                for (precision, budget), engine in engines.items()
+            },
+            args.repeats,
+            args.tickets,
+        )
+        configurations = []
+        for precision, budget in engines:
+            timing = timings[f"{precision}/{budget}"]
+            baseline = timings[f"float32/{budget}"]["seconds"]
+            speedup = paired_speedup(timing["seconds"], baseline)
+            configurations.append(
+                {"precision": precision, "batch_tokens": budget, **timing, "vs_float32": speedup}
+            )
+        engine = engines["float32", args.batch_tokens[0]]
         flops = encoder_flops(engine, texts)
         encoder_dir = store / "versions" / engine.model_version / "encoder"
         labels = {f: engine.labels(f) for f in engine.fields}
@@ -320,8 +368,13 @@ def main() -> None:
     parser.add_argument("--otai-tickets", type=int, default=150)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
-    parser.add_argument("--batch-tokens", type=int, nargs="+", default=[4096, 16384])
-    parser.add_argument("--precisions", nargs="+", choices=["float32", "int8"], default=["float32", "int8"])
+    parser.add_argument("--batch-tokens", type=int, nargs="+", default=[4096])
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["float32", "onnx-float32", "bfloat16", "int8"],
+        default=["float32", "onnx-float32", "bfloat16", "int8"],
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per configuration")
     parser.add_argument(
         "--max-load", type=float, default=0.5, help="most 1-minute load average of other work (default 0.5)"
@@ -329,8 +382,8 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="record on a busy machine, flagged busy")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if "float32" not in args.precisions or args.repeats < 1:
-        parser.error("--precisions must include float32 (the reference) and --repeats must be positive")
+    if args.precisions[0] != "float32" or args.repeats < 1:
+        parser.error("--precisions must start with float32 (the reference) and --repeats must be positive")
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     sections = ["throughput", "memory"] if args.section == "all" else [args.section]
     try:

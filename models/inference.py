@@ -2,9 +2,12 @@
 
 Texts are tokenised once, sorted by length and cut into batches under a token budget, padded only
 to the longest text of each batch (:mod:`triage.models.batching`), run under ``torch.inference_mode`` with
-bf16 autocast on CUDA. On CPU the encoder can run int8 (``precision="int8"``: linear layers
-quantised dynamically, see :func:`triage.models.encoders.quantise_int8`); :func:`compare` says whether its
-predictions stay within :data:`TOLERANCE` of float32. A model folder is loaded once per process (a
+bf16 autocast on CUDA. On CPU the encoder can run on ONNX Runtime in float32 with fused kernels
+(``precision="onnx-float32"``, :mod:`triage.models.onnx_encoder`; checked against torch when loaded),
+under bf16 autocast (``precision="bfloat16"``, :mod:`triage.models.bf16_encoder`) or int8
+(``precision="int8"``: linear layers quantised dynamically, see
+:func:`triage.models.encoders.quantise_int8`); :func:`compare` says whether a path's predictions stay
+within :data:`TOLERANCE` of float32. A model folder is loaded once per process (a
 small cache keyed by folder, device and precision). Results do not depend on how texts are batched,
 beyond float rounding.
 
@@ -19,6 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -175,7 +179,8 @@ class InferenceEngine:
         self.batch_tokens = batch_tokens
         self.top_k = top_k
         self.precision = precision
-        """What the encoder runs in on CPU: ``float32`` or ``int8`` (see :meth:`load`)."""
+        """What the encoder runs in on CPU: ``float32``, ``onnx-float32``, ``bfloat16`` or ``int8`` (see
+        :meth:`load`)."""
 
     @classmethod
     def load(
@@ -190,15 +195,18 @@ class InferenceEngine:
     ) -> InferenceEngine:
         """The model at a version folder, or a store's ``version`` (default: current); cached per process.
 
-        ``precision="int8"`` quantises the encoder's linear layers (CPU only; on CUDA the engine runs
-        bf16 autocast whatever this says, so int8 is refused there).
+        ``precision="onnx-float32"`` runs the encoder on ONNX Runtime (exported and checked once per
+        process, a few seconds); ``"bfloat16"`` runs its matrix products in bf16; ``"int8"`` quantises its
+        linear layers. All three are CPU only (on CUDA the engine runs bf16 autocast whatever this says,
+        so they are refused there).
         """
-        if precision not in ("float32", "int8"):
-            raise ValueError(f"precision must be 'float32' or 'int8', not {precision!r}")
+        if precision not in get_args(Precision):
+            choices = ", ".join(repr(p) for p in get_args(Precision))
+            raise ValueError(f"precision must be one of {choices}, not {precision!r}")
         folder = resolve_model_folder(path_or_store_root, version)
         target = pick_device(device)
-        if precision == "int8" and target.type != "cpu":
-            raise ValueError(f"precision 'int8' runs on CPU only, not on {target.type}")
+        if precision != "float32" and target.type != "cpu":
+            raise ValueError(f"precision {precision!r} runs on CPU only, not on {target.type}")
         model, manifest = load_cached(folder, target, precision)
         return cls(model, manifest, batch_tokens=batch_tokens, top_k=top_k, precision=precision)
 

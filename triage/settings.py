@@ -133,11 +133,16 @@ class ModelSettings(_Section):
         description="Token budget per batch (4,096 is fastest on CPU; raise it on a GPU).",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    precision: Literal["float32", "int8"] = Field(
+    precision: Literal["float32", "onnx-float32", "bfloat16", "int8"] = Field(
         default="float32",
-        description="What the encoder runs in on CPU for prediction. 'int8' (linear layers quantised) embeds "
-        "about twice as fast but moved 6-17% of labels on real tickets in the tolerance check (needed: 99.5% "
-        "identical, probabilities within 0.02); use it only where bench/inference.py shows it within tolerance.",
+        description="What the encoder runs in on CPU for prediction. 'onnx-float32': the same float32 numbers "
+        "on ONNX Runtime's fused kernels (exported and checked against torch once per process, a few seconds; "
+        "within the tolerance on real tickets). 'bfloat16': matrix products in bf16 under autocast, about 1.8x "
+        "the encoder speed on CPUs with AVX512_BF16 or AMX (slower without), within the tolerance on the "
+        "benchmark's tickets with little room (probabilities up to 0.016 apart). 'int8' (linear layers quantised) "
+        "embeds about twice as fast but "
+        "moved 2-7% of labels on real tickets in the tolerance check (needed: 99.5% identical, probabilities "
+        "within 0.02); use it only where bench/inference.py shows it within tolerance.",
     )
     min_examples_per_class: int = Field(default=30, ge=1)
     target_precision: float = Field(default=0.90, gt=0.0, le=1.0)
