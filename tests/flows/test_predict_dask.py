@@ -118,3 +118,28 @@ def test_the_dask_address_is_local_a_worker_count_or_a_scheduler(monkeypatch):
         monkeypatch.setenv("TRIAGE_PIPELINE__DASK_ADDRESS", bad)
         with pytest.raises(ConfigError, match="dask_address"):
             load_settings()
+
+
+def test_an_existing_cluster_by_address_gives_the_same_predictions(world, monkeypatch):
+    """``tcp://host:port``: a running cluster (started here, one worker process) does the parts."""
+    from distributed import LocalCluster
+
+    monkeypatch.setattr(predict_stage, "CHUNK_ROWS", PART)
+    single = triage_flow(TriageParams(config=str(world["config"]), mode="shadow"))
+    tickets = ExtractManifest.model_validate(single.stages["extract"])
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://")
+        ctx = StageContext(
+            run_id="on-a-running-cluster",
+            flow="triage",
+            window_start=single.window_start,
+            window_end=single.window_end,
+            window_source="explicit",
+            config_path=str(world["config"]),
+            overrides={"pipeline": {"mode": "shadow", "reuse_days": 0, "dask_address": address}},
+        )
+        predict_stage.predict(ctx, tickets, run_parts=dask_parts(ctx.settings().pipeline.dask_address))
+    lake = Lake(world["lake"])
+    expected, got = predictions(lake, single.run_id), predictions(lake, ctx.run_id)
+    assert expected.keys() == got.keys() and all(same(expected[k], got[k]) for k in expected)
