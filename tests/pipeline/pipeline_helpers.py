@@ -1,14 +1,18 @@
-"""Helpers for stage tests: predictions straight from the simulator's hidden truth, change logs."""
+"""Helpers for stage tests: predictions straight from the simulator's hidden truth, change logs, a small
+labelled training set."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from triage.tasks.context import StageContext
+from triage.tasks.extract import extract
 from triage.tasks.manifest import ExtractManifest, PredictManifest
 from triage.tasks.snapshots import latest_snapshots
 
@@ -102,3 +106,34 @@ def wanted_writes(ctx: StageContext, decided, specs) -> dict[tuple[int, str], ob
         for r in rows
         if r["action"] == "apply"
     }
+
+
+TOPICS = {
+    "Billing": ["invoice", "refund", "payment", "charge"],
+    "Hardware": ["printer", "laptop", "monitor", "keyboard"],
+    "Network": ["vpn", "wifi", "router", "proxy"],
+}
+
+
+def topic_training_frame(n: int = 90) -> pd.DataFrame:
+    """Labelled tickets of three topics (group), urgency (priority) and a random type, seeded."""
+    rng = random.Random(0)
+    rows = []
+    for i in range(n):
+        group = list(TOPICS)[i % 3]
+        noun = rng.choice(TOPICS[group])
+        urgent = rng.random() < 0.5
+        rows.append({
+            "subject": f"{noun.capitalize()} issue #{i}",
+            "description": f"<p>My {noun} needs help.</p><p>{'URGENT: down' if urgent else 'No rush'}.</p>",
+            "group": group,
+            "priority": "High" if urgent else "Low",
+            "type": rng.choice(["Incident", "Question"]),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+async def extract_open(ctx, adapter_for):
+    """Extract for ``ctx`` through the adapter fixture's simulator."""
+    async with adapter_for(ctx) as adapter:
+        return await extract(ctx, adapter)

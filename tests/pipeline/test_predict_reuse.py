@@ -7,38 +7,12 @@ text and another's priority only.
 
 from __future__ import annotations
 
-import random
-
-import pandas as pd
 import pytest
+from pipeline_helpers import extract_open, topic_training_frame
 
 from triage.lake.tables.predictions import PREDICTIONS
 from triage.models.inference import InferenceEngine
-from triage.tasks.extract import extract
 from triage.tasks.predict import predict
-
-TOPICS = {
-    "Billing": ["invoice", "refund", "payment", "charge"],
-    "Hardware": ["printer", "laptop", "monitor", "keyboard"],
-    "Network": ["vpn", "wifi", "router", "proxy"],
-}
-
-
-def _training_frame(n: int = 90) -> pd.DataFrame:
-    rng = random.Random(0)
-    rows = []
-    for i in range(n):
-        group = list(TOPICS)[i % 3]
-        noun = rng.choice(TOPICS[group])
-        urgent = rng.random() < 0.5
-        rows.append({
-            "subject": f"{noun.capitalize()} issue #{i}",
-            "description": f"<p>My {noun} needs help.</p><p>{'URGENT: down' if urgent else 'No rush'}.</p>",
-            "group": group,
-            "priority": "High" if urgent else "Low",
-            "type": rng.choice(["Incident", "Question"]),
-        })  # fmt: skip
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +27,9 @@ def engine(tmp_path_factory) -> InferenceEngine:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("store")
     config = TrainConfig(max_length=32, min_examples_per_class=10, store_root=root)
-    ModelStore(root).register(train(_training_frame(), config))
+    ModelStore(root).register(train(topic_training_frame(), config))
     yield InferenceEngine.load(root, device="cpu")
     torch.set_num_threads(threads)
-
-
-async def _extract(ctx, adapter_for):
-    async with adapter_for(ctx) as adapter:
-        return await extract(ctx, adapter)
 
 
 def _rows(ctx, manifest) -> dict[tuple[int, str], dict]:
@@ -74,17 +43,18 @@ def _outputs(row: dict) -> tuple:
 
 
 def _same_outputs(reused: dict, fresh: dict) -> None:
+    """Equal as the engine promises: batches of other tickets move a probability by at most 1e-5."""
     assert _outputs(reused) == _outputs(fresh)
-    assert reused["probability"] == pytest.approx(fresh["probability"], abs=1e-6)
+    assert reused["probability"] == pytest.approx(fresh["probability"], abs=1e-5)
     assert [k["label"] for k in reused["top_k"]] == [k["label"] for k in fresh["top_k"]]
     assert [k["probability"] for k in reused["top_k"]] == pytest.approx(
-        [k["probability"] for k in fresh["top_k"]], abs=1e-6
+        [k["probability"] for k in fresh["top_k"]], abs=1e-5
     )
 
 
 async def test_unchanged_input_is_reused_equal_to_a_fresh_computation(make_ctx, adapter_for, sim, engine):
     first = make_ctx("run-1")
-    predicted = predict(first, await _extract(first, adapter_for), engine=engine)
+    predicted = predict(first, await extract_open(first, adapter_for), engine=engine)
     tickets = len({t for t, _ in _rows(first, predicted)})
     assert tickets >= 10
     assert predicted.counts["*"] == {"tickets_reused": 0, "tickets_computed": tickets}
@@ -95,7 +65,7 @@ async def test_unchanged_input_is_reused_equal_to_a_fresh_computation(make_ctx, 
     sim.agent_edit(triaged, priority="Urgent")  # same text: an edit that brings the ticket back
 
     second = make_ctx("run-2")
-    extracted = await _extract(second, adapter_for)
+    extracted = await extract_open(second, adapter_for)
     again = predict(second, extracted, engine=engine)
     rows = _rows(second, again)
     assert again.counts["*"] == {"tickets_reused": tickets - 1, "tickets_computed": 1}
@@ -125,7 +95,7 @@ async def test_unchanged_input_is_reused_equal_to_a_fresh_computation(make_ctx, 
 
 async def test_another_model_version_or_setup_computes_again(make_ctx, adapter_for, engine):
     first = make_ctx("run-1")
-    extracted = await _extract(first, adapter_for)
+    extracted = await extract_open(first, adapter_for)
     predict(first, extracted, engine=engine)
 
     newer = InferenceEngine(engine.model, engine.manifest.model_copy(update={"version": "v-newer"}))
@@ -149,7 +119,7 @@ async def test_another_model_version_or_setup_computes_again(make_ctx, adapter_f
 
 async def test_only_recent_computations_are_reused(make_ctx, adapter_for, engine, monkeypatch):
     first = make_ctx("run-1")
-    extracted = await _extract(first, adapter_for)
+    extracted = await extract_open(first, adapter_for)
     predict(first, extracted, engine=engine)
 
     from datetime import timedelta

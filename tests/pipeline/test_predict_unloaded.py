@@ -4,7 +4,7 @@ look-up need the store's current version and its manifest only, not its weights.
 from __future__ import annotations
 
 import pytest
-from test_predict_reuse import _extract, _training_frame
+from pipeline_helpers import extract_open, topic_training_frame
 
 from triage.models import inference, loading
 from triage.tasks.predict import predict
@@ -22,7 +22,7 @@ def store(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("store")
     ModelStore(root).register(
-        train(_training_frame(), TrainConfig(max_length=32, min_examples_per_class=10, store_root=root))
+        train(topic_training_frame(), TrainConfig(max_length=32, min_examples_per_class=10, store_root=root))
     )
     yield root
     torch.set_num_threads(threads)
@@ -31,7 +31,7 @@ def store(tmp_path_factory):
 async def test_every_prediction_reused_loads_no_model(make_ctx, adapter_for, store, monkeypatch):
     cpu = {"model": {"store": str(store), "device": "cpu"}}
     first = make_ctx("run-1").model_copy(update={"overrides": cpu})
-    extracted = await _extract(first, adapter_for)
+    extracted = await extract_open(first, adapter_for)
     computed = predict(first, extracted)
     tickets = computed.counts["*"]["tickets_computed"]
     assert tickets >= 10
