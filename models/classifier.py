@@ -290,8 +290,12 @@ class TriageClassifier(nn.Module):
             torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).to(self.device)
         )
         rows = SparseRows.from_csr(sparse, self.device) if sparse is not None else None
+        return self._tag_sigmoid(self.tags_head, emb, rows)
+
+    @staticmethod
+    def _tag_sigmoid(head: FieldHead, embeddings: torch.Tensor, rows: SparseRows | None) -> np.ndarray:
         with torch.inference_mode():
-            return torch.sigmoid(self.tags_head(emb, rows).float()).cpu().numpy()
+            return torch.sigmoid(head(embeddings, rows).float()).cpu().numpy()
 
     def predict_proba(
         self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS
@@ -305,10 +309,46 @@ class TriageClassifier(nn.Module):
             if self.config.tags:
                 out[TAGS] = np.zeros((0, len(self.config.tags)), np.float32)
             return out
-        embeddings, sparse = self.embed(texts, batch_tokens=batch_tokens), self.sparse_features(texts)
+        sparse = self.sparse_features(texts)
+        if not self.reads_embedding():
+            return self._proba_without_encoder(len(texts), sparse)
+        embeddings = self.embed(texts, batch_tokens=batch_tokens)
         out = self.proba_from_features(embeddings, sparse)
         if self.tags_head is not None:
             out[TAGS] = self.tag_proba(embeddings, sparse)
+        return out
+
+    def _all_heads(self) -> list[FieldHead]:
+        return [self.head(field) for field in self.fields] + ([self.tags_head] if self.tags_head else [])
+
+    def reads_embedding(self) -> bool:
+        """Whether any head's output depends on the encoder: an embedding or memory weight not zero.
+
+        Where head selection kept TF-IDF alone for every field (the baseline's recipe, when the encoder
+        does not earn its place), prediction skips the encoder: the same probabilities, bit for bit.
+        """
+        return any(
+            bool(head.dense.weight.any())
+            or (head.memory_weight is not None and bool(head.memory_weight.any()))
+            for head in self._all_heads()
+        )
+
+    def _proba_without_encoder(self, n: int, sparse: sp.csr_matrix | None) -> dict[str, np.ndarray]:
+        """:meth:`predict_proba` for heads whose embedding and memory weights are all zero: their inputs
+        are zeros (the products that read them are zero exactly), the TF-IDF rows as they are."""
+        rows = SparseRows.from_csr(sparse, self.device) if sparse is not None else None
+        zeros = torch.zeros((n, self.embed_mean.shape[0]), device=self.device)
+        out = {}
+        for field in self.fields:
+            head = self.head(field)
+            shares = (
+                torch.zeros((n, head.n_classes), device=self.device)
+                if head.memory_weight is not None
+                else None
+            )
+            out[field] = head.proba(zeros, rows, shares)
+        if self.tags_head is not None:
+            out[TAGS] = self._tag_sigmoid(self.tags_head, zeros, rows)
         return out
 
     # -- persistence ---------------------------------------------------------------------------------

@@ -127,3 +127,37 @@ def test_an_empty_input_gives_an_empty_result(engine):
     assert all(p.proba.shape == (0, len(engine.labels(f))) for f, p in predictions.items())
     out = engine.predict_frame(pd.DataFrame({"ticket_id": [], "subject": [], "description": []}))
     assert list(out.columns) == OUTPUT_COLUMNS and out.empty
+
+
+def test_a_model_whose_heads_read_no_embedding_predicts_without_the_encoder(trained, monkeypatch):
+    """TF-IDF alone in every head (head selection's choice where the encoder does not earn its place):
+    the encoder is not run, and the probabilities are those of the full path, bit for bit."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(trained.model)
+    heads = [model.head(field) for field in model.fields]
+    with torch.no_grad():
+        for head in heads:
+            head.dense.weight.zero_()
+            if head.memory_weight is not None:
+                head.memory_weight.zero_()
+    texts = trained.holdout[TEXT].tolist()
+    assert not model.reads_embedding()
+    full = model.proba_from_features(model.embed(texts), model.sparse_features(texts))
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the encoder ran")
+
+    monkeypatch.setattr(model, "embed", no_encoder)
+    skipped = model.predict_proba(texts)
+    assert skipped.keys() == full.keys()
+    for field in model.fields:
+        np.testing.assert_array_equal(skipped[field], full[field])
+
+    with torch.no_grad():
+        heads[-1].dense.weight[0, 0] = 0.5  # one field reads the embedding again: so does prediction
+    assert model.reads_embedding()
+    with pytest.raises(AssertionError, match="the encoder ran"):
+        model.predict_proba(texts)
