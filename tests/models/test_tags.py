@@ -87,7 +87,9 @@ def test_tags_trained_on_real_multilabel_rows_reach_the_target_precision_on_the_
         assert threshold is not None
         chosen = proba[:, j] >= threshold - 1e-6
         hits, selected = int(truth[chosen, j].sum()), int(chosen.sum())
-        assert selected >= MIN_SELECTED and _wilson_lower(hits, selected, 0.95) >= config.target_precision - 1e-9, tag
+        assert (
+            selected >= MIN_SELECTED and _wilson_lower(hits, selected, 0.95) >= config.target_precision - 1e-9
+        ), tag
     # a tag with too few training rows, or no threshold, is only suggested, with the reason
     for tag, reason in manifest.tags.suggest_only.items():
         few = tags.train_counts[tag] < config.min_examples_per_class
