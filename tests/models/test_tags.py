@@ -167,3 +167,22 @@ def test_predictions_carry_every_tag_with_its_own_probability(tmp_path):
     second = {k["label"]: k["probability"] for k in tags.loc[2, "top_k"]}
     assert first["urgent"] > 0.9 and first["vpn"] > 0.9 and first["printer"] < 0.1
     assert second["urgent"] < 0.1 and second["vpn"] < 0.1
+
+
+def test_triage_train_learns_tags_when_the_configuration_asks_for_them(tmp_path):
+    """``model.train_options: {tags: true}``: the file's ``tags`` column (text, comma-separated) is learned."""
+    from typer.testing import CliRunner
+
+    from triage.cli import app
+
+    frame = _tagged_tickets()
+    frame["tags"] = frame["tags"].map(",".join)
+    frame.to_csv(tmp_path / "tickets.csv", index=False)
+    config = tmp_path / "config.yml"
+    config.write_text("model:\n  train_options: {tags: true}\n")
+    args = ["train", str(tmp_path / "tickets.csv"), "--fields", "group", "--config", str(config)]
+    args += ["--max-length", "32", "--min-examples", "10", "--store", str(tmp_path / "store")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("tags "))
+    assert "tags may be added: " in line and "urgent" in line.split("added: ")[1]

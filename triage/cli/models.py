@@ -168,6 +168,13 @@ def train_command(
             typer.echo(f"{'':<12} left out as too rare: {outcome.excluded_classes}")
         if outcome.apply_warning:
             typer.echo(f"{'':<12} WARNING {outcome.apply_warning}")
+    if result.tags is not None:
+        tags = result.tags
+        added = [tag for tag in tags.tags if tag not in tags.suggest_only]
+        typer.echo(
+            f"{'tags':<12} micro-F1 {tags.evaluation.micro_f1:.3f} (baseline {tags.baseline.micro_f1:.3f}); "
+            f"{len(added)} of {len(tags.tags)} tags may be added: {', '.join(added) or 'none'}"
+        )
     for field, why in result.skipped_fields.items():
         typer.echo(f"{field:<12} not trained: {why}")
     typer.echo(f"version {version.version} saved in {version.path}")
