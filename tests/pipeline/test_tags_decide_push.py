@@ -1,10 +1,31 @@
 """Tags (the multi-label head) in decide and push planning: only added, never one the ticket has."""
 
-from test_push_plan import T0, T1, change, run_recheck, ticket
+from datetime import UTC, datetime
 
+from triage.adapters.base import Ticket
 from triage.tasks.audit import change_key
-from triage.tasks.push_plan import plan_writes
+from triage.tasks.push_plan import Change, plan_writes, recheck
 from triage.tasks.rules import Prediction, decide_tags
+
+T0 = datetime(2026, 11, 29, 9, tzinfo=UTC)
+T1 = datetime(2026, 11, 29, 10, tzinfo=UTC)
+
+
+def ticket(ticket_id, updated=T0, **values):
+    return Ticket(id=ticket_id, created_at=T0, updated_at=updated, **values)
+
+
+def change(ticket_id, field, label, p=0.9):
+    return Change(ticket_id, field, label, p, "run-1", "v1", T0)
+
+
+def run_recheck(changes, fresh=None, done=frozenset(), snapshots=None):
+    snapshots = snapshots or {c.ticket_id: ticket(c.ticket_id) for c in changes}
+    return recheck(
+        changes, method="update", done=set(done), pending=set(), snapshots=snapshots, fresh=fresh or {},
+        specs={}, rules={},
+    )  # fmt: skip
+
 
 THRESHOLDS = {"urgent": (0.8, 0.6), "vpn": (0.7, 0.5), "printer": (None, None), "billing": (0.9, None)}
 
