@@ -3,18 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from model_tickets import labelled_tickets
-
-RARE = {"Facilities": 4}
-"""A group with fewer training rows than ``min_examples_per_class``: learned, but only suggested."""
-
-
-def tiny_config(tmp_path, **overrides):
-    """Training settings for tests: the packaged MiniLM, short texts, small class minimum."""
-    from triage.models.training_config import TrainConfig
-
-    values = {"max_length": 32, "min_examples_per_class": 10, "store_root": tmp_path}
-    return TrainConfig(**{**values, **overrides})
+from model_tickets import RARE, labelled_tickets, tiny_config
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,4 +1,5 @@
-"""A small synthetic labelled ticket set for the model tests (no shared data needed)."""
+"""A small synthetic labelled ticket set for the model tests (no shared data needed), and the tests' training
+settings."""
 
 from __future__ import annotations
 
@@ -50,3 +51,15 @@ def _ticket(rng: random.Random, group: str, i: int) -> dict[str, str]:
         "priority": priority,
         "type": kind,
     }
+
+
+RARE = {"Facilities": 4}
+"""A group with fewer training rows than ``min_examples_per_class``: learned, but only suggested."""
+
+
+def tiny_config(tmp_path, **overrides):
+    """Training settings for tests: the packaged MiniLM, short texts, small class minimum."""
+    from triage.models.training_config import TrainConfig
+
+    values = {"max_length": 32, "min_examples_per_class": 10, "store_root": tmp_path}
+    return TrainConfig(**{**values, **overrides})

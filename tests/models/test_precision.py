@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config
+from model_tickets import tiny_config
 from torch import nn
 
 from triage.models import onnx_encoder

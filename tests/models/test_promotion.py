@@ -14,8 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_config
-from model_tickets import TOPICS, labelled_tickets
+from model_tickets import TOPICS, labelled_tickets, tiny_config
 
 from triage.models.evaluation import apply_gap, evaluate_field
 from triage.models.manifest import ModelManifest, keys_sha256

@@ -8,8 +8,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from conftest import tiny_config
-from model_tickets import labelled_tickets
+from model_tickets import labelled_tickets, tiny_config
 
 from triage.models.classifier import HEADS_FILE, PICKLE_SUFFIXES
 from triage.models.inference import InferenceEngine

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config
+from model_tickets import tiny_config
 
 from triage.models.tags import MIN_SELECTED, clean_tags, multi_hot, read_tags
 

@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import RARE, tiny_config
-from model_tickets import labelled_tickets
+from model_tickets import RARE, labelled_tickets, tiny_config
 
 from triage.models.text import ticket_text
 from triage.models.training import TrainingError, data_hash, prepare_frame, train
