@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import yaml
 from pydantic import (
@@ -44,6 +44,8 @@ API_KEY_ENV = "FRESHDESK_API_KEY"
 #: Name of a Prefect Secret block holding the API key; flows load it when ``API_KEY_ENV`` is unset.
 SECRET_BLOCK_ENV = "FRESHDESK_API_KEY_SECRET_BLOCK"
 DEFAULT_CONFIG = Path("config.yml")
+#: An account's name: one path segment (``account=<name>``) and part of its deployments' names.
+ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 Mode = Literal["shadow", "suggest", "apply"]
 Overwrite = Literal["never", "empty_or_default", "always"]
@@ -59,6 +61,21 @@ class TicketSystemSettings(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     adapter: str = "freshdesk"
+    account: str | None = Field(
+        default=None,
+        description="Short name of this helpdesk when one installation triages several (lowercase letters, digits, "
+        "'-' and '_'): its lake is `<pipeline.lake>/account=<name>`, its model store `<model.store>/account=<name>` "
+        "and its cached results beneath them, so no row, model or lease is shared with another account.",
+    )
+
+    @field_validator("account")
+    @classmethod
+    def _path_segment(cls, account: str | None) -> str | None:
+        if account is not None and not ACCOUNT_NAME.fullmatch(account):
+            raise ValueError(
+                "an account is 1 to 64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+            )
+        return account
 
     @model_validator(mode="before")
     @classmethod
@@ -292,8 +309,33 @@ class Settings(_Section):
                     raise ValueError(f"{name}.requires names {other!r}, which is not a triaged field")
         return fields
 
+    @model_validator(mode="after")
+    def _account_paths(self) -> Settings:
+        """The one place an account is resolved: its lake, store and cached results under the configured roots
+        (every stage and command opens them from here; a snapshot validated again is left as it is)."""
+        account = self.ticket_system.account
+        if account is not None:
+            self.pipeline.lake = account_path(self.pipeline.lake, account)
+            self.model.store = account_path(self.model.store, account)
+            if self.pipeline.results is not None:
+                self.pipeline.results = account_path(self.pipeline.results, account)
+        return self
+
     def enabled_fields(self) -> list[str]:
         return [name for name, rule in self.fields.items() if rule.enabled]
+
+
+@overload
+def account_path(root: str, account: str) -> str: ...
+@overload
+def account_path(root: Path | str, account: str) -> Path | str: ...
+def account_path(root: Path | str, account: str) -> Path | str:
+    """``root/account=<account>`` (a URI stays text, a folder a path), or ``root`` if it already is that."""
+    segment = f"account={account}"
+    if isinstance(root, Path):
+        return root if root.name == segment else root / segment
+    text = root.rstrip("/")
+    return text if text.rsplit("/", 1)[-1] == segment else f"{text}/{segment}"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

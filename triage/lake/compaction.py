@@ -192,7 +192,7 @@ def _merged(path: str) -> bool:
 
 
 def _merge(lake: Lake, table: str, folder: str, date_dir: str, paths: list[str]) -> Merged:
-    data = lake.read_paths(table, paths)
+    data = lake.stamped(lake.read_paths(table, paths))
     keys = SORT_KEYS.get(table, ("ticket_id",))
     data = data.take(pc.sort_indices(data, [(key, "ascending") for key in keys]))
     covers = [p[len(folder) + 1 :] for p in paths]

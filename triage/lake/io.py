@@ -1,6 +1,8 @@
 """Atomic Parquet reads and writes on a local folder or any pyarrow filesystem (``s3://...``).
 
-Layout: ``<root>/<table>/date=YYYY-MM-DD/run=<run_id>/<part>.parquet``. A part is written to a hidden
+Layout: ``<root>/<table>/date=YYYY-MM-DD/run=<run_id>/<part>.parquet``; an account's lake is the folder
+``account=<name>`` of the lake's root (``ticket_system.account``), and every part it writes carries the
+account in an ``account`` column too (:data:`triage.lake.schemas.ACCOUNT`). A part is written to a hidden
 temporary name in its folder, then renamed into place, so a reader never sees half a file (pyarrow,
 pandas and DuckDB skip names starting with a dot; on object storage the final object appears whole).
 
@@ -27,7 +29,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from triage.lake.schemas import schema
+from triage.lake.schemas import ACCOUNT, schema
 from triage.lake.tables.base import WrittenPart
 
 #: The ``run=`` folder of a date partition's merged file, and the footer key listing what it replaces.
@@ -39,6 +41,8 @@ RETAINED = "_retained"
 SCAN_ATTEMPTS = 3
 
 PARTITIONING = ds.partitioning(pa.schema([("date", pa.string()), ("run", pa.string())]), flavor="hive")
+#: The folder of an account's lake under the lake's root: ``account=<name>``.
+ACCOUNT_PREFIX = f"{ACCOUNT.name}="
 
 
 def partition_date(value: date | datetime | str) -> str:
@@ -51,9 +55,15 @@ def partition_date(value: date | datetime | str) -> str:
 
 
 class Lake:
-    """The Parquet lake at ``uri``: a local folder, or a URI pyarrow understands (``s3://bucket/x``)."""
+    """The Parquet lake at ``uri``: a local folder, or a URI pyarrow understands (``s3://bucket/x``).
 
-    def __init__(self, uri: str | Path, *, filesystem: pafs.FileSystem | None = None) -> None:
+    Its :attr:`account` is ``account``, else the name of its root folder ``account=<name>`` (None: a lake
+    of one helpdesk, whose rows carry no account).
+    """
+
+    def __init__(
+        self, uri: str | Path, *, filesystem: pafs.FileSystem | None = None, account: str | None = None
+    ) -> None:
         """``filesystem``, when given, is used as is and ``uri`` is the root path inside it."""
         text = str(uri)
         if filesystem is not None:
@@ -65,6 +75,10 @@ class Lake:
             self.fs, root = pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
         self.uri = text
         self.root = root.rstrip("/")
+        folder = self.root.rsplit("/", 1)[-1]
+        self.account = account or (
+            folder.removeprefix(ACCOUNT_PREFIX) if folder.startswith(ACCOUNT_PREFIX) else None
+        )
 
     def __repr__(self) -> str:
         return f"Lake({self.uri!r})"
@@ -105,6 +119,7 @@ class Lake:
             return None
         if set(arrow.column("run_id").unique().to_pylist()) != {run_id}:
             raise ValueError(f"{table}: every row must carry run_id={run_id!r}")
+        arrow = self.stamped(arrow)
         folder = self.partition_dir(table, date=date, run_id=run_id)
         self.fs.create_dir(folder, recursive=True)
         final = f"{folder}/{name}.parquet"
@@ -116,6 +131,12 @@ class Lake:
             _delete_quietly(self.fs, temp)
             raise
         return WrittenPart(table=table, path=final, rows=arrow.num_rows)
+
+    def stamped(self, data: pa.Table) -> pa.Table:
+        """``data`` (rows of one table) with this lake's account column, for a file written to it."""
+        if self.account is None:
+            return data
+        return data.append_column(ACCOUNT, pa.array([self.account] * data.num_rows, pa.string()))
 
     def remove_parts(self, table: str, *, date: date | datetime | str, run_id: str, prefix: str) -> int:
         """Delete this partition's parts whose names start with ``prefix`` (a stage redoing its output)."""

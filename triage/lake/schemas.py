@@ -5,7 +5,9 @@ table); the schemas here are built from those types. Writers validate against th
 reference (docs/lake.md) is generated from their ``doc`` metadata (:func:`reference_markdown`).
 
 Every table is hive-partitioned ``<table>/date=YYYY-MM-DD/run=<run_id>/*.parquet``: ``date`` is the UTC
-date of the run's window end and ``run`` repeats ``run_id`` (which every row also carries).
+date of the run's window end and ``run`` repeats ``run_id`` (which every row also carries). An account's
+lake (``ticket_system.account``) is ``<root>/account=<name>``, and every file it writes also has the
+:data:`ACCOUNT` column.
 """
 
 from __future__ import annotations
@@ -18,10 +20,22 @@ from triage.lake.tables import TOP_K, TS, TableName
 #: Every table's schema by name, in the order of the docs' column reference.
 TABLES: dict[str, pa.Schema] = {name: table.schema for name, table in _TABLES.items()}
 
+#: The column every row of an account's lake carries besides its table's own (:meth:`triage.lake.io.Lake.write`);
+#: the row types and the lake's readers leave it out.
+ACCOUNT = pa.field(
+    "account",
+    pa.string(),
+    nullable=False,
+    metadata={
+        "doc": "The helpdesk (`ticket_system.account`) whose lake holds the row; also its `account=` folder."
+    },
+)
+
 #: One line per table, for ``triage sql --list``.
 TABLE_DOCS: dict[str, str] = {name: table.doc for name, table in _TABLES.items()}
 
 __all__ = [
+    "ACCOUNT",
     "TABLES",
     "TABLE_DOCS",
     "TOP_K",
@@ -54,4 +68,12 @@ def reference_markdown() -> str:
         parts += [f"#### `{table}`", "", "| column | type | meaning |", "|---|---|---|"]
         parts += [f"| `{name}` | {type_} | {doc} |" for name, type_, doc in describe(table)]
         parts.append("")
+    parts += [
+        "#### Every table of an account's lake",
+        "",
+        "| column | type | meaning |",
+        "|---|---|---|",
+        f"| `{ACCOUNT.name}` | {ACCOUNT.type} | {(ACCOUNT.metadata or {})[b'doc'].decode()} |",
+        "",
+    ]
     return "\n".join(parts)
