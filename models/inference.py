@@ -71,6 +71,9 @@ class FieldPredictions:
     proba: np.ndarray
     """``(n_texts, len(classes))`` probabilities."""
     top_k: int
+    keep: np.ndarray | None = None
+    """Per class, the probability from which it is ranked beyond the ``top_k`` (tags: the lower of its
+    apply and suggest thresholds, ``inf`` where it has neither); None: the ``top_k`` only."""
 
     @property
     def labels(self) -> list[str]:
@@ -83,12 +86,17 @@ class FieldPredictions:
         return self.proba.max(axis=1) if len(self.proba) else np.zeros(0)
 
     def ranked(self) -> list[list[dict[str, float | str]]]:
-        """Per text, the ``top_k`` best ``{label, probability}``, best first (ties by label order)."""
+        """Per text, the ``top_k`` best ``{label, probability}`` and every class at or above its ``keep``,
+        best first (ties by label order)."""
         k = min(self.top_k, len(self.classes))
-        order = np.argsort(-self.proba, axis=1, kind="stable")[:, :k]
+        order = np.argsort(-self.proba, axis=1, kind="stable")
+        chosen = np.zeros(order.shape, dtype=bool)
+        chosen[:, :k] = True
+        if self.keep is not None:
+            chosen |= np.take_along_axis(self.proba >= self.keep, order, axis=1)
         return [
-            [{"label": self.classes[j], "probability": float(row[j])} for j in best]
-            for row, best in zip(self.proba, order, strict=True)
+            [{"label": self.classes[j], "probability": float(row[j])} for j in best[keep]]
+            for row, best, keep in zip(self.proba, order, chosen, strict=True)
         ]
 
 
@@ -241,9 +249,21 @@ class InferenceEngine:
             field: FieldPredictions(field, self.labels(field), proba[field], self.top_k)
             for field in self.fields
         }
-        if tags := self.model.config.tags:  # the tags head: every tag ranked, each with its own probability
-            out[TAGS] = FieldPredictions(TAGS, list(tags), proba[TAGS], len(tags))
+        if (
+            tags := self.model.config.tags
+        ):  # each tag's own probability: the top_k, and every tag decide acts on
+            out[TAGS] = FieldPredictions(
+                TAGS, list(tags), proba[TAGS], self.top_k, self._tag_thresholds(tags)
+            )
         return out
+
+    def _tag_thresholds(self, tags: Sequence[str]) -> np.ndarray:
+        """Per tag, the lower of its apply and suggest thresholds (``inf`` where it has neither)."""
+        head = self.manifest.tags
+        if head is None:
+            return np.full(len(tags), np.inf)
+        points = ((head.apply[tag].threshold, head.suggest[tag].threshold) for tag in tags)
+        return np.array([min((t for t in pair if t is not None), default=np.inf) for pair in points])
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Long format, one row per ticket and field (ticket order, then field order; ``tags`` last).

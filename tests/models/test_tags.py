@@ -135,38 +135,80 @@ def _tagged_tickets(n: int = 600) -> pd.DataFrame:
     return frame
 
 
-def test_predictions_carry_every_tag_with_its_own_probability(tmp_path):
-    """One ``tags`` row per ticket in the predictions, every learned tag ranked in its top_k."""
-    from triage.models.inference import InferenceEngine
+@pytest.fixture(scope="module")
+def tagged_version(tmp_path_factory):
+    """A stored version with a group head and a tags head (printer, urgent, vpn)."""
     from triage.models.store import ModelStore
     from triage.models.training import train
 
-    frame = _tagged_tickets()
-    result = train(frame, tiny_config(tmp_path, fields=["group"], tags=True, c_dense=0.01))
+    root = tmp_path_factory.mktemp("tagged")
+    result = train(_tagged_tickets(), tiny_config(root, fields=["group"], tags=True, c_dense=0.01))
     assert result.tags is not None and result.tags.tags == ["printer", "urgent", "vpn"]
     assert "urgent" not in result.tags.suggest_only  # half the tickets: its hold-out reaches the target
-    version, _, _ = ModelStore(tmp_path / "store").register(result)
-    engine = InferenceEngine.load(version.path)
-    tickets = pd.DataFrame(
-        {
-            "ticket_id": [1, 2],
-            "subject": ["Vpn issue", "Monitor question"],
-            "description": [
-                "Something is broken: my vpn, it is very slow. URGENT: production is down.",
-                "Could you please set up: my monitor. No rush, whenever you have time.",
-            ],
-        }
-    )
-    rows = engine.predict_frame(tickets)
+    version, _, _ = ModelStore(root / "store").register(result)
+    return version
+
+
+TWO_TICKETS = pd.DataFrame(
+    {
+        "ticket_id": [1, 2],
+        "subject": ["Vpn issue", "Monitor question"],
+        "description": [
+            "Something is broken: my vpn, it is very slow. URGENT: production is down.",
+            "Could you please set up: my monitor. No rush, whenever you have time.",
+        ],
+    }
+)
+
+
+def test_predictions_carry_every_tag_with_its_own_probability(tagged_version):
+    """One ``tags`` row per ticket in the predictions, each tag with its own probability."""
+    from triage.models.inference import InferenceEngine
+
+    engine = InferenceEngine.load(tagged_version.path)
+    rows = engine.predict_frame(TWO_TICKETS)
     tags = rows[rows["field"] == "tags"].set_index("ticket_id")
     assert list(rows["field"]) == ["group", "tags", "group", "tags"]
-    for ticket_id in (1, 2):
+    for ticket_id in (1, 2):  # three tags, top_k 3: every tag ranked
         ranked = {k["label"]: k["probability"] for k in tags.loc[ticket_id, "top_k"]}
         assert set(ranked) == {"printer", "urgent", "vpn"}
     first = {k["label"]: k["probability"] for k in tags.loc[1, "top_k"]}
     second = {k["label"]: k["probability"] for k in tags.loc[2, "top_k"]}
     assert first["urgent"] > 0.9 and first["vpn"] > 0.9 and first["printer"] < 0.1
     assert second["urgent"] < 0.1 and second["vpn"] < 0.1
+
+
+def test_a_tags_row_holds_the_top_k_and_every_tag_at_a_threshold_not_every_tag(tagged_version):
+    """The row's size follows ``top_k`` and the tags decide acts on, not the number of tags learned."""
+    from triage.models.inference import FieldPredictions, InferenceEngine
+    from triage.models.manifest import ModelManifest
+    from triage.models.text import ticket_text
+
+    engine = InferenceEngine.load(tagged_version.path, top_k=1)
+    rows = engine.predict_frame(TWO_TICKETS)
+    ranked = rows[rows["field"] == "tags"]["top_k"].tolist()
+    head = ModelManifest.read(tagged_version.path).tags
+    assert head is not None
+    points = [(head.apply[tag].threshold, head.suggest[tag].threshold) for tag in head.labels]
+    lowest = np.array([min((t for t in pair if t is not None), default=np.inf) for pair in points])
+    assert np.isfinite(lowest).any() and not np.isfinite(lowest).all()  # some tags reach none: vpn
+    proba = engine.predict(list(map(ticket_text, TWO_TICKETS["subject"], TWO_TICKETS["description"])))
+    for row, got in zip(proba["tags"].proba, ranked, strict=True):
+        wanted = {head.labels[int(np.argmax(row))]} | {head.labels[j] for j in np.flatnonzero(row >= lowest)}
+        assert {k["label"] for k in got} == wanted and len(got) < len(head.labels)
+    assert [k["label"] for k in ranked[0]] == ["urgent"]  # vpn at 0.9 too, but it has no threshold
+
+    # at 100 tags: the 3 best and the tags at their thresholds, best first
+    rng = np.random.default_rng(0)
+    proba = rng.uniform(size=(50, 100))
+    keep = np.where(rng.uniform(size=100) < 0.2, 0.9, np.inf)
+    names = [f"t{j}" for j in range(100)]
+    for row, ranked in zip(proba, FieldPredictions("tags", names, proba, 3, keep).ranked(), strict=True):
+        labels = [k["label"] for k in ranked]
+        probabilities = [k["probability"] for k in ranked]
+        wanted = {names[j] for j in np.argsort(-row)[:3]} | {names[j] for j in np.flatnonzero(row >= keep)}
+        assert set(labels) == wanted and probabilities == sorted(probabilities, reverse=True)
+        assert len(labels) <= 3 + int((row >= keep).sum()) < 100
 
 
 def test_triage_train_learns_tags_when_the_configuration_asks_for_them(tmp_path):
