@@ -173,9 +173,14 @@ class ModelStore:
         # Two versions saved in the same second share their name's time: order by the full timestamp.
         return sorted(out, key=lambda v: (v.created_at, v.version))
 
+    def current_version(self) -> str | None:
+        """The current version's id (``current.json`` only, no manifest read), or None when there is none."""
+        version = self._pointer().get("version")
+        return str(version) if version is not None else None
+
     def current(self) -> ModelVersion | None:
         """The current version, or None when nothing was promoted yet."""
-        version = self._pointer().get("version")
+        version = self.current_version()
         if version is None:
             return None
         if self.remote is not None:

@@ -1,23 +1,20 @@
 """Decide: apply the per-field rules (:mod:`triage.tasks.rules`) to every eligible ticket into ``decisions``.
 
-Where the predictions carry tags (field ``tags``: every learned tag ranked in ``top_k`` with its own
-probability), each tag is decided on its own threshold from the model version's ``model.json``
-(:func:`triage.tasks.rules.decide_tags`)."""
+Where the predictions carry tags (field ``tags``: in ``top_k``, each tag at or above a threshold with its own
+probability), each tag is decided on its own thresholds, which predict's manifest carries from the model
+version's ``model.json`` (:func:`triage.tasks.rules.decide_tags`): decide reads no model manifest."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from triage.adapters.base import FieldSpec
 from triage.lake.runs import utcnow
 from triage.lake.tables.decisions import DECISIONS, DecisionRow
 from triage.lake.tables.predictions import PREDICTIONS
 from triage.lake.tables.tickets import TICKETS
-from triage.models.store import ModelStore
 from triage.models.tags import TAGS
-from triage.settings import Settings
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import Counts, DecideManifest, ExtractManifest, PredictManifest, add_count
 from triage.tasks.rules import Decision, Prediction, decide_tags, decide_ticket
@@ -57,7 +54,6 @@ def decide(
             else:
                 by_ticket.setdefault(ticket_id, {})[field] = Prediction(label, probability)
             versions[ticket_id] = version
-        tag_rules = _tag_rules(settings, predictions.model_version) if tags_of else None
         fields = settings.enabled_fields()
         now = utcnow()
         rows: list[DecisionRow] = []
@@ -73,8 +69,13 @@ def decide(
                 touched=ticket.updated_at > ticket.created_at,
             )
             tag_decisions = []
-            if tag_rules is not None and ticket_id in tags_of:
-                tag_decisions = decide_tags(ticket.tags, tags_of[ticket_id], **tag_rules)
+            if predictions.tag_thresholds and ticket_id in tags_of:
+                tag_decisions = decide_tags(
+                    ticket.tags,
+                    tags_of[ticket_id],
+                    thresholds=predictions.tag_thresholds,
+                    suggest_only=predictions.tag_suggest_only,
+                )
             rows.extend(
                 decision_row(
                     d,
@@ -104,19 +105,6 @@ def decide(
         record.rows_in, record.rows_out, record.counts = len(snapshots), len(rows), counts
         record.model_version = predictions.model_version
         return DecideManifest(run_id=ctx.run_id, paths=paths, rows=len(rows), counts=counts, mode=mode)
-
-
-def _tag_rules(settings: Settings, version: str | None) -> dict[str, Any] | None:
-    """Per-tag thresholds and suggest-only tags of the model ``version`` (None: it has no tags head)."""
-    if version is None:
-        return None
-    tags = ModelStore(settings.model.store).manifest(version).tags
-    if tags is None:
-        return None
-    return {
-        "thresholds": {t: (tags.apply[t].threshold, tags.suggest[t].threshold) for t in tags.labels},
-        "suggest_only": dict(tags.suggest_only),
-    }
 
 
 def decision_row(

@@ -45,6 +45,10 @@ class PredictManifest(Manifest):
     thresholds: dict[str, tuple[float | None, float | None]] = {}
     #: field -> {label: why}: labels the model may suggest but never apply (model.json's suggest_only).
     suggest_only: dict[str, dict[str, str]] = {}
+    #: tag -> (apply threshold, suggest threshold) of the model's tags head; empty: it has none.
+    tag_thresholds: dict[str, tuple[float | None, float | None]] = {}
+    #: tag -> why: tags the model may suggest but never add (model.json's ``tags.suggest_only``).
+    tag_suggest_only: dict[str, str] = {}
 
 
 class DecideManifest(Manifest):

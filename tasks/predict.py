@@ -61,14 +61,14 @@ def load_engine(settings: Settings, version: str | None = None) -> InferenceEngi
 
 
 def current_manifest(settings: Settings) -> ModelManifest:
-    """The manifest of the store's current version, read without loading (or downloading) the model."""
+    """The manifest of the store's current version, read once, without loading (or downloading) the model."""
     store = ModelStore(settings.model.store)
-    current = store.current()
-    if current is None:
+    version = store.current_version()
+    if version is None:
         raise PipelineError(
             f"no current model in {settings.model.store}: train one first (`triage retrain`, or the train flow)"
         )
-    return store.manifest(current.version)
+    return store.manifest(version)
 
 
 def predict(
@@ -174,7 +174,19 @@ def predict(
                 f: (manifest.fields[f].apply.threshold, manifest.fields[f].suggest.threshold) for f in fields
             },
             suggest_only={f: dict(manifest.fields[f].suggest_only) for f in fields},
+            **_tag_rules(manifest),
         )
+
+
+def _tag_rules(manifest: ModelManifest) -> dict[str, Any]:
+    """What decide needs of the tags head (:class:`PredictManifest`'s ``tag_*``), so it reads no manifest."""
+    tags = manifest.tags
+    if tags is None:
+        return {}
+    return {
+        "tag_thresholds": {t: (tags.apply[t].threshold, tags.suggest[t].threshold) for t in tags.labels},
+        "tag_suggest_only": dict(tags.suggest_only),
+    }
 
 
 @dataclass(frozen=True)

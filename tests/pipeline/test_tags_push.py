@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from pipeline_helpers import THRESHOLDS, api_changes
 
-from triage.models.manifest import ClassifierConfig, ModelManifest, TagsManifest, ThresholdPoint, TrainingInfo
 from triage.tasks.decide import decide
 from triage.tasks.extract import extract
 from triage.tasks.manifest import PredictManifest
@@ -18,33 +17,9 @@ VERSION = "v-tags"
 TAGS = {"urgent": (0.8, 0.5), "vpn": (0.7, 0.5)}
 
 
-def store_tags_model(store) -> None:
-    """A model.json with a tags head (decide reads each tag's thresholds from it)."""
-    point = ThresholdPoint
-    ModelManifest(
-        name="fake",
-        version=VERSION,
-        created_at=datetime.now(UTC),
-        classifier=ClassifierConfig(
-            base_encoder="x", encoder_name="x", max_length=32, head="linear", labels={}, tags=list(TAGS)
-        ),
-        fields={},
-        tags=TagsManifest(
-            labels=list(TAGS),
-            apply={t: point(target=0.9, threshold=a) for t, (a, _) in TAGS.items()},
-            suggest={t: point(target=0.75, threshold=s) for t, (_, s) in TAGS.items()},
-            n_train=100,
-            n_test=25,
-        ),
-        training=TrainingInfo(
-            data_hash="0", seed=0, n_rows=125, n_train=100, n_test=25, split="-", min_examples_per_class=1,
-            target_precision=0.9, suggest_precision=0.75,
-        ),
-    ).write(store / "versions" / VERSION)  # fmt: skip
-
-
 def tag_predictions(ctx, tickets, tags_of) -> PredictManifest:
-    """A ``tags`` prediction row per eligible ticket: ``tags_of(ticket_id)`` -> {tag: probability}."""
+    """A ``tags`` prediction row per eligible ticket: ``tags_of(ticket_id)`` -> {tag: probability}; the
+    manifest carries the tags' thresholds, as predict's does from the model version's ``model.json``."""
     lake = ctx.lake()
     rows = []
     for ticket_id in latest_snapshots(lake.read_paths("tickets", tickets.paths), eligible_only=True):
@@ -66,7 +41,7 @@ def tag_predictions(ctx, tickets, tags_of) -> PredictManifest:
     part = lake.write("predictions", rows, date=ctx.partition, run_id=ctx.run_id, name="predict-00001")
     return PredictManifest(
         run_id=ctx.run_id, paths=[part.path], rows=len(rows), model_name="fake", model_version=VERSION,
-        thresholds=THRESHOLDS,
+        thresholds=THRESHOLDS, tag_thresholds=TAGS,
     )  # fmt: skip
 
 
@@ -78,9 +53,8 @@ async def run_once(ctx, adapter, tags_of):
 
 
 async def test_push_adds_tags_without_removing_any_and_never_re_adds_one_an_agent_removed(
-    make_ctx, adapter_for, sim, tmp_path
+    make_ctx, adapter_for, sim
 ):
-    store_tags_model(tmp_path / "models")
     tagged, removed, *rest = sorted(sim.truth())
     sim.agent_edit(tagged, tags=["vip", "Urgent"])
 
