@@ -12,11 +12,17 @@ rows of the cursor's second come back; versions already yielded are skipped by
 ``(id, updated_at)``.
 
 Only when one second holds more rows than a page (a mass update) does the read page deeper at
-the same cursor. Rows leaving that second can shift the rest, so once past it the second is read
-again from page 1 until a pass finds nothing new, and only then does the cursor move one second
-on. Versions are yielded in ascending ``updated_at`` order. Page 300 is the last Freshdesk serves:
-a second with more than 30,000 rows cannot be read whole, so the cursor moves one second on and a
-warning says rows may be missed.
+the same cursor, down to the page where the second ends. A row leaving the second meanwhile (an
+agent's edit moves it to the end of the order) moves every row behind it one place up, so an
+unread row can slide onto a page already read. So the second is then read again from that last
+page back to page 1: a row that stays in the second is then never lost, as its page number can
+only fall while the read's falls one page at a time from at or above it to page 1, so the read
+lands on it. A row arriving in the second (only while it is the present second) moves rows the
+other way, but is itself new: passes back up repeat until one finds nothing new, and only then
+does the cursor move one second on (after ``MAX_PASSES`` passes it moves on anyway, with a
+warning). Versions are yielded in ascending ``updated_at`` order. Page 300 is the last Freshdesk
+serves: a second with more than 30,000 rows cannot be read whole, so the cursor moves one second
+on and a warning says rows may be missed.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 PER_PAGE = 100
 MAX_PAGE = 300
+#: Passes back up a crowded second, each finding rows that arrived meanwhile, before moving on.
+MAX_PASSES = 50
 #: A list page with include=description costs 1 credit plus 2 for the include.
 LIST_CREDITS = 3
 #: Sporadic 403s on long list scans are retried this many times (reference §13.3).
@@ -107,7 +115,7 @@ async def iter_updated_tickets(
             cursor = stamps[-1]
             versions.forget_before(cursor)
             continue
-        # A page-full of rows in the cursor's second: page through it, then check it again.
+        # A page-full of rows in the cursor's second: page down through it, then back up.
         crowded = _CrowdedSecond(client, cursor, since, versions, reported, on_malformed)
         async for ticket in crowded.read():
             yield ticket
@@ -119,7 +127,7 @@ async def iter_updated_tickets(
 
 @dataclass
 class _CrowdedSecond:
-    """Every row of one second that fills whole pages, read until a full pass finds nothing new."""
+    """Every row of one second that fills whole pages: paged down to its end, then back up."""
 
     client: FreshdeskClient
     second: datetime
@@ -128,31 +136,56 @@ class _CrowdedSecond:
     reported: set[tuple[object, object]]
     on_malformed: OnMalformed | None
     list_ended: bool = False  # no row after the second was seen: the list ends there
+    found_new: bool = False
 
     async def read(self) -> AsyncIterator[Ticket]:
-        page_number, found_new = 2, True  # page 1 was read by the caller
-        while True:
-            page = await _fetch(self.client, self.second, page_number, self.reported, self.on_malformed)
-            for ticket in page.tickets:
-                if (
-                    ticket.updated_at == self.second
-                    and ticket.updated_at >= self.since
-                    and self.versions.add(ticket)
-                ):
-                    found_new = True
-                    if not (ticket.spam or ticket.deleted):
-                        yield ticket
-            beyond = any(ticket.updated_at > self.second for ticket in page.tickets)
-            if beyond or not page.has_next:
-                if not found_new:
-                    self.list_ended = not beyond
-                    return
-                page_number, found_new = 1, False  # rows that left may have shifted others: again
-                continue
-            if page.capped or page_number >= MAX_PAGE:
+        last = 1  # page 1 was read by the caller
+        while True:  # down to the page where the second ends
+            last += 1
+            page = await self._page(last)
+            for ticket in self._take(page):
+                yield ticket
+            if self._ends_on(page):
+                break
+            if page.capped or last >= MAX_PAGE:
                 _warn_stuck(self.second)
                 return
-            page_number += 1
+        for _ in range(MAX_PASSES):  # back up to page 1: rows leaving cannot hide a row from it
+            self.found_new, beyond, grew = False, False, False
+            for number in range(last, 0, -1):
+                page = await self._page(number)
+                for ticket in self._take(page):
+                    yield ticket
+                beyond = beyond or any(ticket.updated_at > self.second for ticket in page.tickets)
+                grew = grew or (number == last and not self._ends_on(page))
+            if not (self.found_new or grew):
+                self.list_ended = not beyond
+                return
+            if grew:  # rows arrived: the second now reaches past `last`
+                if last >= MAX_PAGE:
+                    _warn_stuck(self.second)
+                    return
+                last += 1
+        _warn_unsettled(self.second)
+
+    async def _page(self, number: int) -> _Page:
+        return await _fetch(self.client, self.second, number, self.reported, self.on_malformed)
+
+    def _take(self, page: _Page) -> list[Ticket]:
+        """The page's versions of the second not yielded before (``found_new`` set if any), to yield."""
+        new = [
+            ticket
+            for ticket in page.tickets
+            if ticket.updated_at == self.second
+            and ticket.updated_at >= self.since
+            and self.versions.add(ticket)
+        ]
+        self.found_new = self.found_new or bool(new)
+        return [ticket for ticket in new if not (ticket.spam or ticket.deleted)]
+
+    def _ends_on(self, page: _Page) -> bool:
+        """Whether the second ends on ``page``: a later row is on it, or nothing follows it."""
+        return not page.has_next or any(ticket.updated_at > self.second for ticket in page.tickets)
 
 
 async def _fetch(
@@ -205,6 +238,15 @@ def _warn_stuck(second: datetime) -> None:
         "tickets of that second may be missed",
         PER_PAGE * MAX_PAGE,
         format_timestamp(second),
+    )
+
+
+def _warn_unsettled(second: datetime) -> None:
+    logger.warning(
+        "tickets kept arriving at updated_at=%s through %d passes over it; continuing one second "
+        "later, so some tickets of that second may be missed",
+        format_timestamp(second),
+        MAX_PASSES,
     )
 
 

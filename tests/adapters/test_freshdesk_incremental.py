@@ -65,11 +65,12 @@ def requested(fake: FakeFreshdesk) -> list[tuple[str, str]]:
     return [(p["updated_since"][11:19], p["page"]) for p in fake.list_params]
 
 
-def editing(fake: FakeFreshdesk, after_request: int, edit: Callable[[], None]):
-    """Serve ``fake``, calling ``edit`` once ``after_request`` list requests have been answered."""
+def editing(fake: FakeFreshdesk, edits: dict[int, Callable[[], None]]):
+    """Serve ``fake``, calling ``edits[n]`` once ``n`` list requests have been answered."""
 
     def serve_and_edit(request):
-        if len(fake.list_params) == after_request:
+        edit = edits.pop(len(fake.list_params), None)
+        if edit is not None:
             edit()
         return fake(request)
 
@@ -89,14 +90,14 @@ async def test_an_edit_during_the_read_shifts_no_row_out_of_reach(adapter, httpx
     fake = FakeFreshdesk(spread(6))
     later = T0 + timedelta(seconds=100)
     httpx_mock.add_callback(
-        editing(fake, 1, lambda: fake.edit(1, later)), method="GET", url=LIST_URL, is_reusable=True
+        editing(fake, {1: lambda: fake.edit(1, later)}), method="GET", url=LIST_URL, is_reusable=True
     )
     read = [(t.id, t.updated_at) async for t in adapter.iter_updated_tickets(T0)]
     assert [tid for tid, _ in read] == [1, 2, 3, 4, 5, 6, 1]
     assert read[-1] == (1, later)  # the edited version too, once
 
 
-async def test_a_second_fuller_than_a_page_is_paged_then_rechecked(
+async def test_a_second_fuller_than_a_page_is_paged_down_then_back_up(
     adapter, httpx_mock, small_pages, monkeypatch
 ):
     monkeypatch.setattr(incremental, "MAX_PAGE", 300)
@@ -108,7 +109,7 @@ async def test_a_second_fuller_than_a_page_is_paged_then_rechecked(
     assert [t.id for t in read] == [1, 2, 3, 4, 5, 20, 21]
     assert requested(fake) == [
         *[("00:00:00", page) for page in "123"],  # pages deeper while the second fills them
-        *[("00:00:00", page) for page in "123"],  # the second again: nothing new, so it is complete
+        *[("00:00:00", page) for page in "321"],  # back up from its last page: nothing new, complete
         ("00:00:01", "1"),
     ]
 
@@ -116,19 +117,56 @@ async def test_a_second_fuller_than_a_page_is_paged_then_rechecked(
 async def test_an_edit_while_paging_a_crowded_second_loses_nothing(
     adapter, httpx_mock, small_pages, monkeypatch
 ):
-    """Ticket 1 leaves the second after pages 1-2 were read: 5 slides onto page 2, found by the recheck."""
+    """Ticket 1 leaves the second after pages 1-2 were read: 5 slides onto page 2, found on the way
+    back up."""
     monkeypatch.setattr(incremental, "MAX_PAGE", 300)
     same = [ticket_json(i, T0) for i in range(1, 9)]
     later = [ticket_json(20, T0 + timedelta(seconds=1)), ticket_json(21, T0 + timedelta(seconds=2))]
     fake = FakeFreshdesk(same + later)
     edited = T0 + timedelta(seconds=30)
     httpx_mock.add_callback(
-        editing(fake, 2, lambda: fake.edit(1, edited)), method="GET", url=LIST_URL, is_reusable=True
+        editing(fake, {2: lambda: fake.edit(1, edited)}), method="GET", url=LIST_URL, is_reusable=True
     )
     read = [(t.id, t.updated_at) async for t in adapter.iter_updated_tickets(T0)]
     assert sorted({tid for tid, _ in read}) == [1, 2, 3, 4, 5, 6, 7, 8, 20, 21]
     assert len(read) == len(set(read)) == 11  # ticket 1 twice: before and after the edit
     assert [stamp for _, stamp in read] == sorted(stamp for _, stamp in read)
+
+
+async def test_a_row_arriving_in_the_second_on_the_way_back_up_hides_nothing(
+    adapter, httpx_mock, small_pages, monkeypatch
+):
+    """5 slides back while paging down (1 leaves); on the way back up, after page 3, ticket 0 arrives
+    at the head of the second and pushes 5 onto page 3 again. 0 is new, so the second is read back
+    up once more, and 5 is found."""
+    monkeypatch.setattr(incremental, "MAX_PAGE", 300)
+    same = [ticket_json(i, T0) for i in range(1, 7)]
+    later = [ticket_json(20, T0 + timedelta(seconds=1)), ticket_json(21, T0 + timedelta(seconds=2))]
+    fake = FakeFreshdesk([ticket_json(0, T0 - timedelta(seconds=5)), *same, *later])
+    edits = {2: lambda: fake.edit(1, T0 + timedelta(seconds=30)), 4: lambda: fake.edit(0, T0)}
+    httpx_mock.add_callback(editing(fake, edits), method="GET", url=LIST_URL, is_reusable=True)
+    read = [(t.id, t.updated_at) async for t in adapter.iter_updated_tickets(T0)]
+    assert not edits
+    assert sorted({tid for tid, _ in read}) == [0, 1, 2, 3, 4, 5, 6, 20, 21]
+    assert len(read) == len(set(read))
+    assert [stamp for _, stamp in read] == sorted(stamp for _, stamp in read)
+    assert requested(fake)[:9] == [("00:00:00", page) for page in "123321321"]
+
+
+async def test_rows_arriving_through_every_pass_move_on_after_max_passes_and_warn(
+    adapter, httpx_mock, small_pages, monkeypatch, caplog
+):
+    monkeypatch.setattr(incremental, "MAX_PAGE", 300)
+    monkeypatch.setattr(incremental, "MAX_PASSES", 2)
+    same = [ticket_json(i, T0) for i in range(1, 5)]
+    arriving = [ticket_json(100 + i, T0 - timedelta(seconds=5)) for i in range(12)]
+    fake = FakeFreshdesk([*same, *arriving, ticket_json(20, T0 + timedelta(seconds=1))])
+    edits = {n: (lambda tid=100 + n: fake.edit(tid, T0)) for n in range(12)}
+    httpx_mock.add_callback(editing(fake, edits), method="GET", url=LIST_URL, is_reusable=True)
+    with caplog.at_level(logging.WARNING, logger="triage.adapters.freshdesk"):
+        read = [t.id async for t in adapter.iter_updated_tickets(T0)]
+    assert "kept arriving at updated_at=2024-05-01T00:00:00Z through 2 passes" in caplog.text
+    assert {1, 2, 3, 4, 20} <= set(read)
 
 
 async def test_a_whole_cap_in_one_second_moves_on_and_warns(adapter, httpx_mock, small_pages, caplog):

@@ -112,3 +112,46 @@ async def test_a_mass_update_read_while_agents_edit_it_loses_no_ticket():
     assert len(read) == len(set(read))
     lost = before - {tid for tid, _ in read}
     assert not lost, f"{len(lost)} tickets never read"
+
+
+async def test_an_edit_in_the_last_pass_over_a_crowded_second_hides_no_unread_ticket(monkeypatch):
+    """Pages of 2; ten tickets share second T, one sits at T+1. Scripted edits (clock pinned, no
+    randomness) move read tickets of T away between pages: in the first pass ticket 5 slides back
+    onto page 2 already read; then two more edits around the next pass's page 1 slide it back
+    again. Every ticket of the second must still be read."""
+    monkeypatch.setattr(incremental, "PER_PAGE", 2)
+    with run_simulator(SimulatorConfig(tickets=200, open_tickets=20, seed=24)) as sim:
+        second = sim.clock.now() + 60
+        pinned = [second]
+        monkeypatch.setattr(sim.clock, "now", lambda: pinned[0])
+        crowded = sim.ticket_ids()[:10]
+        for tid in crowded:
+            sim.agent_edit(tid, tags=["mass-update"])
+        pinned[0] = second + 1
+        sim.agent_edit(sim.ticket_ids()[10], tags=["later"])
+        pinned[0] = second + 50  # edits made during the read land here
+        a = dict(enumerate(crowded, start=1))  # a[n]: the n-th row of the crowded second
+        # After list request n has been answered, this ticket is edited.
+        plan = {2: a[1], 5: a[2], 6: a[3]}
+        since = datetime.fromtimestamp(second, UTC)
+        answered = 0
+        async with connect(sim) as adapter:
+            request = adapter.client.request
+
+            async def editing(method, path, **kwargs):
+                nonlocal answered
+                if path == "/tickets" and answered in plan:
+                    sim.agent_edit(plan.pop(answered), tags=["moved"])
+                response = await request(method, path, **kwargs)
+                answered += path == "/tickets"
+                return response
+
+            adapter.client.request = editing
+            read = [(t.id, t.updated_at) async for t in adapter.iter_updated_tickets(since)]
+
+    assert not plan, "the scripted edits were not all made"
+    assert len(read) == len(set(read)), "a version was yielded twice"
+    missing = set(crowded) - {tid for tid, _ in read}
+    assert not missing, f"tickets {sorted(missing)} of the crowded second were never read"
+    stamps = [stamp for _, stamp in read]
+    assert stamps == sorted(stamps)
