@@ -19,7 +19,11 @@ neither model trained on: the candidate's hold-out tickets resolved after the cu
 training cutoff (both recorded in ``model.json``), or, for data without times, its whole hold-out
 when both trained on the same tickets. Every field both predict needs at least ``min_tickets``
 such labelled tickets (else nothing is promoted automatically), must reach the current macro-F1
-minus a small tolerance, and must keep an apply threshold where the current model has one. The
+minus a small tolerance, and must keep an apply threshold where the current model has one. Where both
+have a tags head, its micro-F1 and the precision of the tags it would add must not be worse beyond the
+tolerance and beyond noise (a paired bootstrap interval of the difference wholly below zero), and it
+must keep some tag it may add where the current one has one (:func:`triage.models.tags.compare_tags`);
+a candidate without the current one's tags head is kept back, and a new tags head is named. The
 decision, its reason and a fingerprint of the tickets scored are kept in the candidate's
 ``model.json``. ``promote`` and ``rollback`` move the pointer by hand; ``rollback`` returns to the
 version that was current before.
@@ -42,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
@@ -59,6 +64,7 @@ from triage.models.manifest import (
     write_json_atomic,
 )
 from triage.models.store_fs import RemoteFiles, is_store_uri
+from triage.models.tags import TAGS, compare_tags
 
 if TYPE_CHECKING:
     from triage.models.training_config import TrainConfig
@@ -270,11 +276,16 @@ class ModelStore:
     def _compare(self, result: TrainingResult, saved: ModelVersion, current: ModelVersion) -> Promotion:
         """Score candidate and ``current`` on tickets neither trained on; promote if not worse."""
         at, version = datetime.now(UTC), saved.version
+        theirs_manifest = self.manifest(current.version)
         lost = sorted(set(current.fields) - set(result.fields))
-        if lost:
-            reason = f"drops field(s) {lost} that current {current.version} predicts"
+        drops = [f"field(s) {lost}"] if lost else []
+        if theirs_manifest.tags is not None and result.tags is None:
+            why = result.skipped_fields.get(TAGS, "not asked for: model.train_options {tags: true}")
+            drops.append(f"the tags head ({why})")
+        if drops:
+            reason = f"drops {' and '.join(drops)} that current {current.version} predicts"
             return Promotion(promoted=False, reason=reason, compared_with=current.version, at=at)
-        tickets, rule = promotion_tickets(result, self.manifest(current.version))
+        tickets, rule = promotion_tickets(result, theirs_manifest)
         key = result.training_set.key
         scored_on = ScoredOn(rule=rule, key=key, count=len(tickets), sha256=keys_sha256(tickets[key]))
         shared = [name for name in result.fields if name in current.fields]
@@ -289,8 +300,8 @@ class ModelStore:
             return Promotion(
                 promoted=False, reason=reason, compared_with=current.version, scored_on=scored_on, at=at
             )
-        mine = score_version(result.model, tickets, shared, result.config)
-        theirs = score_version(self.path(current.version), tickets, shared, result.config)
+        mine, my_tags = score_version(result.model, tickets, shared, result.config)
+        theirs, their_tags = score_version(self.path(current.version), tickets, shared, result.config)
         comparison: dict[str, dict[str, float | None]] = {}
         worse, gaps = [], []
         for name, outcome in result.fields.items():
@@ -312,11 +323,27 @@ class ModelStore:
                 worse.append(f"{name} {new.macro_f1:.3f} < {old.macro_f1:.3f}")
             if gap := apply_gap(new, old, f"current {current.version}"):
                 gaps.append(gap)
+        tags_note = ""
+        if result.tags is not None and my_tags is not None:
+            if theirs_manifest.tags is None or their_tags is None:
+                tags_note = (
+                    f"; tags: a new head (current has none), micro-F1 {result.tags.evaluation.micro_f1:.3f} "
+                    "on its own hold-out"
+                )
+            else:
+                tags = compare_tags(
+                    tickets[TAGS].tolist(),
+                    (result.tags.manifest(), my_tags),
+                    (theirs_manifest.tags, their_tags),
+                )
+                comparison[TAGS] = tags.to_dict()
+                gaps += tags.problems(self.tolerance, f"current {current.version}")
+                tags_note = f"; {tags.summary()}"
         on = f"on {len(tickets)} tickets neither trained on ({rule})"
         beyond = f"worse than current {current.version} beyond tolerance {self.tolerance}"
         problems = ([f"{beyond}: {', '.join(worse)}"] if worse else []) + gaps
         if problems:
-            reason = f"{'; '.join(problems)} {on}"
+            reason = f"{'; '.join(problems)} {on}{tags_note}"
             promoted = False
         else:
             summary = ", ".join(
@@ -324,8 +351,9 @@ class ModelStore:
                 if row["current_macro_f1"] is not None
                 else f"{name} {row['candidate_macro_f1']:.3f} (new field)"
                 for name, row in comparison.items()
+                if name != TAGS
             )
-            reason = f"not worse than current {current.version} {on} (macro-F1: {summary})"
+            reason = f"not worse than current {current.version} {on} (macro-F1: {summary}){tags_note}"
             promoted = True
         return Promotion(
             promoted=promoted,
@@ -504,8 +532,9 @@ def promotion_tickets(result: TrainingResult, current: ModelManifest) -> tuple[p
 
 def score_version(
     model: Path | TriageClassifier, tickets: pd.DataFrame, fields: list[str], config: TrainConfig
-) -> dict[str, FieldEvaluation]:
-    """A model (a version folder, or one in memory) scored on ``tickets``' labelled rows, per field."""
+) -> tuple[dict[str, FieldEvaluation], np.ndarray | None]:
+    """A model (a version folder, or one in memory) scored on ``tickets``' labelled rows, per field; and
+    its tags head's probabilities on every ticket (None: it has none)."""
     from triage.models.training import TEXT
 
     if isinstance(model, Path):
@@ -522,7 +551,7 @@ def score_version(
             target_precision=config.target_precision,
             suggest_precision=config.suggest_precision,
         )
-    return out
+    return out, proba.get(TAGS)
 
 
 def _version(manifest: ModelManifest, folder: Path, is_current: bool) -> ModelVersion:

@@ -317,3 +317,167 @@ def _threshold(point: OperatingPoint | None, target: float) -> ThresholdPoint:
     return ThresholdPoint(
         target=target, threshold=point.threshold, coverage=point.coverage, precision=point.precision
     )
+
+
+@dataclass(frozen=True)
+class TagCounts:
+    """One tags head's predictions on tickets, counted per ticket: micro-F1 at :data:`DECISION` and the
+    precision of the tags it would add (at or above their apply threshold, not suggest-only)."""
+
+    true_positive: np.ndarray
+    false_positive: np.ndarray
+    false_negative: np.ndarray
+    added: np.ndarray
+    added_right: np.ndarray
+
+    def micro_f1(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Micro-F1 over ``rows`` (the last axis; every ticket by default)."""
+        tp, fp, fn = (
+            c[rows].sum(axis=-1) for c in (self.true_positive, self.false_positive, self.false_negative)
+        )
+        denominator = 2 * tp + fp + fn
+        return np.divide(2 * tp, denominator, out=np.zeros(np.shape(tp)), where=denominator > 0)
+
+    def precision(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Precision of the tags added over ``rows``; NaN where none is added."""
+        added, right = self.added[rows].sum(axis=-1), self.added_right[rows].sum(axis=-1)
+        return np.divide(right, added, out=np.full(np.shape(added), np.nan), where=added > 0)
+
+
+def count_tags(
+    truth: Sequence[tuple[str, ...]], proba: np.ndarray, head: TagsManifest, scored: Sequence[str]
+) -> TagCounts:
+    """``head``'s probabilities (``proba``, columns following ``head.labels``) against the tickets' true
+    tags, counted per ticket. F1 counts the ``scored`` tags (both compared heads' together): a tag the
+    head does not know is never predicted, so it counts against it where a ticket has it."""
+    actual = multi_hot(truth, scored).astype(bool)
+    column = {tag.lower(): j for j, tag in enumerate(scored)}
+    predicted = np.zeros_like(actual)
+    added = np.zeros_like(actual)
+    for j, tag in enumerate(head.labels):
+        k = column[tag.lower()]
+        predicted[:, k] = proba[:, j] >= DECISION
+        threshold = head.apply[tag].threshold
+        if threshold is not None and tag not in head.suggest_only:
+            added[:, k] = proba[:, j] >= threshold
+    return TagCounts(
+        true_positive=(predicted & actual).sum(axis=1),
+        false_positive=(predicted & ~actual).sum(axis=1),
+        false_negative=(~predicted & actual).sum(axis=1),
+        added=added.sum(axis=1),
+        added_right=(added & actual).sum(axis=1),
+    )
+
+
+def addable(head: TagsManifest) -> list[str]:
+    """The tags ``head`` may add: an apply threshold, and not suggest-only."""
+    return [t for t in head.labels if head.apply[t].threshold is not None and t not in head.suggest_only]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Candidate minus current on the same tickets, with a paired bootstrap interval."""
+
+    candidate: float
+    current: float
+    low: float
+    high: float
+
+    @property
+    def difference(self) -> float:
+        return self.candidate - self.current
+
+    def worse(self, tolerance: float) -> bool:
+        """Worse beyond ``tolerance`` and beyond noise: the whole interval below zero."""
+        return self.difference < -tolerance and self.high < 0
+
+
+@dataclass(frozen=True)
+class TagsComparison:
+    """A candidate's tags head beside the current one's on tickets neither trained on."""
+
+    tickets: int
+    micro_f1: Difference
+    precision: Difference | None
+    """Of the tags each would add; None where one of them adds none on these tickets."""
+    added: tuple[int, int]
+    """Tags the candidate and the current head would add on these tickets."""
+    addable: tuple[int, int]
+    """Tags each head may add at all (an apply threshold, not suggest-only)."""
+    level: float
+
+    def problems(self, tolerance: float, current: str) -> list[str]:
+        """Why the candidate's tags are worse than ``current``'s (empty: they are not)."""
+        out = []
+        interval = f"{self.level:.0%} interval"
+        for name, d in (("micro-F1", self.micro_f1), ("precision of the tags added", self.precision)):
+            if d is not None and d.worse(tolerance):
+                out.append(
+                    f"tags {name} {d.candidate:.3f} < {d.current:.3f} ({interval} of the difference "
+                    f"{d.low:+.3f} to {d.high:+.3f}, below zero)"
+                )
+        if not self.addable[0] and self.addable[1]:
+            out.append(
+                f"tags: reaches no apply threshold for any tag, where {current} may add {self.addable[1]}"
+            )
+        return out
+
+    def summary(self) -> str:
+        text = f"tags micro-F1 {self.micro_f1.candidate:.3f} vs {self.micro_f1.current:.3f}"
+        if self.precision is not None:
+            text += f", precision of the tags added {self.precision.candidate:.3f} vs {self.precision.current:.3f}"
+        return text + f" ({self.added[0]} vs {self.added[1]} added)"
+
+    def to_dict(self) -> dict[str, float | None]:
+        """``Promotion.comparison``'s ``tags`` row."""
+        p = self.precision
+        return {
+            "candidate_micro_f1": self.micro_f1.candidate,
+            "current_micro_f1": self.micro_f1.current,
+            "micro_f1_low": self.micro_f1.low,
+            "micro_f1_high": self.micro_f1.high,
+            "candidate_added_precision": p.candidate if p else None,
+            "current_added_precision": p.current if p else None,
+            "added_precision_low": p.low if p else None,
+            "added_precision_high": p.high if p else None,
+            "candidate_added": self.added[0],
+            "current_added": self.added[1],
+            "tickets": self.tickets,
+        }
+
+
+def compare_tags(
+    truth: Sequence[tuple[str, ...]],
+    candidate: tuple[TagsManifest, np.ndarray],
+    current: tuple[TagsManifest, np.ndarray],
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> TagsComparison:
+    """Two tags heads (manifest section, probabilities on the same tickets) scored on the tickets' true
+    ``truth`` tags: micro-F1 over both heads' tags, and the precision of the tags each would add, each
+    with a paired bootstrap interval of the difference (tickets resampled, the same for both)."""
+    scored = sorted({t.lower() for head, _ in (candidate, current) for t in head.labels})
+    mine, theirs = (count_tags(truth, proba, head, scored) for head, proba in (candidate, current))
+    rows = np.random.default_rng(seed).integers(0, len(truth), size=(resamples, len(truth)))
+    tail = (1 - level) / 2 * 100
+
+    def difference(metric: str) -> Difference | None:
+        point = [float(getattr(c, metric)()) for c in (mine, theirs)]
+        if any(np.isnan(point)):
+            return None
+        samples = getattr(mine, metric)(rows) - getattr(theirs, metric)(rows)
+        low, high = np.nanpercentile(samples, [tail, 100 - tail])
+        return Difference(point[0], point[1], float(low), float(high))
+
+    f1 = difference("micro_f1")
+    assert f1 is not None  # never NaN
+    return TagsComparison(
+        tickets=len(truth),
+        micro_f1=f1,
+        precision=difference("precision"),
+        added=(int(mine.added.sum()), int(theirs.added.sum())),
+        addable=(len(addable(candidate[0])), len(addable(current[0]))),
+        level=level,
+    )

@@ -105,7 +105,7 @@ def test_overlapping_histories_are_compared_on_tickets_after_the_current_cutoff_
     # The old rule: the current model scored on the candidate's (random, stratified) hold-out.
     old = untimed
     assert ids(old.holdout[ID]) & set(CURRENT_TRAINED)  # tickets the current model trained on
-    leaky = score_version(current_version.path, old.holdout, ["group"], old.config)["group"]
+    leaky = score_version(current_version.path, old.holdout, ["group"], old.config)[0]["group"]
     old_gap = leaky.macro_f1 - old.fields["group"].evaluation.macro_f1
     assert old_gap > store.tolerance + 0.05  # the leak favours the current model by far
 
@@ -166,7 +166,7 @@ def test_a_candidate_that_loses_the_apply_threshold_is_not_promoted(store, candi
         labels = sorted(set(truth))
         sure = np.array([[float(label == t) for label in labels] for t in truth])
         proba = sure if folder == current_version.path else np.full(sure.shape, 1 / len(labels))
-        return {"group": evaluate_field("group", truth, proba, labels)}
+        return {"group": evaluate_field("group", truth, proba, labels)}, None
 
     monkeypatch.setattr("triage.models.store.score_version", scored)
     _, promoted, reason = store.register(candidate)
