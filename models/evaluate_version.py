@@ -6,7 +6,9 @@ trained on the table's training part, on the rows whose label the model's head k
 footing training gives it); labels outside the head count as errors for both. The stored model
 only predicts the test part. Model and baseline are scored and reported by the same functions as in
 training (:func:`triage.models.evaluation.evaluate_beside_baseline`,
-:func:`triage.models.report.build_report`).
+:func:`triage.models.report.build_report`). A model with a tags head is scored on the table's tags too
+(where it has them), beside the TF-IDF + one-vs-rest baseline as in training, and with the precision of
+the tags it would add at its own stored thresholds.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from triage.models.baseline import TfidfBaseline
 from triage.models.evaluation import FieldComparison, evaluate_beside_baseline
 from triage.models.head_fitting import HeadEstimator
 from triage.models.inference import InferenceEngine
+from triage.models.manifest import TagsManifest
 from triage.models.report import EvaluationReport, build_report
-from triage.models.training import TEXT, data_hash, prepare_frame, split_holdout
+from triage.models.tags import TAGS, TagsBaseline, count_tags, evaluate_tags, multi_hot
+from triage.models.training import TEXT, data_hash, feature_limit, prepare_frame, split_holdout
 from triage.models.training_config import TrainConfig
 
 
@@ -58,6 +62,7 @@ def evaluate_version(
         seed=seed,
         target_precision=manifest.training.target_precision,
         suggest_precision=manifest.training.suggest_precision,
+        tags=manifest.tags is not None,
     )
     data = prepare_frame(frame, config, slice_column=slice_column)
     if test_frame is None:
@@ -68,13 +73,16 @@ def evaluate_version(
         data, split = pd.concat([data, test], ignore_index=True), "given test set"
     if len(train_rows) == 0 or len(test_rows) == 0:
         raise ValueError("the table needs rows for both the baseline's training part and the test part")
-    digest = data_hash(data, fields)
+    with_tags = manifest.tags is not None and TAGS in data.columns and bool(data[TAGS].notna().all())
+    digest = data_hash(data, [*fields, *([TAGS] if with_tags else [])])
     train_part, holdout = data.iloc[train_rows], data.iloc[test_rows].reset_index(drop=True)
     texts = holdout[TEXT].tolist()
     classifier = engine.model
-    features = classifier.head_features(
-        classifier.embed(texts, batch_tokens=engine.batch_tokens), classifier.sparse_features(texts)
+    embeddings, sparse = (
+        classifier.embed(texts, batch_tokens=engine.batch_tokens),
+        classifier.sparse_features(texts),
     )
+    features = classifier.head_features(embeddings, sparse)
 
     comparisons: dict[str, FieldComparison] = {}
     details: dict[str, dict[str, Any]] = {}
@@ -99,6 +107,21 @@ def evaluate_version(
         )
         details[name] = {"excluded_classes": dict(manifest.fields[name].excluded_classes)}
 
+    tags, notes = None, []
+    if manifest.tags is not None and with_tags:
+        tags = _tags_section(
+            manifest.tags, train_part, holdout, classifier.tag_proba(embeddings, sparse), config
+        )
+        added = tags["added"]
+        notes.append(
+            f"Tags: at its own thresholds the model adds {added['count']} tags to the {len(holdout)} test rows"
+            + (f", precision {added['precision']:.3f}." if added["count"] else ".")
+        )
+    elif manifest.tags is not None:
+        notes.append(
+            "Tags: not scored: the model has a tags head, but the table (or the test table) has no tags "
+            "(a 'tags' column, or tag_1 .. tag_n)."
+        )
     same_data = digest == manifest.training.data_hash and split == manifest.training.split
     note = (
         "Same data and split as the model's training: the test rows are the model's own hold-out."
@@ -126,6 +149,43 @@ def evaluate_version(
         notes=[
             note,
             "Baseline: trained on the table's training part, on the labels the model's head knows.",
+            *notes,
         ],
         command=command,
+        tags=tags,
     )
+
+
+def _tags_section(
+    head: TagsManifest,
+    train_part: pd.DataFrame,
+    holdout: pd.DataFrame,
+    proba: np.ndarray,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """The report's ``tags`` section (as in training: :meth:`triage.models.tags.TagsOutcome.report`) for
+    the model's tags head (``proba`` on the hold-out), beside the tags baseline trained on ``train_part``;
+    ``added``: the tags it adds at its stored apply thresholds, and their precision."""
+    tags = head.labels
+    train_targets = multi_hot(train_part[TAGS].tolist(), tags)
+    truth = multi_hot(holdout[TAGS].tolist(), tags)
+    baseline = TagsBaseline(max_features=feature_limit(len(tags))).fit(
+        train_part[TEXT].tolist(), train_targets
+    )
+    targets = {"target_precision": config.target_precision, "suggest_precision": config.suggest_precision}
+    added = count_tags(holdout[TAGS].tolist(), proba, head, tags)
+    return {
+        "n_train": len(train_part),
+        "n_test": len(holdout),
+        "left_out": dict(head.left_out),
+        "suggest_only": dict(head.suggest_only),
+        "train_counts": dict(zip(tags, train_targets.sum(axis=0).astype(int).tolist(), strict=True)),
+        "model": evaluate_tags(truth, proba, tags, **targets).to_dict(),
+        "baseline": evaluate_tags(
+            truth, baseline.predict_proba(holdout[TEXT].tolist()), tags, **targets
+        ).to_dict(),
+        "added": {
+            "count": int(added.added.sum()),
+            "precision": float(added.precision()) if added.added.any() else None,
+        },
+    }

@@ -99,6 +99,8 @@ class ModelVersion:
     """The version's folder; for a store on object storage, where this machine keeps (or will keep) its
     download (:meth:`ModelStore.path` fetches it)."""
     promotion: Promotion | None = None
+    tags: dict[str, float | None] | None = None
+    """The tags head's hold-out ``micro_f1``, ``macro_f1`` and the baseline's; None: no tags head."""
 
 
 def new_version_id(now: datetime | None = None) -> str:
@@ -568,4 +570,5 @@ def _version(manifest: ModelManifest, folder: Path, is_current: bool) -> ModelVe
         is_current=is_current,
         path=folder,
         promotion=manifest.promotion,
+        tags=dict(manifest.tags.metrics) if manifest.tags is not None else None,
     )

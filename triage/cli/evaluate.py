@@ -58,7 +58,7 @@ def evaluate(
     """Evaluate a stored model version on a labelled file; write report.json/.md/.html with plots."""
     from triage.models.evaluate_version import evaluate_version
     from triage.models.inference import InferenceEngine
-    from triage.models.report import underperforming_fields, write_report
+    from triage.models.report import TOLERANCE, underperforming_fields, write_report
     from triage.models.store import StoreError
     from triage.models.tables import read_table
     from triage.models.training import TrainingError
@@ -90,7 +90,21 @@ def evaluate(
     for name, entry in report.fields.items():
         model, baseline = entry["model"], entry["baseline"]
         typer.echo(f"{name:<12} model macro-F1 {model.macro_f1:.3f}   baseline {baseline.macro_f1:.3f}")
+    if report.tags is not None:
+        tags, added = report.tags, report.tags["added"]
+        precision = f" at precision {added['precision']:.3f}" if added["count"] else ""
+        typer.echo(
+            f"{'tags':<12} model micro-F1 {tags['model']['micro_f1']:.3f}   baseline "
+            f"{tags['baseline']['micro_f1']:.3f}; at its thresholds it adds {added['count']} tags{precision}"
+        )
+    elif engine.manifest.tags is not None:
+        typer.echo(f"{'tags':<12} not scored: the file has no tags (a 'tags' column, or tag_1 .. tag_n)")
     behind = underperforming_fields(report)
+    if (
+        report.tags is not None
+        and report.tags["model"]["micro_f1"] < report.tags["baseline"]["micro_f1"] - TOLERANCE
+    ):
+        behind.append("tags (micro-F1)")
     if behind:
         typer.echo(f"the model does NOT beat the baseline on: {', '.join(behind)}")
     typer.echo(f"report: {paths['html']}")

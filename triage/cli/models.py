@@ -326,6 +326,9 @@ def _describe(version: ModelVersion) -> str:
         for field, metrics in version.metrics.items()
         if metrics.get("macro_f1") is not None and metrics.get("baseline_macro_f1") is not None
     )
+    tags = version.tags or {}
+    if tags.get("micro_f1") is not None and tags.get("baseline_micro_f1") is not None:
+        scores += f"; tags micro-F1 {tags['micro_f1']:.3f}/{tags['baseline_micro_f1']:.3f}"
     marker = "*" if version.is_current else " "
     return f"{marker} {version.version}  {version.name:<28} macro-F1 model/baseline: {scores}"
 
