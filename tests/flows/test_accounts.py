@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
@@ -30,6 +33,7 @@ from triage.models.store import ModelStore
 from triage.simulator import SimulatorConfig, run_simulator
 
 pytestmark = pytest.mark.flow
+LAKE_DOCS = Path(__file__).resolve().parents[2] / "docs" / "lake.md"
 
 ACCOUNTS = {
     "acme": SimulatorConfig(tickets=500, open_tickets=30, seed=21, domain="acme", bulk_delay_seconds=0.05),
@@ -136,3 +140,15 @@ def test_every_write_reached_its_own_accounts_helpdesk_only(accounts):
         assert not {request for _, request in audited} & {w.request_id for w in other.writes}
         changed = {c.ticket_id for c in sim.changes if c.source in ("api", "bulk")}
         assert changed == {ticket for ticket, _ in audited}
+
+
+def test_the_docs_query_over_every_account_counts_each_accounts_own_writes(accounts):
+    section = LAKE_DOCS.read_text(encoding="utf-8").split("### Many helpdesks", 1)[1]
+    query = re.search(r"```sql\n(.*?)```", section, re.S).group(1)
+    found = duckdb.sql(query.replace("data/lake", str(accounts["lake"]))).fetchall()
+    expected: Counter[tuple[str, str]] = Counter()
+    for name in accounts["sims"]:
+        done = Lake(accounts["lake"] / f"account={name}").scan("audit").to_pylist()
+        expected.update((name, r["field"]) for r in done if r["phase"] == "result" and r["status"] == "ok")
+    assert {(account, field): n for account, field, n in found} == expected
+    assert {account for account, _ in expected} == {"acme", "globex"}
