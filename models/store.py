@@ -242,6 +242,8 @@ class ModelStore:
             else:
                 promotion = self._compare(result, saved, current)
             warnings = [warning for o in result.fields.values() if (warning := o.apply_warning)]
+            if result.tags is not None and (warning := result.tags.apply_warning):
+                warnings.append(warning)
             if warnings:  # on the candidate's own hold-out
                 promotion.reason += "; WARNING " + "; ".join(warnings)
             promoted, reason = promotion.promoted, promotion.reason

@@ -279,6 +279,20 @@ class TagsOutcome:
                 )
         return out
 
+    @property
+    def apply_warning(self) -> str | None:
+        """Set when the head reaches no apply threshold for any tag on the hold-out but the baseline does
+        (as :func:`triage.models.evaluation.apply_gap` for a field)."""
+        model, baseline = self.evaluation, self.baseline
+        theirs = [tag for tag in self.tags if baseline.apply[tag] is not None]
+        if any(model.apply[tag] is not None for tag in self.tags) or not theirs:
+            return None
+        names = ", ".join(theirs[:5]) + (", ..." if len(theirs) > 5 else "")
+        return (
+            f"tags: reaches no apply threshold at precision {model.apply_target:.2f} for any tag, where the "
+            f"baseline does for {len(theirs)} ({names}): with it no tag is ever added"
+        )
+
     def manifest(self) -> TagsManifest:
         """``model.json``'s ``tags`` section."""
         model, baseline = self.evaluation, self.baseline

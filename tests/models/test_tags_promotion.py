@@ -148,3 +148,27 @@ def test_the_comparison_counts_a_tag_one_head_does_not_know_against_it():
     assert out.precision is not None and out.precision.candidate == out.precision.current == 1.0
     assert out.micro_f1.worse(0.005) and not out.precision.worse(0.005)
     assert out.added == (50, 100) and out.addable == (1, 2)
+
+
+def test_a_tags_head_that_adds_no_tag_where_the_baseline_would_is_flagged(tmp_path, candidate):
+    """As a field's head without an apply threshold: the registration's reason (shown by the CLI) says so."""
+    from dataclasses import replace
+
+    from triage.models.tags import evaluate_tags, multi_hot
+
+    outcome = candidate.tags
+    holdout = candidate.holdout
+    truth = multi_hot(holdout["tags"].tolist(), outcome.tags)
+    flat = np.full(truth.shape, 0.5)
+    blind = replace(
+        outcome,
+        evaluation=evaluate_tags(truth, flat, outcome.tags, target_precision=0.9, suggest_precision=0.75),
+    )
+    addable = [t for t in outcome.tags if outcome.baseline.apply[t] is not None]
+    assert addable and outcome.apply_warning is None
+    assert blind.apply_warning == (
+        f"tags: reaches no apply threshold at precision 0.90 for any tag, where the baseline does for "
+        f"{len(addable)} ({', '.join(addable)}): with it no tag is ever added"
+    )
+    _, promoted, reason = ModelStore(tmp_path).register(replace(candidate, tags=blind))
+    assert promoted and reason == f"first model in the store; WARNING {blind.apply_warning}"
