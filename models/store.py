@@ -327,22 +327,12 @@ class ModelStore:
                 worse.append(f"{name} {new.macro_f1:.3f} < {old.macro_f1:.3f}")
             if gap := apply_gap(new, old, f"current {current.version}"):
                 gaps.append(gap)
-        tags_note = ""
-        if result.tags is not None and my_tags is not None:
-            if theirs_manifest.tags is None or their_tags is None:
-                tags_note = (
-                    f"; tags: a new head (current has none), micro-F1 {result.tags.evaluation.micro_f1:.3f} "
-                    "on its own hold-out"
-                )
-            else:
-                tags = compare_tags(
-                    tickets[TAGS].tolist(),
-                    (result.tags.manifest(), my_tags),
-                    (theirs_manifest.tags, their_tags),
-                )
-                comparison[TAGS] = tags.to_dict()
-                gaps += tags.problems(self.tolerance, f"current {current.version}")
-                tags_note = f"; {tags.summary()}"
+        tags_row, tag_problems, tags_note = self._compare_tags(
+            result, theirs_manifest, tickets, my_tags, their_tags
+        )
+        if tags_row is not None:
+            comparison[TAGS] = tags_row
+        gaps += tag_problems
         on = f"on {len(tickets)} tickets neither trained on ({rule})"
         beyond = f"worse than current {current.version} beyond tolerance {self.tolerance}"
         problems = ([f"{beyond}: {', '.join(worse)}"] if worse else []) + gaps
@@ -367,6 +357,29 @@ class ModelStore:
             scored_on=scored_on,
             at=at,
         )
+
+    def _compare_tags(
+        self,
+        result: TrainingResult,
+        current: ModelManifest,
+        tickets: pd.DataFrame,
+        mine: np.ndarray | None,
+        theirs: np.ndarray | None,
+    ) -> tuple[dict[str, float | None] | None, builtins.list[str], str]:
+        """The tags heads' probabilities ``mine`` and ``theirs`` on ``tickets``: the comparison's ``tags`` row
+        (None: not compared), why the candidate's are worse, and a note for the reason."""
+        if result.tags is None or mine is None:
+            return None, [], ""
+        if current.tags is None or theirs is None:
+            micro_f1 = result.tags.evaluation.micro_f1
+            return (
+                None,
+                [],
+                f"; tags: a new head (current has none), micro-F1 {micro_f1:.3f} on its own hold-out",
+            )
+        tags = compare_tags(tickets[TAGS].tolist(), (result.tags.manifest(), mine), (current.tags, theirs))
+        problems = tags.problems(self.tolerance, f"current {current.version}")
+        return tags.to_dict(), problems, "" if problems else f"; {tags.summary()}"
 
     def _exists(self, version: str) -> bool:
         """Whether ``version`` is a complete version of the store (its ``model.json`` written)."""
