@@ -172,3 +172,19 @@ def test_a_tags_head_that_adds_no_tag_where_the_baseline_would_is_flagged(tmp_pa
     )
     _, promoted, reason = ModelStore(tmp_path).register(replace(candidate, tags=blind))
     assert promoted and reason == f"first model in the store; WARNING {blind.apply_warning}"
+
+
+def test_tags_added_at_a_lower_precision_beyond_noise_are_a_problem():
+    """The candidate adds ``urgent`` to every ticket (half of them wrongly), the current one only where right."""
+    truth = [("urgent",), ()] * 60
+    point = ThresholdPoint(target=0.9, threshold=0.8)
+    head = TagsManifest(
+        labels=["urgent"], apply={"urgent": point}, suggest={"urgent": point}, n_train=1, n_test=1
+    )
+    right = np.array([[float(bool(t))] for t in truth])
+    out = compare_tags(truth, (head, np.full((120, 1), 0.9)), (head, right))
+    assert out.precision is not None and (out.precision.candidate, out.precision.current) == (0.5, 1.0)
+    assert out.added == (120, 60) and out.precision.high < 0
+    (problem, other) = out.problems(0.005, "current v1")
+    assert problem.startswith("tags micro-F1 0.667 < 1.000")
+    assert other.startswith("tags precision of the tags added 0.500 < 1.000 (95% interval of the difference")
