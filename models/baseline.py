@@ -5,17 +5,28 @@ logistic regression with balanced class weights. ``max_features`` (None: all) ke
 half of it from each vectorizer, the most frequent n-grams (training sets it on large many-class
 data, as it bounds the head's TF-IDF block). It is trained and used in memory during an
 evaluation only; it is never saved (so never unpickled either).
+
+:class:`RowsBaseline` is the same logistic regression over TF-IDF rows already computed, solved in
+torch: training gives it the model's hashed TF-IDF (the same n-grams, sublinear TF, IDF and
+per-block L2 norm; :mod:`triage.models.features`), vectorised once for every field instead of once
+per field.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline, make_union
+
+from triage.models.head_fitting import OFF, class_weights, fit_head
+from triage.models.heads import FieldHead, SparseRows
 
 
 class TfidfBaseline(ClassifierMixin, BaseEstimator):
@@ -59,6 +70,59 @@ class TfidfBaseline(ClassifierMixin, BaseEstimator):
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.classes_, dtype=object)[self.predict_proba(texts).argmax(axis=1)]
+
+
+class RowsBaseline(ClassifierMixin, BaseEstimator):
+    """The baseline's logistic regression over TF-IDF rows computed elsewhere (a CSR matrix).
+
+    The same model as :class:`TfidfBaseline`'s (multinomial, L2 at ``C``, unpenalised intercepts,
+    balanced class weights), solved with the heads' torch L-BFGS in float32
+    (:func:`triage.models.head_fitting.fit_head`) and scikit-learn's stopping rule: at most
+    ``max_iter`` iterations, or once no gradient component exceeds ``tol``. On large many-class
+    data it is several times faster per iteration than scikit-learn's float64 solver and keeps half
+    the memory.
+
+    >>> baseline = RowsBaseline(seed=42).fit(train_rows, train_labels)  # doctest: +SKIP
+    >>> baseline.predict_proba(test_rows)  # rows x baseline.classes_   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        seed: int = 42,
+        C: float = 10.0,
+        class_weight: str | None = "balanced",
+        max_iter: int = 2000,
+        tol: float = 1e-4,
+    ):
+        self.seed = seed
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def fit(self, rows: sp.csr_matrix, y: Sequence[str]) -> RowsBaseline:
+        labels = [str(label) for label in y]
+        if rows.shape[0] != len(labels):
+            raise ValueError(f"{rows.shape[0]} rows but {len(labels)} labels")
+        self.classes_: list[str] = sorted(set(labels))
+        if len(self.classes_) < 2:
+            raise ValueError("the baseline needs at least two classes to learn from")
+        position = {label: i for i, label in enumerate(self.classes_)}
+        targets = np.array([position[label] for label in labels], dtype=np.int64)
+        mode = "balanced" if self.class_weight == "balanced" else "none"
+        weights = class_weights(targets, len(self.classes_), mode)[targets]
+        with warnings.catch_warnings():  # "initializing zero-element tensors": there is no embedding
+            warnings.simplefilter("ignore", UserWarning)
+            self.head_ = FieldHead(0, rows.shape[1], len(self.classes_))  # TF-IDF only
+        inputs = (torch.zeros(len(labels), 0), SparseRows.from_csr(rows, for_training=True), None)
+        strengths = (OFF, self.C, OFF)
+        target, weight = torch.from_numpy(targets), torch.from_numpy(weights)
+        fit_head(self.head_, inputs, target, weight, strengths, self.max_iter, tolerance=self.tol)
+        return self
+
+    def predict_proba(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Probabilities, one row per TF-IDF row, one column per label in :attr:`classes_`."""
+        return self.head_.proba(torch.zeros(rows.shape[0], 0), SparseRows.from_csr(rows))
 
 
 def tfidf_features(max_features: int | None = None) -> FeatureUnion:

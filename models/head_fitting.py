@@ -101,6 +101,7 @@ def fit_head(
     *,
     warm_start: bool = False,
     multilabel: bool = False,
+    tolerance: float = 1e-6,
 ) -> None:
     """Minimise weighted mean cross-entropy + ``sum_b |W_b|^2 / (2 C_b n)`` with L-BFGS.
 
@@ -111,7 +112,8 @@ def fit_head(
     ``inputs`` are the head's (embeddings, TF-IDF rows, neighbour shares), ``weights`` one per
     row, ``c`` the inverse L2 strengths of the embedding, TF-IDF and memory weights. Each term is
     scikit-learn's logistic-regression penalty divided by ``n``, so ``C`` means the same as there.
-    Biases are not penalised. The problem is convex: from zero weights (or, with ``warm_start``,
+    Biases are not penalised. L-BFGS stops after ``max_iter`` iterations or once no gradient
+    component exceeds ``tolerance`` (scikit-learn's ``tol`` means the same). The problem is convex: from zero weights (or, with ``warm_start``,
     from the current ones, which only saves iterations) the fit reaches the same optimum.
 
     The embedding block is fitted in preconditioned coordinates (see :func:`_preconditioner`):
@@ -144,7 +146,7 @@ def fit_head(
         lr=1.0,
         max_iter=max_iter,
         history_size=10,
-        tolerance_grad=1e-6,
+        tolerance_grad=tolerance,
         tolerance_change=1e-10,
         line_search_fn="strong_wolfe",
     )
@@ -375,7 +377,9 @@ class HeadInputs:
         """The head's inputs for ``rows`` (TF-IDF rows with their transpose ``for_training``)."""
         part = self.features.rows(rows)
         rows_sparse = None
-        if part.sparse is not None:
+        if for_training and part is self.features and part.training_rows is not None:
+            rows_sparse = part.training_rows
+        elif part.sparse is not None:
             rows_sparse = SparseRows.from_csr(part.sparse, part.embeddings.device, for_training=for_training)
         return part.embeddings, rows_sparse, part.neighbours
 

@@ -44,18 +44,20 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from sklearn.model_selection import train_test_split
 
 from triage.errors import TriageError
-from triage.models.baseline import TfidfBaseline
+from triage.models.baseline import RowsBaseline, TfidfBaseline
 from triage.models.classifier import TriageClassifier, pick_device
 from triage.models.embedding_cache import EmbeddingCache, encoder_fingerprint
 from triage.models.encoders import EncoderSpec, resolve_encoder
+from triage.models.estimator import Estimator
 from triage.models.evaluation import FieldEvaluation, evaluate_beside_baseline
 from triage.models.features import HashingConfig
 from triage.models.fine_tune import fine_tune_encoder
@@ -67,7 +69,7 @@ from triage.models.head_fitting import (
     select_head,
     selection_fits,
 )
-from triage.models.heads import HeadFeatures
+from triage.models.heads import HeadFeatures, SparseRows
 from triage.models.manifest import ClassifierConfig, TicketKey, TrainingSet, keys_sha256
 from triage.models.progress import Phase, Progress, phase
 from triage.models.tags import (
@@ -268,7 +270,9 @@ def train(
             embeddings = _embed(classifier, encoder, data, config, step)
     timings["embedding"], clock = time.perf_counter() - clock, time.perf_counter()
     tag_targets = multi_hot(data[TAGS].iloc[train_rows].tolist(), tag_plan[0]) if tag_plan else None
-    heads = _fit_heads(classifier, train_texts, embeddings[train_rows], labels, config, progress, tag_targets)
+    heads, train_sparse = _fit_heads(
+        classifier, train_texts, embeddings[train_rows], labels, config, progress, tag_targets
+    )
     timings["heads"], clock = time.perf_counter() - clock, time.perf_counter()
     with phase(progress, "evaluation", 1 + len(plan) + bool(tag_plan)) as step:
         with one_thread():
@@ -278,7 +282,15 @@ def train(
         step.step()
         holdout = data.iloc[test_rows].reset_index(drop=True)
         outcomes = _evaluate(
-            data.iloc[train_rows], holdout, features, plan, heads, config, slice_column, step
+            data.iloc[train_rows],
+            holdout,
+            features,
+            plan,
+            heads,
+            config,
+            slice_column,
+            step,
+            (train_sparse, test_sparse) if train_sparse is not None and test_sparse is not None else None,
         )
         tags = None
         if tag_plan:
@@ -392,8 +404,9 @@ def _fit_heads(
     config: TrainConfig,
     progress: Progress | None = None,
     tag_targets: np.ndarray | None = None,
-) -> dict[str, HeadEstimator]:
-    """Fit features, memory and every head on the training rows; returns each field's fitted head.
+) -> tuple[dict[str, HeadEstimator], sp.csr_matrix | None]:
+    """Fit features, memory and every head on the training rows; returns each field's fitted head
+    and the training rows' hashed TF-IDF (None: the heads have no TF-IDF block).
 
     Phases: ``features`` (TF-IDF and memory), ``head selection`` (every field's cross-validated
     candidates) and ``final fit`` (each field's chosen head on all its rows, and the tags head on
@@ -408,6 +421,7 @@ def _fit_heads(
         neighbours = classifier.neighbour_features(embeddings, self_index=self_index)
 
     rows = {name: np.flatnonzero(y >= 0) for name, y in labels.items()}  # the rows each head learns from
+    shared: list[SparseRows] = []  # the final fits' TF-IDF rows with their transpose, built once
 
     def features(name: str) -> HeadFeatures:
         mine = rows[name]
@@ -416,6 +430,7 @@ def _fit_heads(
             classifier.standardise(torch.from_numpy(embeddings[mine]).to(classifier.device)),
             (sparse if every else sparse[mine]) if sparse is not None else None,
             neighbours[name][mine] if neighbours else None,
+            shared[0] if every and shared else None,
         )
 
     def select(name: str, step: Phase) -> HeadChoice:
@@ -440,6 +455,8 @@ def _fit_heads(
         with phase(progress, "head selection", fits) as step:
             futures = {name: pool.submit(select, name, step) for name in labels}
             chosen = {name: future.result() for name, future in futures.items()}
+        if sparse is not None and any(len(mine) == len(texts) for mine in rows.values()):
+            shared.append(SparseRows.from_csr(sparse, classifier.device, for_training=True))
         with phase(progress, "final fit", len(labels) + (tag_targets is not None)) as step:
             done = {name: pool.submit(refit, name, chosen[name], step) for name in labels}
             if tag_targets is not None:
@@ -450,7 +467,7 @@ def _fit_heads(
                 fit_tags(classifier.tags_head, every, tag_targets, config)
                 log.info("tags (%d rows, %d tags) fitted", len(tag_targets), tag_targets.shape[1])
                 step.step()
-            return {name: future.result() for name, future in done.items()}
+            return {name: future.result() for name, future in done.items()}, sparse
 
 
 def _evaluate(
@@ -462,15 +479,28 @@ def _evaluate(
     config: TrainConfig,
     slice_column: str | None,
     step: Phase | None = None,
+    tfidf: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
 ) -> dict[str, FieldOutcome]:
     """Each field's head (on the hold-out's ``features``) beside the baseline trained on the same
-    rows, on the hold-out, overall and per slice (``step``: one per field)."""
+    rows, on the hold-out, overall and per slice (``step``: one per field).
+
+    ``tfidf``: the training and hold-out rows' hashed TF-IDF (the baseline's n-grams, vectorised
+    once): the baseline's logistic regression is fitted on them (:class:`RowsBaseline`) instead of
+    vectorising the texts again for every field."""
     outcomes: dict[str, FieldOutcome] = {}
     texts = holdout[TEXT].tolist()
     for name, (labels, excluded) in plan.items():
-        fit_part = train_part[train_part[name].isin(labels)]
-        baseline = TfidfBaseline(seed=config.seed, max_features=feature_limit(len(labels)))
-        baseline.fit(fit_part[TEXT].tolist(), fit_part[name].tolist())
+        learned = train_part[name].isin(labels).to_numpy()
+        fit_part = train_part[learned]
+        baseline: Estimator[Any, Any]
+        if tfidf is not None:
+            rows = tfidf[0] if learned.all() else tfidf[0][learned]
+            baseline = RowsBaseline(seed=config.seed).fit(rows, fit_part[name].tolist())
+            baseline_inputs: object = tfidf[1]
+        else:
+            baseline = TfidfBaseline(seed=config.seed, max_features=feature_limit(len(labels)))
+            baseline.fit(fit_part[TEXT].tolist(), fit_part[name].tolist())
+            baseline_inputs = texts
         labelled = holdout[name].notna().to_numpy()
         if not labelled.any():
             raise TrainingError(f"the hold-out has no labelled rows for field {name!r}")
@@ -483,7 +513,7 @@ def _evaluate(
                 head,
                 features[name],
                 baseline,
-                texts,
+                baseline_inputs,
                 slice_column=slice_column,
                 slice_values=holdout[slice_column].tolist() if slice_column is not None else None,
                 target_precision=config.target_precision,

@@ -200,3 +200,49 @@ def test_one_split_needs_the_gain_beyond_two_bootstrap_errors():
     simple, rich = (OFF, 10.0, OFF), (0.01, 10.0, OFF)
     assert choose({simple: (0.70,), rich: (0.72,)}, {simple: 0.0, rich: 0.005}) == rich
     assert choose({simple: (0.70,), rich: (0.72,)}, {simple: 0.0, rich: 0.015}) == simple
+
+
+def test_the_training_product_and_its_gradient_are_the_sparse_product_of_the_rows():
+    """Training reads only the transpose (forward as CSC, backward as CSR): the same logits as
+    inference's CSR product, and the gradient of the weights is X^T G."""
+    texts, labels = _noisy_tickets(60, seed=8)
+    head, features, emb, _, _ = _field_inputs(texts, labels, np.random.default_rng(8).normal(size=(60, DIM)))
+    x = features.transform(texts)
+    with torch.no_grad():
+        head.sparse_weight.copy_(
+            torch.randn(head.sparse_weight.shape, generator=torch.Generator().manual_seed(0))
+        )
+    training = head(emb, SparseRows.from_csr(x, for_training=True))
+    with torch.inference_mode():
+        inference = head(emb, SparseRows.from_csr(x))
+    torch.testing.assert_close(training.detach(), inference)
+    grad = torch.randn(training.shape, generator=torch.Generator().manual_seed(1))
+    training.backward(grad)
+    expected = torch.from_numpy(np.asarray(x.T @ grad.numpy(), dtype=np.float32))
+    torch.testing.assert_close(head.sparse_weight.grad, expected)
+
+
+def test_the_single_split_starts_at_split_rows():
+    y = np.arange(head_fitting.SPLIT_ROWS) % 50
+    assert len(_splits(y, 42)) == 1  # one stratified validation split ...
+    fit, val = _splits(y, 42)[0]
+    assert (
+        len(val) == round(head_fitting.VALIDATION_SHARE * len(y)) and len(fit) <= head_fitting.SELECTION_ROWS
+    )
+    assert set(y[fit]) == set(y)  # every class is learned
+    assert len(_splits(y[:-1], 42)) == head_fitting.CV_FOLDS  # ... below it, cross-validation as before
+
+
+def test_a_pruned_candidate_is_never_the_chosen_one(monkeypatch):
+    """Text carries the label, the embedding is noise: stronger embeddings score worse on the one
+    split, so the grid is abandoned early; the choice is among the scored, here TF-IDF alone."""
+    monkeypatch.setattr(head_fitting, "SPLIT_ROWS", 100)
+    monkeypatch.setattr(head_fitting, "SELECTION_ROWS", 120)
+    texts, labels = _noisy_tickets(200, seed=9)
+    noise = np.random.default_rng(9).normal(size=(len(texts), DIM)) * 3
+    choice, _ = _choice(texts, labels, noise)
+    options = candidates(TrainConfig(neighbours=0), sparse=True, memory=False)
+    assert choice.folds == 1
+    assert len(choice.scores) < len(options)  # some strengths were never fitted
+    assert choice.strengths in choice.scores
+    assert choice.strengths == (OFF, 10.0, OFF)
