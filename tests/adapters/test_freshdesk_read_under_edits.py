@@ -43,15 +43,19 @@ def agent_edits(sim: Simulator) -> int:
 
 
 async def test_agents_editing_between_pages_lose_no_ticket():
-    """Two agent edits before every list page (deterministic): every ticket listed when the read
-    began is read, no version twice, in ascending ``updated_at`` order."""
+    """Two agent edits before each of the first 150 list pages (deterministic): every ticket listed
+    when the read began is read, no version twice, in ascending ``updated_at`` order. The edits stop
+    there, so the read (which has no end time) does not chase the newest second for ever."""
     with run_simulator(SimulatorConfig(tickets=3_000, open_tickets=300, seed=21)) as sim:
         before = listed_now(sim)
         async with connect(sim) as adapter:
             request = adapter.client.request
+            pages = 0
 
             async def editing(method, path, **kwargs):
-                if path == "/tickets":
+                nonlocal pages
+                if path == "/tickets" and pages < 150:
+                    pages += 1
                     sim.random_agent_edit()
                     sim.random_agent_edit()
                 return await request(method, path, **kwargs)
