@@ -100,10 +100,15 @@ class RowsBaseline(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(self, rows: sp.csr_matrix, y: Sequence[str]) -> RowsBaseline:
+    def fit(self, rows: sp.csr_matrix | SparseRows, y: Sequence[str]) -> RowsBaseline:
+        """Learn from TF-IDF ``rows`` (a CSR matrix, or :class:`SparseRows` already prepared for
+        training, shared with the heads) and their labels ``y``."""
         labels = [str(label) for label in y]
-        if rows.shape[0] != len(labels):
-            raise ValueError(f"{rows.shape[0]} rows but {len(labels)} labels")
+        if not isinstance(rows, SparseRows):
+            rows = SparseRows.from_csr(rows, for_training=True)
+        n_rows, n_columns = rows.matrix.shape
+        if n_rows != len(labels):
+            raise ValueError(f"{n_rows} rows but {len(labels)} labels")
         self.classes_: list[str] = sorted(set(labels))
         if len(self.classes_) < 2:
             raise ValueError("the baseline needs at least two classes to learn from")
@@ -113,8 +118,8 @@ class RowsBaseline(ClassifierMixin, BaseEstimator):
         weights = class_weights(targets, len(self.classes_), mode)[targets]
         with warnings.catch_warnings():  # "initializing zero-element tensors": there is no embedding
             warnings.simplefilter("ignore", UserWarning)
-            self.head_ = FieldHead(0, rows.shape[1], len(self.classes_))  # TF-IDF only
-        inputs = (torch.zeros(len(labels), 0), SparseRows.from_csr(rows, for_training=True), None)
+            self.head_ = FieldHead(0, n_columns, len(self.classes_))  # TF-IDF only
+        inputs = (torch.zeros(len(labels), 0), rows, None)
         strengths = (OFF, self.C, OFF)
         target, weight = torch.from_numpy(targets), torch.from_numpy(weights)
         fit_head(self.head_, inputs, target, weight, strengths, self.max_iter, tolerance=self.tol)

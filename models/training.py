@@ -290,7 +290,7 @@ def train(
             config,
             slice_column,
             step,
-            (train_sparse, test_sparse) if train_sparse is not None and test_sparse is not None else None,
+            (*train_sparse, test_sparse) if train_sparse is not None and test_sparse is not None else None,
         )
         tags = None
         if tag_plan:
@@ -404,9 +404,9 @@ def _fit_heads(
     config: TrainConfig,
     progress: Progress | None = None,
     tag_targets: np.ndarray | None = None,
-) -> tuple[dict[str, HeadEstimator], sp.csr_matrix | None]:
+) -> tuple[dict[str, HeadEstimator], tuple[sp.csr_matrix, SparseRows] | None]:
     """Fit features, memory and every head on the training rows; returns each field's fitted head
-    and the training rows' hashed TF-IDF (None: the heads have no TF-IDF block).
+    and the training rows' hashed TF-IDF, also prepared for training (None: no TF-IDF block).
 
     Phases: ``features`` (TF-IDF and memory), ``head selection`` (every field's cross-validated
     candidates) and ``final fit`` (each field's chosen head on all its rows, and the tags head on
@@ -455,7 +455,7 @@ def _fit_heads(
         with phase(progress, "head selection", fits) as step:
             futures = {name: pool.submit(select, name, step) for name in labels}
             chosen = {name: future.result() for name, future in futures.items()}
-        if sparse is not None and any(len(mine) == len(texts) for mine in rows.values()):
+        if sparse is not None:
             shared.append(SparseRows.from_csr(sparse, classifier.device, for_training=True))
         with phase(progress, "final fit", len(labels) + (tag_targets is not None)) as step:
             done = {name: pool.submit(refit, name, chosen[name], step) for name in labels}
@@ -467,7 +467,8 @@ def _fit_heads(
                 fit_tags(classifier.tags_head, every, tag_targets, config)
                 log.info("tags (%d rows, %d tags) fitted", len(tag_targets), tag_targets.shape[1])
                 step.step()
-            return {name: future.result() for name, future in done.items()}, sparse
+            fitted = {name: future.result() for name, future in done.items()}
+            return fitted, (sparse, shared[0]) if sparse is not None else None
 
 
 def _evaluate(
@@ -479,28 +480,34 @@ def _evaluate(
     config: TrainConfig,
     slice_column: str | None,
     step: Phase | None = None,
-    tfidf: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
+    tfidf: tuple[sp.csr_matrix, SparseRows, sp.csr_matrix] | None = None,
 ) -> dict[str, FieldOutcome]:
     """Each field's head (on the hold-out's ``features``) beside the baseline trained on the same
     rows, on the hold-out, overall and per slice (``step``: one per field).
 
-    ``tfidf``: the training and hold-out rows' hashed TF-IDF (the baseline's n-grams, vectorised
-    once): the baseline's logistic regression is fitted on them (:class:`RowsBaseline`) instead of
-    vectorising the texts again for every field."""
+    ``tfidf``: the training rows' hashed TF-IDF (also prepared for training) and the hold-out's: the
+    baseline's n-grams, vectorised once. The baseline's logistic regression is then fitted on them
+    (:class:`RowsBaseline`, the fields side by side, one torch thread each) instead of vectorising
+    the texts again for every field."""
     outcomes: dict[str, FieldOutcome] = {}
     texts = holdout[TEXT].tolist()
-    for name, (labels, excluded) in plan.items():
+
+    def fit_baseline(name: str, labels: list[str]) -> Estimator[Any, Any]:
         learned = train_part[name].isin(labels).to_numpy()
-        fit_part = train_part[learned]
-        baseline: Estimator[Any, Any]
-        if tfidf is not None:
-            rows = tfidf[0] if learned.all() else tfidf[0][learned]
-            baseline = RowsBaseline(seed=config.seed).fit(rows, fit_part[name].tolist())
-            baseline_inputs: object = tfidf[1]
-        else:
+        y = train_part[name][learned].tolist()
+        if tfidf is None:
             baseline = TfidfBaseline(seed=config.seed, max_features=feature_limit(len(labels)))
-            baseline.fit(fit_part[TEXT].tolist(), fit_part[name].tolist())
-            baseline_inputs = texts
+            return baseline.fit(train_part[TEXT][learned].tolist(), y)
+        return RowsBaseline(seed=config.seed).fit(tfidf[1] if learned.all() else tfidf[0][learned], y)
+
+    threads = torch.get_num_threads()
+    with one_thread(), ThreadPoolExecutor(max(1, min(threads, len(plan)))) as pool:
+        fitted = {name: pool.submit(fit_baseline, name, labels) for name, (labels, _) in plan.items()}
+        baselines = {name: future.result() for name, future in fitted.items()}
+    for name, (labels, excluded) in plan.items():
+        fit_part = train_part[train_part[name].isin(labels)]
+        baseline = baselines[name]
+        baseline_inputs: object = tfidf[2] if tfidf is not None else texts
         labelled = holdout[name].notna().to_numpy()
         if not labelled.any():
             raise TrainingError(f"the hold-out has no labelled rows for field {name!r}")
