@@ -1,4 +1,5 @@
-"""Flow tests: one Prefect test harness, one simulator and one trained model for the whole session.
+"""Flow tests: one Prefect test harness, one simulator and one trained model for the whole session, and
+one real Prefect server with the deployments for the tests that run them on workers.
 
 The harness swaps Prefect's database and API for a temporary one; results and transaction records
 go to a temporary folder too (else a test would see cached results of an earlier session). The
@@ -12,8 +13,14 @@ import os
 
 import pytest
 from flow_config import SIMULATOR, write_config
+from prefect_server import GPU, POOL, deployed
 
 from triage.simulator import run_simulator
+
+
+def pytest_collection_modifyitems(items):
+    """The tests on the shared deployment server run last, one after another: the server is up only then."""
+    items.sort(key=lambda item: "deployment_server" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +77,12 @@ def world(trained, session_sim, tmp_path, monkeypatch):
         tmp_path / "triage.yml", session_sim.base_url, lake=tmp_path / "lake", store=trained["store"]
     )
     return {"sim": session_sim, "config": config, "lake": tmp_path / "lake", "tmp": tmp_path}
+
+
+@pytest.fixture(scope="session")
+def deployment_server(tmp_path_factory):
+    """`prefect server start` (SQLite), pools ``triage`` and ``gpu`` (one run at a time), `prefect deploy --all`,
+    schedules paused. Shared by the worker tests: each brings its own simulator, lake and workers, and
+    reads only the runs it started (and their child runs)."""
+    with deployed(tmp_path_factory.mktemp("prefect-deployed"), POOL, GPU) as server:
+        yield server

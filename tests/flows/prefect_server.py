@@ -1,6 +1,7 @@
 """A real Prefect server, `prefect` commands and process workers, as an operator runs them.
 
-Used by the deployment tests (tests/flows/test_server_deployments.py) and the deployment benchmark
+Used by the deployment tests (tests/flows/test_server_deployments.py, and the one server :func:`deployed`
+serves to tests/flows/test_predict_pool.py and test_backfill_children.py) and the deployment benchmark
 (bench/deployment_latency.py). Each server gets its own ``PREFECT_HOME`` and database: a PostgreSQL
 database created for it (and dropped after) or a SQLite file. The environment of every process is
 built from scratch here (no ``PREFECT_*`` of the calling process leaks in).
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+#: The work pools of the flow tests' shared deployment server: the flows', and predict's (a GPU pool's stand-in).
+POOL, GPU = "triage", "gpu"
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -225,11 +228,53 @@ class Server:
         rows = self.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
         return [row["message"] for row in rows]
 
-    def flow_runs(self, deployment_id: str, state: str | None = None) -> list[dict[str, Any]]:
+    def flow_runs(
+        self, deployment_id: str, state: str | None = None, *, besides: Collection[str] = ()
+    ) -> list[dict[str, Any]]:
+        """The runs of a deployment (only those in ``state``) but those in ``besides`` (earlier tests')."""
         body: dict[str, Any] = {"deployments": {"id": {"any_": [deployment_id]}}}
         if state:
             body["flow_runs"] = {"state": {"type": {"any_": [state]}}}
-        return self.post("/flow_runs/filter", body)
+        return [run for run in self.post("/flow_runs/filter", body) if run["id"] not in besides]
+
+    def run_ids(self, deployment_id: str) -> set[str]:
+        """The ids of a deployment's runs so far (a test on a shared server then reads only its own)."""
+        return {run["id"] for run in self.flow_runs(deployment_id)}
+
+
+def ok(done: subprocess.CompletedProcess) -> str:
+    """The output of a command that must have succeeded."""
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@contextmanager
+def deployed(folder: Path, pool: str, predict_pool: str) -> Iterator[Server]:
+    """A server (SQLite) with every deployment of prefect.yaml, as docs/operators.md ("Deployment") has an
+    operator make it: process work pools ``pool`` for the flows and ``predict_pool`` for predict (one run at
+    a time there, as on one GPU), then `prefect deploy --all`. The scheduled deployments are paused and
+    their scheduled runs deleted: a test starts each run itself."""
+    with database("sqlite", folder) as url:
+        server = Server(folder, url).start()
+        try:
+            env = server.client_env(
+                PREFECT_HOME=str(folder / "cli-home"),
+                TRIAGE_WORK_POOL=pool,
+                TRIAGE_PREDICT_WORK_POOL=predict_pool,
+            )
+            for name in dict.fromkeys((pool, predict_pool)):
+                ok(server.prefect("work-pool", "create", name, "--type", "process", env=env))
+            if predict_pool != pool:
+                ok(server.prefect("work-pool", "set-concurrency-limit", predict_pool, "1", env=env))
+            ok(server.prefect("deploy", "--all", env=env))
+            for name in ("triage/hourly", "nightly/nightly"):
+                deployment = server.deployment(name)
+                server.api.patch(f"/deployments/{deployment['id']}", json={"paused": True}).raise_for_status()
+                for run in server.flow_runs(deployment["id"], state="SCHEDULED"):
+                    server.api.delete(f"/flow_runs/{run['id']}").raise_for_status()
+            yield server
+        finally:
+            server.stop()
 
 
 class Worker:

@@ -16,14 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flow_config import SIMULATOR, write_config
-from prefect_server import TERMINAL, Server, Worker, database, eventually
+from prefect_server import POOL, TERMINAL, Server, Worker, eventually
 
 from triage.lake import Lake
 from triage.simulator import run_simulator
 from triage.simulator.verdict import judge, native_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.deployment]
-POOL = "triage"
 BATCHES = 4
 
 
@@ -33,42 +32,19 @@ def sim():
         yield simulator
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("prefect-backfill")
-    with database("sqlite", folder) as url:
-        server = Server(folder, url).start()
-        try:
-            deploy_env = server.client_env(
-                PREFECT_HOME=str(folder / "cli-home"), TRIAGE_WORK_POOL=POOL, TRIAGE_PREDICT_WORK_POOL=POOL
-            )
-            ok(server.prefect("work-pool", "create", POOL, "--type", "process", env=deploy_env))
-            ok(server.prefect("deploy", "--all", env=deploy_env))
-            for name in ("triage/hourly", "nightly/nightly"):  # no scheduled run beside the test's
-                deployment = server.deployment(name)
-                server.api.patch(f"/deployments/{deployment['id']}", json={"paused": True}).raise_for_status()
-                for run in server.flow_runs(deployment["id"], state="SCHEDULED"):
-                    server.api.delete(f"/flow_runs/{run['id']}").raise_for_status()
-            yield server
-        finally:
-            server.stop()
-
-
-def ok(done) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
-
-
-def test_a_backfill_in_child_runs_killed_half_way_and_resumed_writes_each_change_once(server, sim):
-    folder = server.folder
-    config = write_config(folder / "triage.yml", sim.base_url, lake=folder / "lake", store=folder / "models")
+def test_a_backfill_in_child_runs_killed_half_way_and_resumed_writes_each_change_once(
+    deployment_server, trained, sim, tmp_path
+):
+    server = deployment_server
+    config = write_config(
+        tmp_path / "triage.yml", sim.base_url, lake=tmp_path / "lake", store=trained["store"]
+    )
     env = {"TRIAGE_CONFIG": str(config), "FRESHDESK_API_KEY": sim.api_key}
     hourly = server.deployment("triage/hourly")["id"]
+    earlier = server.run_ids(hourly)  # other tests' on the shared server
 
     first = Worker(server, POOL, "first", **env).__enter__()
     try:
-        trained = _run(server, first, "train/train", {"params": {"days": 400}}, key="train")
-        assert trained["state"]["type"] == "COMPLETED", trained["state"]
         for method in ("PUT", "POST"):  # writes take a while: the worker dies during a batch's push
             sim.faults.inject("latency", method=method, seconds=1.0)
         end = datetime.now(UTC).replace(microsecond=0)  # the open tickets arrived in the last 12 h
@@ -81,7 +57,7 @@ def test_a_backfill_in_child_runs_killed_half_way_and_resumed_writes_each_change
         def third_batch_writing() -> bool:
             parent = server.flow_run(killed_parent)["state"]
             assert parent["type"] not in TERMINAL, (parent, first.log.read_text()[-3000:])
-            children = server.flow_runs(hourly)
+            children = server.flow_runs(hourly, besides=earlier)
             done = sum(c["state"]["type"] == "COMPLETED" for c in children)
             running = any(c["state"]["type"] == "RUNNING" for c in children)
             assert done <= 2, "the worker was not killed in time"
@@ -106,7 +82,7 @@ def test_a_backfill_in_child_runs_killed_half_way_and_resumed_writes_each_change
     assert resumed["state"]["type"] == "COMPLETED", resumed["state"]
 
     # One child run per batch; the two completed before the kill ran once, the crashed one twice.
-    children = server.flow_runs(hourly)
+    children = server.flow_runs(hourly, besides=earlier)
     per_batch = Counter(
         (c["parameters"]["params"]["since"], c["parameters"]["params"]["until"]) for c in children
     )
@@ -119,7 +95,7 @@ def test_a_backfill_in_child_runs_killed_half_way_and_resumed_writes_each_change
     assert states[("extract", "Cached")] == 1 and states[("predict", "Cached")] == 1, states
 
     # By the simulator's own logs: each change written once, none lost, no agent value overwritten.
-    lake = Lake(folder / "lake")
+    lake = Lake(tmp_path / "lake")
     runs = [r for r in lake.scan("runs").to_pylist() if (r["stage"], r["status"]) == ("run", "ok")]
     windows = {(r["window_start"], r["window_end"]) for r in runs if r["flow"] == "triage"}
     assert len(windows) == BATCHES and all(

@@ -7,11 +7,12 @@ The 30 open tickets are cut into parts of 8 (four parts) so both workers compute
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 import triage.tasks.predict as predict_stage
-from triage.flows.incremental import TriageParams, triage_flow
+from triage.flows.incremental import RunSummary, TriageParams, triage_flow
 from triage.lake import Lake
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import ExtractManifest
@@ -35,6 +36,19 @@ def same(a: dict, b: dict) -> bool:
         and a["input_hash"] == b["input_hash"]
         and a["model_version"] == b["model_version"]
         and [k["label"] for k in a["top_k"]] == [k["label"] for k in b["top_k"]]
+    )
+
+
+def dask_context(run_id: str, run: RunSummary, config: Path, address: str) -> StageContext:
+    """A shadow-mode context over ``run``'s window that predicts afresh (no reuse) on Dask ``address``."""
+    return StageContext(
+        run_id=run_id,
+        flow="triage",
+        window_start=run.window_start,
+        window_end=run.window_end,
+        window_source="explicit",
+        config_path=str(config),
+        overrides={"pipeline": {"mode": "shadow", "reuse_days": 0, "dask_address": address}},
     )
 
 
@@ -69,15 +83,7 @@ def test_a_killed_attempt_on_dask_leaves_no_extra_rows(world, monkeypatch):
     """The first attempt dies after one part; the next one replaces that part: each row once."""
     monkeypatch.setattr(predict_stage, "CHUNK_ROWS", PART)
     first = triage_flow(TriageParams(config=str(world["config"]), mode="shadow"))
-    ctx = StageContext(
-        run_id="killed-run",
-        flow="triage",
-        window_start=first.window_start,
-        window_end=first.window_end,
-        window_source="explicit",
-        config_path=str(world["config"]),
-        overrides={"pipeline": {"mode": "shadow", "reuse_days": 0, "dask_address": "2"}},
-    )
+    ctx = dask_context("killed-run", first, world["config"], "2")
     tickets = ExtractManifest.model_validate(first.stages["extract"])
     cluster = dask_parts("2")
 
@@ -130,15 +136,7 @@ def test_an_existing_cluster_by_address_gives_the_same_predictions(world, monkey
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
         address = cluster.scheduler_address
         assert address.startswith("tcp://")
-        ctx = StageContext(
-            run_id="on-a-running-cluster",
-            flow="triage",
-            window_start=single.window_start,
-            window_end=single.window_end,
-            window_source="explicit",
-            config_path=str(world["config"]),
-            overrides={"pipeline": {"mode": "shadow", "reuse_days": 0, "dask_address": address}},
-        )
+        ctx = dask_context("on-a-running-cluster", single, world["config"], address)
         predict_stage.predict(ctx, tickets, run_parts=dask_parts(ctx.settings().pipeline.dask_address))
     lake = Lake(world["lake"])
     expected, got = predictions(lake, single.run_id), predictions(lake, ctx.run_id)

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 from flow_config import SIMULATOR, write_config
-from prefect_server import Server, Worker, database, eventually
+from prefect_server import GPU, POOL, Worker, eventually
 
 from triage.lake import Lake
 from triage.simulator import run_simulator
@@ -23,7 +23,6 @@ from triage.tasks.manifest import ExtractManifest
 from triage.tasks.predict import predict
 
 pytestmark = [pytest.mark.slow, pytest.mark.deployment]
-POOL, GPU = "triage", "gpu"
 
 
 @pytest.fixture(scope="module")
@@ -32,61 +31,29 @@ def sim():
         yield simulator
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("prefect-predict-pool")
-    with database("sqlite", folder) as url:
-        server = Server(folder, url).start()
-        try:
-            env = server.client_env(
-                PREFECT_HOME=str(folder / "cli-home"), TRIAGE_WORK_POOL=POOL, TRIAGE_PREDICT_WORK_POOL=GPU
-            )
-            for pool in (POOL, GPU):
-                ok(server.prefect("work-pool", "create", pool, "--type", "process", env=env))
-            ok(server.prefect("work-pool", "set-concurrency-limit", GPU, "1", env=env))  # one GPU
-            ok(server.prefect("deploy", "--all", env=env))
-            for name in ("triage/hourly", "nightly/nightly"):  # no scheduled run beside the test's
-                deployment = server.deployment(name)
-                server.api.patch(f"/deployments/{deployment['id']}", json={"paused": True}).raise_for_status()
-                for run in server.flow_runs(deployment["id"], state="SCHEDULED"):
-                    server.api.delete(f"/flow_runs/{run['id']}").raise_for_status()
-            yield server
-        finally:
-            server.stop()
-
-
-def ok(done) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
-
-
-def test_the_hourly_run_predicts_on_the_gpu_pool_once(server, sim):
-    folder = server.folder
-    lake = folder / "lake"
+def test_the_hourly_run_predicts_on_the_gpu_pool_once(deployment_server, trained, sim, tmp_path):
+    server, lake = deployment_server, tmp_path / "lake"
     config = write_config(
-        folder / "triage.yml",
+        tmp_path / "triage.yml",
         sim.base_url,
         lake=lake,
-        store=folder / "models",
+        store=trained["store"],
         predict_deployment="predict/predict",
     )
     env = {"TRIAGE_CONFIG": str(config), "FRESHDESK_API_KEY": sim.api_key}
     predict_deployment = server.deployment("predict/predict")
+    earlier = server.run_ids(predict_deployment["id"])  # other tests' on the shared server
     assert predict_deployment["work_pool_name"] == GPU
     assert predict_deployment["global_concurrency_limit"]["limit"] == 1
     assert server.api.get(f"/work_pools/{GPU}").json()["concurrency_limit"] == 1
 
     with Worker(server, POOL, "cpu", **env) as cpu, Worker(server, GPU, "gpu", **env) as gpu:
-        trained = _run(server, cpu, "train/train", {"params": {"days": 400}})
-        assert trained["state"]["type"] == "COMPLETED", trained["state"]
         # The first attempt fails after predict: decide's GET /ticket_fields is slow, and the key is revoked
         # once the predict run has completed (401 from then on). Then the key is fixed and the run retried.
         sim.faults.inject("latency", method="GET", path="/ticket_fields", seconds=10)
         response = server.run_deployment("triage/hourly")
         assert response.status_code == 201, response.text
-        predicted = lambda: [  # noqa: E731
-            r for r in server.flow_runs(predict_deployment["id"]) if r["state"]["type"] == "COMPLETED"
-        ]
+        predicted = lambda: server.flow_runs(predict_deployment["id"], "COMPLETED", besides=earlier)  # noqa: E731
         assert eventually(predicted, timeout=300), gpu.log.read_text()[-3000:]
         key = sim.config
         sim.config = dataclasses.replace(key, api_key="revoked-" + key.api_key)
@@ -100,7 +67,7 @@ def test_the_hourly_run_predicts_on_the_gpu_pool_once(server, sim):
         retried = server.wait(hourly["id"], worker=cpu)
     assert retried["state"]["type"] == "COMPLETED" and retried["run_count"] == 2, retried["state"]
 
-    (child,) = server.flow_runs(predict_deployment["id"])
+    (child,) = server.flow_runs(predict_deployment["id"], besides=earlier)
     assert child["state"]["type"] == "COMPLETED" and child["run_count"] == 1
     assert (
         child["work_pool_name"] == GPU and child["parameters"]["params"]["context"]["run_id"] == hourly["id"]
@@ -154,12 +121,6 @@ def predictions(lake: Lake, run_id: str) -> dict[tuple[int, str], tuple]:
     keyed = {(r["ticket_id"], r["field"]): (r["label"], r["probability"], r["input_hash"]) for r in rows}
     assert len(keyed) == len(rows), "a ticket's field predicted twice"
     return keyed
-
-
-def _run(server: Server, worker: Worker, name: str, parameters: dict | None = None) -> dict:
-    response = server.run_deployment(name, parameters)
-    assert response.status_code == 201, response.text
-    return server.wait(response.json()["id"], worker=worker)
 
 
 def _written(sim) -> Counter:
