@@ -44,7 +44,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import pandas as pd
@@ -53,11 +53,10 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from triage.errors import TriageError
-from triage.models.baseline import RowsBaseline, TfidfBaseline
+from triage.models.baseline import RowsBaseline, tfidf_features
 from triage.models.classifier import TriageClassifier, pick_device
 from triage.models.embedding_cache import EmbeddingCache, encoder_fingerprint
 from triage.models.encoders import EncoderSpec, resolve_encoder
-from triage.models.estimator import Estimator
 from triage.models.evaluation import FieldEvaluation, evaluate_beside_baseline
 from triage.models.features import HashingConfig
 from triage.models.fine_tune import fine_tune_encoder
@@ -270,9 +269,7 @@ def train(
             embeddings = _embed(classifier, encoder, data, config, step)
     timings["embedding"], clock = time.perf_counter() - clock, time.perf_counter()
     tag_targets = multi_hot(data[TAGS].iloc[train_rows].tolist(), tag_plan[0]) if tag_plan else None
-    heads, train_sparse = _fit_heads(
-        classifier, train_texts, embeddings[train_rows], labels, config, progress, tag_targets
-    )
+    heads = _fit_heads(classifier, train_texts, embeddings[train_rows], labels, config, progress, tag_targets)
     timings["heads"], clock = time.perf_counter() - clock, time.perf_counter()
     with phase(progress, "evaluation", 1 + len(plan) + bool(tag_plan)) as step:
         with one_thread():
@@ -282,15 +279,7 @@ def train(
         step.step()
         holdout = data.iloc[test_rows].reset_index(drop=True)
         outcomes = _evaluate(
-            data.iloc[train_rows],
-            holdout,
-            features,
-            plan,
-            heads,
-            config,
-            slice_column,
-            step,
-            (*train_sparse, test_sparse) if train_sparse is not None and test_sparse is not None else None,
+            data.iloc[train_rows], holdout, features, plan, heads, config, slice_column, step
         )
         tags = None
         if tag_plan:
@@ -404,9 +393,8 @@ def _fit_heads(
     config: TrainConfig,
     progress: Progress | None = None,
     tag_targets: np.ndarray | None = None,
-) -> tuple[dict[str, HeadEstimator], tuple[sp.csr_matrix, SparseRows] | None]:
-    """Fit features, memory and every head on the training rows; returns each field's fitted head
-    and the training rows' hashed TF-IDF, also prepared for training (None: no TF-IDF block).
+) -> dict[str, HeadEstimator]:
+    """Fit features, memory and every head on the training rows; returns each field's fitted head.
 
     Phases: ``features`` (TF-IDF and memory), ``head selection`` (every field's cross-validated
     candidates) and ``final fit`` (each field's chosen head on all its rows, and the tags head on
@@ -455,7 +443,7 @@ def _fit_heads(
         with phase(progress, "head selection", fits) as step:
             futures = {name: pool.submit(select, name, step) for name in labels}
             chosen = {name: future.result() for name, future in futures.items()}
-        if sparse is not None:
+        if sparse is not None and any(len(mine) == len(texts) for mine in rows.values()):
             shared.append(SparseRows.from_csr(sparse, classifier.device, for_training=True))
         with phase(progress, "final fit", len(labels) + (tag_targets is not None)) as step:
             done = {name: pool.submit(refit, name, chosen[name], step) for name in labels}
@@ -467,8 +455,7 @@ def _fit_heads(
                 fit_tags(classifier.tags_head, every, tag_targets, config)
                 log.info("tags (%d rows, %d tags) fitted", len(tag_targets), tag_targets.shape[1])
                 step.step()
-            fitted = {name: future.result() for name, future in done.items()}
-            return fitted, (sparse, shared[0]) if sparse is not None else None
+            return {name: future.result() for name, future in done.items()}
 
 
 def _evaluate(
@@ -480,34 +467,42 @@ def _evaluate(
     config: TrainConfig,
     slice_column: str | None,
     step: Phase | None = None,
-    tfidf: tuple[sp.csr_matrix, SparseRows, sp.csr_matrix] | None = None,
 ) -> dict[str, FieldOutcome]:
     """Each field's head (on the hold-out's ``features``) beside the baseline trained on the same
     rows, on the hold-out, overall and per slice (``step``: one per field).
 
-    ``tfidf``: the training rows' hashed TF-IDF (also prepared for training) and the hold-out's: the
-    baseline's n-grams, vectorised once. The baseline's logistic regression is then fitted on them
-    (:class:`RowsBaseline`, the fields side by side, one torch thread each) instead of vectorising
-    the texts again for every field."""
+    The baseline is :class:`~triage.models.baseline.TfidfBaseline`'s recipe (its n-grams, at most
+    :func:`feature_limit` of them for the field's classes, and its logistic regression): the texts
+    are vectorised once for all fields with the same rows and limit, and the fields' regressions
+    (:class:`RowsBaseline`) fitted side by side, one torch thread each."""
     outcomes: dict[str, FieldOutcome] = {}
     texts = holdout[TEXT].tolist()
-
-    def fit_baseline(name: str, labels: list[str]) -> Estimator[Any, Any]:
+    vectorised: dict[tuple[int, str], tuple[sp.csr_matrix, sp.csr_matrix]] = {}
+    fits: dict[str, tuple[sp.csr_matrix, sp.csr_matrix, list[str]]] = {}  # training rows, hold-out, y
+    for name, (labels, _) in plan.items():
         learned = train_part[name].isin(labels).to_numpy()
-        y = train_part[name][learned].tolist()
-        if tfidf is None:
-            baseline = TfidfBaseline(seed=config.seed, max_features=feature_limit(len(labels)))
-            return baseline.fit(train_part[TEXT][learned].tolist(), y)
-        return RowsBaseline(seed=config.seed).fit(tfidf[1] if learned.all() else tfidf[0][learned], y)
+        limit = feature_limit(len(labels))
+        key = (limit, "" if learned.all() else name)  # fields learning from every row share theirs
+        if key not in vectorised:
+            vectorizer = tfidf_features(limit)
+            rows = vectorizer.fit_transform(train_part[TEXT][learned].tolist())
+            vectorised[key] = (
+                sp.csr_matrix(rows, dtype=np.float32),
+                sp.csr_matrix(vectorizer.transform(texts), dtype=np.float32),
+            )
+        fits[name] = (*vectorised[key], train_part[name][learned].tolist())
+
+    def fit_baseline(name: str) -> RowsBaseline:
+        rows, _, y = fits[name]
+        return RowsBaseline(seed=config.seed).fit(rows, y)
 
     threads = torch.get_num_threads()
     with one_thread(), ThreadPoolExecutor(max(1, min(threads, len(plan)))) as pool:
-        fitted = {name: pool.submit(fit_baseline, name, labels) for name, (labels, _) in plan.items()}
+        fitted = {name: pool.submit(fit_baseline, name) for name in plan}
         baselines = {name: future.result() for name, future in fitted.items()}
     for name, (labels, excluded) in plan.items():
         fit_part = train_part[train_part[name].isin(labels)]
-        baseline = baselines[name]
-        baseline_inputs: object = tfidf[2] if tfidf is not None else texts
+        baseline, baseline_inputs = baselines[name], fits[name][1]
         labelled = holdout[name].notna().to_numpy()
         if not labelled.any():
             raise TrainingError(f"the hold-out has no labelled rows for field {name!r}")
