@@ -277,7 +277,9 @@ def scaling(points: list[str], encoder: str, embeddings: str, threads: int) -> N
         n, k = (int(x) for x in point.lower().split("x"))
         command = [sys.executable, __file__, "--point", str(n), str(k), "--encoder", encoder]
         command += ["--embeddings", embeddings, "--threads", str(threads)]
-        command += ["--stage-log", str(RESULTS.with_name(f"training.{n}x{k}.stages.jsonl"))]
+        stage_log = RESULTS.with_name(f"training.{n}x{k}.stages.jsonl")
+        stage_log.unlink(missing_ok=True)  # this run's stages only
+        command += ["--stage-log", str(stage_log)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             runs.append({"tickets": n, "classes": k, "error": done.stderr[-2000:]})

@@ -219,3 +219,27 @@ def test_training_reports_every_phase_in_order_with_steps_ending_at_their_total(
     assert totals["head selection"] == 2 * 7 * 3  # two fields x seven candidates x three folds
     assert totals["final fit"] == 2 and totals["evaluation"] == 3  # the hold-out's features, then per field
     assert totals["embedding"] >= 1  # token-budget batches
+
+
+def test_the_baseline_is_scikit_learns_tfidf_baseline_on_the_same_rows(trained, tickets):
+    """Training fits the baseline's logistic regression with its own solver on n-grams vectorised
+    once for all fields: the hold-out scores are those of the scikit-learn TfidfBaseline trained on
+    the same rows, every class included."""
+    from sklearn.metrics import f1_score
+
+    from triage.models.baseline import TfidfBaseline
+    from triage.models.training import TEXT, split_holdout
+
+    data = prepare_frame(tickets, trained.config)
+    train_rows, test_rows, _ = split_holdout(data, trained.config)
+    train_part, holdout = data.iloc[train_rows], data.iloc[test_rows]
+    for name, outcome in trained.fields.items():
+        fit_part = train_part[train_part[name].isin(outcome.labels)]
+        reference = TfidfBaseline(seed=trained.config.seed).fit(
+            fit_part[TEXT].tolist(), fit_part[name].tolist()
+        )
+        labelled = holdout[holdout[name].notna()]
+        predicted = reference.predict(labelled[TEXT].tolist())
+        expected = f1_score(labelled[name].tolist(), predicted, average="macro", zero_division=0)
+        assert outcome.baseline.labels == outcome.labels
+        assert abs(outcome.baseline.macro_f1 - expected) <= 0.02, name
