@@ -24,9 +24,10 @@ TOBI = ROOT.parent / "shared" / "data" / "tobi_bueck" / "combined_v4v5_sample_en
 
 
 @pytest.fixture(scope="module")
-def real_model(tmp_path_factory) -> tuple[Path, list[str]]:
+def real_model(tmp_path_factory) -> tuple[Path, list[str], dict[str, FieldPredictions]]:
     """A store with the default model (embedding, hashed TF-IDF and the neighbour memory, which amplifies
-    any change of the embedding) trained on 300 real tobi_bueck tickets, and 300 other real tickets."""
+    any change of the embedding) trained on 300 real tobi_bueck tickets, 300 other real tickets, and the
+    float32 engine's predictions of them (the reference every precision is compared with)."""
     from triage.models.store import ModelStore
     from triage.models.training import train
 
@@ -40,14 +41,14 @@ def real_model(tmp_path_factory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("real-store")
     ModelStore(root).register(train(frame.iloc[:300], tiny_config(root)))
     rest = frame.iloc[300:]
-    return root, [ticket_text(s, d) for s, d in zip(rest["subject"], rest["description"], strict=True)]
+    texts = [ticket_text(s, d) for s, d in zip(rest["subject"], rest["description"], strict=True)]
+    return root, texts, InferenceEngine.load(root, device="cpu").predict(texts)
 
 
 def test_onnx_float32_predictions_stay_within_tolerance_of_float32(real_model):
     """ONNX Runtime's fused float32 encoder vs torch on 300 real tickets, through the sensitive memory:
     within the tolerance, and in fact the same numbers up to float rounding."""
-    root, texts = real_model
-    reference = InferenceEngine.load(root, device="cpu").predict(texts)
+    root, texts, reference = real_model
     onnx = InferenceEngine.load(root, device="cpu", precision="onnx-float32")
     assert isinstance(onnx.model.encoder, onnx_encoder.OnnxEncoder)
     found = compare(reference, onnx.predict(texts))
@@ -60,8 +61,7 @@ def test_onnx_float32_predictions_stay_within_tolerance_of_float32(real_model):
 def test_bfloat16_predictions_stay_within_tolerance_of_float32(real_model):
     """CPU bf16 autocast vs float32 on 300 real tickets through the memory: within the tolerance (here
     labels 99.7-100% identical, probabilities within 0.009), not the same numbers."""
-    root, texts = real_model
-    reference = InferenceEngine.load(root, device="cpu").predict(texts)
+    root, texts, reference = real_model
     bf16 = InferenceEngine.load(root, device="cpu", precision="bfloat16")
     assert isinstance(bf16.model.encoder, Bf16Encoder)
     found = compare(reference, bf16.predict(texts))
@@ -107,8 +107,7 @@ def test_the_int8_engine_quantises_only_its_own_copy_of_the_encoder(stored):
 )
 def test_int8_predictions_stay_within_tolerance_of_float32(real_model):
     """Quantised vs float32 predictions on 300 real tickets: labels identical on 99.5%, probabilities within 0.02."""
-    root, texts = real_model
-    reference = InferenceEngine.load(root, device="cpu").predict(texts)
+    root, texts, reference = real_model
     found = compare(reference, InferenceEngine.load(root, device="cpu", precision="int8").predict(texts))
     assert found.texts == 300
     assert found.within, found
