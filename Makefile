@@ -24,8 +24,9 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d "$$(mktemp -d)"
-	# Two processes: the flow tests (Prefect harness, real servers, S3) apart from the plain-Python ones.
-	$(BIN)/python -m pytest -q --ignore=tests/flows
+	# The flow tests (Prefect harness, real servers, S3) apart from the plain-Python ones, which run on two
+	# pytest-xdist workers (one per core of the CI machine), each taking whole test files.
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --ignore=tests/flows
 	$(BIN)/python -m pytest -q tests/flows
 
 clean:

@@ -1,5 +1,5 @@
 """Test-wide isolation: no test reads the developer's config.yml or environment overrides, and no
-log handler is left writing to a stream a test closed."""
+log handler is left writing to a stream a test closed; under pytest-xdist, one torch thread per worker."""
 
 import contextlib
 import logging
@@ -7,6 +7,21 @@ import os
 import sys
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread_per_worker():
+    """`make test` runs the plain suite on pytest-xdist workers, one per core: a worker's torch then
+    computes on one thread (more would only wait for the other workers' cores). Without xdist, as is."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
