@@ -473,36 +473,26 @@ def _evaluate(
 
     The baseline is :class:`~triage.models.baseline.TfidfBaseline`'s recipe (its n-grams, at most
     :func:`feature_limit` of them for the field's classes, and its logistic regression): the texts
-    are vectorised once for all fields with the same rows and limit, and the fields' regressions
-    (:class:`RowsBaseline`) fitted side by side, one torch thread each."""
+    are vectorised once for consecutive fields with the same rows and limit (only one vectorisation
+    held at a time), and the regression solved by :class:`RowsBaseline` (one field at a time: two
+    side by side raised the peak memory at 100 classes)."""
     outcomes: dict[str, FieldOutcome] = {}
     texts = holdout[TEXT].tolist()
     vectorised: dict[tuple[int, str], tuple[sp.csr_matrix, sp.csr_matrix]] = {}
-    fits: dict[str, tuple[sp.csr_matrix, sp.csr_matrix, list[str]]] = {}  # training rows, hold-out, y
-    for name, (labels, _) in plan.items():
+    for name, (labels, excluded) in plan.items():
         learned = train_part[name].isin(labels).to_numpy()
-        limit = feature_limit(len(labels))
-        key = (limit, "" if learned.all() else name)  # fields learning from every row share theirs
+        key = (feature_limit(len(labels)), "" if learned.all() else name)  # every row: shared
         if key not in vectorised:
-            vectorizer = tfidf_features(limit)
+            vectorised.clear()  # the previous fields' n-grams are freed first
+            vectorizer = tfidf_features(key[0])
             rows = vectorizer.fit_transform(train_part[TEXT][learned].tolist())
             vectorised[key] = (
                 sp.csr_matrix(rows, dtype=np.float32),
                 sp.csr_matrix(vectorizer.transform(texts), dtype=np.float32),
             )
-        fits[name] = (*vectorised[key], train_part[name][learned].tolist())
-
-    def fit_baseline(name: str) -> RowsBaseline:
-        rows, _, y = fits[name]
-        return RowsBaseline(seed=config.seed).fit(rows, y)
-
-    threads = torch.get_num_threads()
-    with one_thread(), ThreadPoolExecutor(max(1, min(threads, len(plan)))) as pool:
-        fitted = {name: pool.submit(fit_baseline, name) for name in plan}
-        baselines = {name: future.result() for name, future in fitted.items()}
-    for name, (labels, excluded) in plan.items():
-        fit_part = train_part[train_part[name].isin(labels)]
-        baseline, baseline_inputs = baselines[name], fits[name][1]
+        fit_part = train_part[learned]
+        baseline = RowsBaseline(seed=config.seed).fit(vectorised[key][0], fit_part[name].tolist())
+        baseline_inputs = vectorised[key][1]
         labelled = holdout[name].notna().to_numpy()
         if not labelled.any():
             raise TrainingError(f"the hold-out has no labelled rows for field {name!r}")
