@@ -63,10 +63,20 @@ def test_the_demo_writes_and_reports_against_the_hidden_labels(demo_lake):
 
 
 def test_the_demos_predictions_rank_the_accounts_tags_for_every_open_ticket(demo_lake):
+    """One tags row per open ticket: its best tags (at least the fields' top 3) best first, plus every tag
+    decide may act on; bounded, not every learned tag; the account's common tags among the best."""
     rows = connect(demo_lake).sql("SELECT ticket_id, top_k FROM predictions WHERE field = 'tags'").fetchall()
     assert len(rows) == len({ticket_id for ticket_id, _ in rows}) == 40
+    learned = json.loads(next((demo_lake.parent / "models").rglob("model.json")).read_text())["tags"][
+        "labels"
+    ]
     for _, top_k in rows:
-        assert {"escalated", "refund", "mobile"} <= {k["label"] for k in top_k}
+        labels = [k["label"] for k in top_k]
+        probabilities = [k["probability"] for k in top_k]
+        assert 3 <= len(labels) == len(set(labels)) < len(learned) and set(labels) <= set(learned)
+        assert probabilities == sorted(probabilities, reverse=True)
+    best = {top_k[0]["label"] for _, top_k in rows}
+    assert best & {"escalated", "refund", "mobile"}, best
 
 
 def test_every_docs_query_runs_on_a_real_runs_output(demo_lake, monkeypatch, capsys):
