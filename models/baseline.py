@@ -7,9 +7,8 @@ data, as it bounds the head's TF-IDF block). It is trained and used in memory du
 evaluation only; it is never saved (so never unpickled either).
 
 :class:`RowsBaseline` is the same logistic regression over TF-IDF rows already computed, solved in
-torch: training gives it the model's hashed TF-IDF (the same n-grams, sublinear TF, IDF and
-per-block L2 norm; :mod:`triage.models.features`), vectorised once for every field instead of once
-per field.
+torch: training gives it this module's n-grams (:func:`tfidf_features`), vectorised once for the
+fields that learn from the same rows instead of once per field.
 """
 
 from __future__ import annotations

@@ -113,8 +113,9 @@ def fit_head(
     row, ``c`` the inverse L2 strengths of the embedding, TF-IDF and memory weights. Each term is
     scikit-learn's logistic-regression penalty divided by ``n``, so ``C`` means the same as there.
     Biases are not penalised. L-BFGS stops after ``max_iter`` iterations or once no gradient
-    component exceeds ``tolerance`` (scikit-learn's ``tol`` means the same). The problem is convex: from zero weights (or, with ``warm_start``,
-    from the current ones, which only saves iterations) the fit reaches the same optimum.
+    component exceeds ``tolerance`` (scikit-learn's ``tol`` means the same). The problem is convex:
+    from zero weights (or, with ``warm_start``, from the current ones, which only saves iterations)
+    the fit reaches the same optimum.
 
     The embedding block is fitted in preconditioned coordinates (see :func:`_preconditioner`):
     the same optimum, reached in several times fewer iterations than on the correlated
