@@ -58,11 +58,11 @@ from prefect.runtime import flow_run
 from prefect.states import Scheduled, State
 from pydantic import BaseModel, Field, model_validator
 
-from triage.flows.common import current_attempt, current_run_id, publish, start_flow
+from triage.flows.common import current_attempt, current_run_id, publish, run_settings, start_flow
 from triage.flows.incremental import config_path, run_stages, settings_overrides
 from triage.lake import Lake, TableName
 from triage.lake.runs import UtcDatetime
-from triage.settings import Mode, Settings, load_settings
+from triage.settings import Mode, Settings
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import Manifest
 from triage.tasks.prefect_tasks import progress
@@ -159,7 +159,7 @@ def backfill_flow(params: BackfillParams) -> BackfillSummary:
     start_flow()
     parent = current_run_id()
     overrides = settings_overrides(params.mode)
-    settings = load_settings(params.config, **overrides)
+    settings = run_settings(params.config, **overrides)
     mode = settings.pipeline.mode
     lake = Lake(settings.pipeline.lake)
     windows = batches(params.start, params.end, params.batch_hours)

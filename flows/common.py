@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -15,12 +14,13 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
+from pydantic import SecretStr
 
 from triage.flows.report import counts_rows, markdown_report
 from triage.lake.lease import hold
 from triage.redaction import install as install_redaction
 from triage.redaction import register_secret
-from triage.settings import API_KEY_ENV, SECRET_BLOCK_ENV
+from triage.settings import API_KEY_SETTING, Settings, load_settings
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import Manifest
 from triage.tasks.runlog import recorded
@@ -66,18 +66,30 @@ def _send_project_logs_to_run() -> None:
 
 def start_flow() -> None:
     """Send the project's warnings to the run's logs and keep secrets out of every log handler
-    (Prefect's included); fetch the API key from a Secret block when
-    ``FRESHDESK_API_KEY_SECRET_BLOCK`` names one and ``FRESHDESK_API_KEY`` is not set."""
+    (Prefect's included)."""
     _send_project_logs_to_run()
     install_redaction("", "prefect", *PROJECT_LOGGERS)
-    block = os.environ.get(SECRET_BLOCK_ENV)
-    if block and not os.environ.get(API_KEY_ENV):
-        from prefect.blocks.system import Secret
 
-        # Prefect's async_dispatch types load() as block-or-coroutine; in a sync flow it is the block.
-        key = Secret.load(block).get()  # type: ignore[union-attr]
-        register_secret(key)
-        os.environ[API_KEY_ENV] = key  # the stages read it from the environment like any other key
+
+def run_settings(config: str | None, **overrides: Any) -> Settings:
+    """The run's settings snapshot (see :func:`~triage.settings.load_settings`), holding the API key
+    of ``ticket_system.credentials_block`` when it names a Prefect Secret block and no key is set.
+
+    The key stays in this snapshot only (a ``SecretStr``), never in ``os.environ``: two accounts'
+    runs in one process (``prefect serve``, a script) each call the ticket system with their own key.
+    """
+    settings = load_settings(config, **overrides)
+    ticket_system = settings.ticket_system
+    block = ticket_system.credentials_block
+    if not block or (ticket_system.model_extra or {}).get(API_KEY_SETTING) is not None:
+        return settings
+    from prefect.blocks.system import Secret
+
+    # Prefect's async_dispatch types load() as block-or-coroutine; in a sync flow it is the block.
+    key = Secret.load(block).get()  # type: ignore[union-attr]
+    register_secret(key)
+    keyed = ticket_system.model_copy(update={API_KEY_SETTING: SecretStr(key)})
+    return settings.model_copy(update={"ticket_system": keyed})
 
 
 @contextmanager

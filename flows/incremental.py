@@ -18,13 +18,14 @@ from triage.flows.common import (
     current_run_id,
     publish,
     recorded_run,
+    run_settings,
     scheduled_time,
     start_flow,
 )
 from triage.flows.predict import predict_stage
 from triage.lake import Lake, next_window
 from triage.lake.runs import UtcDatetime
-from triage.settings import Mode, load_settings
+from triage.settings import Mode
 from triage.tasks.context import StageContext
 from triage.tasks.manifest import Counts, ExtractManifest, Manifest, PushManifest
 from triage.tasks.prefect_tasks import decide_task, extract_task, for_run, push_task
@@ -80,7 +81,7 @@ def triage_context(params: TriageParams, *, run_id: str, end: datetime) -> Stage
     """The run's context: its settings snapshot, parsed here once (at the start of each attempt: see
     :class:`StageContext`), and its window from the parameters or from the lake's watermark."""
     overrides = settings_overrides(params.mode)
-    settings = load_settings(params.config, **overrides)
+    settings = run_settings(params.config, **overrides)
     pipeline = settings.pipeline
     end = params.until or end
     window = next_window(

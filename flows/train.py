@@ -12,11 +12,11 @@ from triage.flows.common import (
     current_run_id,
     publish,
     recorded_run,
+    run_settings,
     scheduled_time,
     start_flow,
 )
 from triage.flows.incremental import config_path
-from triage.settings import load_settings
 from triage.tasks.context import StageContext
 from triage.tasks.prefect_tasks import extract_task, for_run, train_task
 from triage.tasks.train import TrainManifest
@@ -40,7 +40,7 @@ def history_context(
     flow_name: str, config: str | None, days: int | None, *, run_id: str, end: datetime
 ) -> StageContext:
     """A context whose window covers ``days`` of history before ``end``, with the run's settings snapshot."""
-    settings = load_settings(config)
+    settings = run_settings(config)
     span = timedelta(days=days or settings.pipeline.history_days)
     return StageContext(
         run_id=run_id,

@@ -41,7 +41,9 @@ ENV_PREFIX = "TRIAGE_"
 #: and each worker's checkout (read by the deployments' pull step).
 DEPLOYMENT_ENV = ("TRIAGE_WORK_POOL", "TRIAGE_PREDICT_WORK_POOL", "TRIAGE_HOME")
 API_KEY_ENV = "FRESHDESK_API_KEY"
-#: Name of a Prefect Secret block holding the API key; flows load it when ``API_KEY_ENV`` is unset.
+#: The ``ticket_system`` key that ``API_KEY_ENV`` (or a Secret block, in a flow run) fills.
+API_KEY_SETTING = "freshdesk_api_key"
+#: Fills ``ticket_system.credentials_block``: a Prefect Secret block holding the API key.
 SECRET_BLOCK_ENV = "FRESHDESK_API_KEY_SECRET_BLOCK"
 DEFAULT_CONFIG = Path("config.yml")
 #: An account's name: one path segment (``account=<name>``) and part of its deployments' names.
@@ -66,6 +68,11 @@ class TicketSystemSettings(BaseModel):
         description="Short name of this helpdesk when one installation triages several (lowercase letters, digits, "
         "'-' and '_'): its lake is `<pipeline.lake>/account=<name>`, its model store `<model.store>/account=<name>` "
         "and its cached results beneath them, so no row, model or lease is shared with another account.",
+    )
+    credentials_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block holding the API key (or `FRESHDESK_API_KEY_SECRET_BLOCK`): "
+        "when no key is set, each flow run loads it into its own settings snapshot, never into the environment.",
     )
 
     @field_validator("account")
@@ -380,7 +387,9 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
 
     Environment variables override the file key by key: ``TRIAGE_PIPELINE__MODE=apply`` sets
     ``pipeline.mode``; values are parsed as YAML scalars (``0.9``, ``true``, ``[4, 5]``).
-    ``FRESHDESK_API_KEY`` fills ``ticket_system.freshdesk_api_key``. Keyword ``overrides`` win over all.
+    ``FRESHDESK_API_KEY`` fills ``ticket_system.freshdesk_api_key``, ``FRESHDESK_API_KEY_SECRET_BLOCK``
+    ``ticket_system.credentials_block`` (a flow run loads that block's key: see
+    :func:`triage.flows.common.run_settings`). Keyword ``overrides`` win over all.
     Raises :class:`ConfigError` naming every invalid key.
     """
     explicit = path or os.environ.get(CONFIG_ENV)
@@ -420,9 +429,11 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 def _env_overrides() -> dict[str, Any]:
     out: dict[str, Any] = {}
-    api_key = os.environ.get(API_KEY_ENV)
+    api_key, block = os.environ.get(API_KEY_ENV), os.environ.get(SECRET_BLOCK_ENV)
     if api_key:
-        out["ticket_system"] = {"freshdesk_api_key": api_key}
+        out.setdefault("ticket_system", {})[API_KEY_SETTING] = api_key
+    if block:
+        out.setdefault("ticket_system", {})["credentials_block"] = block
     for name, value in os.environ.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name in DEPLOYMENT_ENV:
             continue

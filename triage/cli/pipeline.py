@@ -33,15 +33,18 @@ def validated_config(config: Path | None) -> str | None:
     Only a check: the flow run takes the settings snapshot its stages use when it starts (see
     :class:`~triage.tasks.context.StageContext`), as a deployment's run does, and again on a retry.
 
-    With a Prefect Secret block named in ``FRESHDESK_API_KEY_SECRET_BLOCK`` and no key in the
-    environment, the key arrives when the flow starts, so the adapter's keys are checked there.
+    With a Prefect Secret block named (``ticket_system.credentials_block`` or
+    ``FRESHDESK_API_KEY_SECRET_BLOCK``) and no key set, the key arrives in the run's settings when the
+    flow starts, so the adapter's keys are checked there.
     """
-    import os
+    from triage.settings import API_KEY_SETTING
 
-    from triage.settings import API_KEY_ENV, SECRET_BLOCK_ENV
-
-    key_later = bool(os.environ.get(SECRET_BLOCK_ENV)) and not os.environ.get(API_KEY_ENV)
-    settings_or_exit(config, adapter=not key_later)
+    ticket_system = settings_or_exit(config).ticket_system
+    key_later = bool(ticket_system.credentials_block) and API_KEY_SETTING not in (
+        ticket_system.model_extra or {}
+    )
+    if not key_later:
+        settings_or_exit(config, adapter=True)
     return str(config) if config else None
 
 
