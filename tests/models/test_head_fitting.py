@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 from model_tickets import labelled_tickets
+from scipy import sparse
 
-from triage.models import head_fitting
+from triage.models import head_fitting, heads
 from triage.models.baseline import TfidfBaseline
 from triage.models.features import HashedTfidf
 from triage.models.head_fitting import (
@@ -203,8 +204,8 @@ def test_one_split_needs_the_gain_beyond_two_bootstrap_errors():
 
 
 def test_the_training_product_and_its_gradient_are_the_sparse_product_of_the_rows():
-    """Training reads only the transpose (forward as CSC, backward as CSR): the same logits as
-    inference's CSR product, and the gradient of the weights is X^T G."""
+    """Training's product (with its transpose for the gradient): the same logits as inference's
+    CSR product, and the gradient of the weights is X^T G."""
     texts, labels = _noisy_tickets(60, seed=8)
     head, features, emb, _, _ = _field_inputs(texts, labels, np.random.default_rng(8).normal(size=(60, DIM)))
     x = features.transform(texts)
@@ -220,6 +221,30 @@ def test_the_training_product_and_its_gradient_are_the_sparse_product_of_the_row
     training.backward(grad)
     expected = torch.from_numpy(np.asarray(x.T @ grad.numpy(), dtype=np.float32))
     torch.testing.assert_close(head.sparse_weight.grad, expected)
+
+
+@pytest.mark.parametrize("n_classes", [4, heads.SCIPY_FROM_CLASSES])
+def test_few_classes_train_on_torchs_csr_product_many_on_scipys_with_the_same_result(monkeypatch, n_classes):
+    """The training product runs where it is faster (torch's CSR kernels below SCIPY_FROM_CLASSES,
+    scipy from there); either gives X W and the gradient X^T G."""
+    x = sparse.random(40, 300, density=0.05, format="csr", dtype=np.float32, random_state=3)
+    head = FieldHead(DIM, x.shape[1], n_classes)
+    with torch.no_grad():
+        head.sparse_weight.copy_(
+            torch.randn(head.sparse_weight.shape, generator=torch.Generator().manual_seed(0))
+        )
+    rows = SparseRows.from_csr(x, for_training=True)
+    wrapped, wrap = [], heads._torch_csr
+    monkeypatch.setattr(heads, "_torch_csr", lambda *args: wrapped.append(1) or wrap(*args))
+    logits = head(torch.zeros(x.shape[0], DIM), rows)
+    grad = torch.randn(logits.shape, generator=torch.Generator().manual_seed(1))
+    logits.backward(grad)
+    assert len(wrapped) == (0 if n_classes >= heads.SCIPY_FROM_CLASSES else 1)  # the backward's X^T
+    dense = torch.from_numpy(x.toarray())
+    torch.testing.assert_close(
+        logits.detach(), dense @ head.sparse_weight.detach() + head.dense.bias.detach()
+    )
+    torch.testing.assert_close(head.sparse_weight.grad, dense.T @ grad)
 
 
 def test_the_single_split_starts_at_split_rows():
