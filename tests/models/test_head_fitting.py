@@ -22,6 +22,8 @@ from triage.models.head_fitting import (
     class_weights,
     fit_field,
     fit_head,
+    refit_head,
+    select_head,
 )
 from triage.models.heads import FieldHead, HeadFeatures, SparseRows
 from triage.models.text import ticket_text
@@ -195,6 +197,31 @@ def test_large_data_choose_on_one_split_pruned_and_deterministic(monkeypatch):
     assert again == choice
     for mine, theirs in zip(head.parameters(), again_head.parameters(), strict=True):
         torch.testing.assert_close(mine, theirs)
+
+
+def test_the_final_fit_on_large_data_starts_from_the_chosen_candidates_weights(monkeypatch):
+    """From SPLIT_ROWS rows the final fit on all rows is warm: it starts from the weights the chosen
+    candidate reached on the selection rows, with at most LARGE_REFIT_MAX_ITER iterations."""
+    monkeypatch.setattr(head_fitting, "SPLIT_ROWS", 100)
+    monkeypatch.setattr(head_fitting, "SELECTION_ROWS", 80)
+    texts, labels = _noisy_tickets(150, seed=5)
+    head, features, emb, y, _ = _field_inputs(texts, labels, np.random.default_rng(5).normal(size=(150, DIM)))
+    inputs = HeadInputs(HeadFeatures(emb, features.transform(texts)), y, TrainConfig(neighbours=0))
+    choice = select_head(head, inputs)
+    chosen = {k: v.clone() for k, v in head.state_dict().items()}
+    assert chosen["sparse_weight"].any()
+    calls, fit = [], head_fitting.fit_head
+
+    def spy(h, inputs, y, weights, c, max_iter, **options):
+        calls.append((max_iter, options["warm_start"], {k: v.clone() for k, v in h.state_dict().items()}))
+        fit(h, inputs, y, weights, c, max_iter, **options)
+
+    monkeypatch.setattr(head_fitting, "fit_head", spy)
+    refit_head(head, inputs, choice)
+    ((max_iter, warm, start),) = calls
+    assert warm and max_iter == min(head_fitting.LARGE_REFIT_MAX_ITER, inputs.config.max_iter)
+    for name, weights in chosen.items():
+        torch.testing.assert_close(start[name], weights)
 
 
 def test_one_split_needs_the_gain_beyond_two_bootstrap_errors():
