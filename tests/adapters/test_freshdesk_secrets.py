@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import traceback
+from contextlib import ExitStack
 
 import httpx
 from freshdesk_fakes import API_KEY, BASE, respond, ticket_json
@@ -38,9 +39,9 @@ async def test_key_absent_from_debug_logs_and_every_error(make_adapter, httpx_mo
     httpx_mock.add_response(url=f"{BASE}/tickets/6", status_code=500, json={"message": "x"}, is_reusable=True)
 
     errors: list[BaseException] = []
-    with caplog.at_level(logging.DEBUG):
+    with ExitStack() as stack:
         for name in ("httpx", "httpcore", "triage.adapters", ""):
-            logging.getLogger(name).setLevel(logging.DEBUG)
+            stack.enter_context(caplog.at_level(logging.DEBUG, logger=name))  # restored after the test
         for ticket_id in range(1, 7):
             try:
                 await adapter.get_ticket(ticket_id)

@@ -8,6 +8,7 @@ import logging
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import UTC, datetime
 
 import pytest
@@ -169,9 +170,9 @@ async def test_the_api_key_is_absent_from_every_log_line_and_error(caplog):
     config = SimulatorConfig(tickets=300, open_tickets=20, api_key="simkey-0123456789abcdef")
     forms = (config.api_key, base64.b64encode(f"{config.api_key}:X".encode()).decode())
     errors: list[BaseException] = []
-    with caplog.at_level(logging.DEBUG), run_simulator(config) as sim:
+    with ExitStack() as stack, run_simulator(config) as sim:
         for name in ("httpx", "httpcore", "triage.adapters", "uvicorn", ""):
-            logging.getLogger(name).setLevel(logging.DEBUG)
+            stack.enter_context(caplog.at_level(logging.DEBUG, logger=name))  # restored after the test
         ticket_id = next(iter(sim.truth()))
         sim.agent_edit(ticket_id, spam=True)
         sim.faults.inject("error", next=1, status=503, path="/ticket_fields")
