@@ -81,7 +81,7 @@ def run_settings(config: str | None, **overrides: Any) -> Settings:
     settings = load_settings(config, **overrides)
     ticket_system = settings.ticket_system
     block = ticket_system.credentials_block
-    if not block or (ticket_system.model_extra or {}).get(API_KEY_SETTING) is not None:
+    if not block or not ticket_system.key_from_block:
         return settings
     from prefect.blocks.system import Secret
 

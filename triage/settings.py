@@ -75,6 +75,11 @@ class TicketSystemSettings(BaseModel):
         "when no key is set, each flow run loads it into its own settings snapshot, never into the environment.",
     )
 
+    @property
+    def key_from_block(self) -> bool:
+        """Whether the API key is still to come from ``credentials_block`` (named, and no key set)."""
+        return bool(self.credentials_block) and (self.model_extra or {}).get(API_KEY_SETTING) is None
+
     @field_validator("account")
     @classmethod
     def _path_segment(cls, account: str | None) -> str | None:

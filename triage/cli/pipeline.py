@@ -37,13 +37,7 @@ def validated_config(config: Path | None) -> str | None:
     ``FRESHDESK_API_KEY_SECRET_BLOCK``) and no key set, the key arrives in the run's settings when the
     flow starts, so the adapter's keys are checked there.
     """
-    from triage.settings import API_KEY_SETTING
-
-    ticket_system = settings_or_exit(config).ticket_system
-    key_later = bool(ticket_system.credentials_block) and API_KEY_SETTING not in (
-        ticket_system.model_extra or {}
-    )
-    if not key_later:
+    if not settings_or_exit(config).ticket_system.key_from_block:
         settings_or_exit(config, adapter=True)
     return str(config) if config else None
 
