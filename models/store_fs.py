@@ -36,9 +36,10 @@ from triage.lake.io import check_uri
 
 T = TypeVar("T")
 
-#: Reads of an object replaced while it was read (see :meth:`RemoteFiles.read`), and the pause between.
-READ_ATTEMPTS = 4
-RETRY_SECONDS = 0.05
+#: How long a read of an object replaced while it was read is tried again (see :meth:`RemoteFiles.read`),
+#: and the first pause between tries (doubled each time, up to a quarter of a second).
+READ_RETRY_SECONDS = 5.0
+FIRST_PAUSE_SECONDS = 0.02
 #: Bytes per read while copying a version's files (a GET each when downloading: the encoder's weights,
 #: ~90 MB for MiniLM, in a few requests rather than ninety).
 COPY_CHUNK_BYTES = 16 * 1024 * 1024
@@ -90,9 +91,12 @@ class RemoteFiles:
 
         pyarrow reads an object with a HEAD (its size) then a ranged GET: an object replaced in between
         reads as a prefix of the new content (or a short read), which ``parse`` refuses (a JSON document
-        cut short does not parse). Such a read is tried again; the last attempt's error is raised.
+        cut short does not parse). Such a read is tried again for up to :data:`READ_RETRY_SECONDS` (an
+        object replaced over and over, as by promotions back to back, can tear several reads in a row);
+        then the last error is raised.
         """
-        for attempt in range(READ_ATTEMPTS):
+        deadline, pause = time.monotonic() + READ_RETRY_SECONDS, FIRST_PAUSE_SECONDS
+        while True:
             try:
                 with self.fs.open_input_stream(self._key(*parts)) as stream:
                     data = bytes(stream.read())
@@ -100,10 +104,10 @@ class RemoteFiles:
             except FileNotFoundError:
                 return None
             except (OSError, ValueError):
-                if attempt == READ_ATTEMPTS - 1:
+                if time.monotonic() + pause > deadline:
                     raise
-                time.sleep(RETRY_SECONDS)
-        raise AssertionError("unreachable")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
 
     def write(self, data: bytes, *parts: str) -> None:
         """Replace the object with ``data`` (one PUT: readers see the old or the new content)."""

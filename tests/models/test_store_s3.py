@@ -177,6 +177,33 @@ def test_a_reader_during_promotions_sees_the_old_or_the_new_version(shared, tmp_
     assert writer.current().version == first
 
 
+def test_a_pointer_torn_by_many_writes_in_a_row_is_read_again_not_refused(shared, monkeypatch):
+    """Promotions back to back can tear several reads running (the CI saw four): still the old or new one."""
+    files = RemoteFiles(shared[0])
+    pointer = files.read(CURRENT_FILE, parse=json.loads)
+    whole, torn = files.fs.open_input_stream, iter(range(8))
+
+    class CutShort:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.stream.close()
+
+        def read(self):
+            return self.stream.read()[:-7]  # a prefix of the object, as a replaced one reads
+
+    def open_input_stream(key):
+        return CutShort(whole(key)) if next(torn, None) is not None else whole(key)
+
+    monkeypatch.setattr(files, "fs", type("Fs", (), {"open_input_stream": staticmethod(open_input_stream)})())
+    assert files.read(CURRENT_FILE, parse=json.loads) == pointer
+    assert next(torn, None) is None  # all eight torn reads were tried again
+
+
 def test_a_garbled_pointer_or_manifest_on_s3_is_named_in_a_one_line_error(s3, trained, tmp_path):
     uri = f"{s3}/garbled"
     store = ModelStore(uri, cache=tmp_path)
