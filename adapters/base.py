@@ -163,9 +163,11 @@ class TicketSystemAdapter(ABC):
         *,
         on_malformed: OnMalformed | None = None,
     ) -> AsyncIterator[Ticket]:
-        """Every non-spam, non-deleted ticket with ``since <= updated_at`` (``< until`` when given),
-        in ascending ``updated_at`` order, each version ``(id, updated_at)`` exactly once. None is
-        lost to edits made while it reads; a ticket edited then may come twice (both versions).
+        """Every non-spam, non-deleted ticket with ``since <= updated_at < until``, in ascending
+        ``updated_at`` order, each version ``(id, updated_at)`` exactly once. Without ``until`` the
+        read ends about the ticket system's present when it began (so it ends while agents keep
+        editing; later versions are the next read's). None is lost to edits made while it reads: a ticket
+        edited then comes in its earlier version, its later one, or both.
 
         A ticket that cannot be parsed is passed to ``on_malformed`` and skipped; without a
         callback it raises :class:`~triage.adapters.errors.MalformedTicketError`.

@@ -97,6 +97,7 @@ def _uvicorn_server(simulator: Simulator, log_level: str) -> uvicorn.Server:
         access_log=False,
         lifespan="off",
         http="h11",
+        date_header=False,  # the simulator sends its own, from its clock (which may be set off)
         loop="asyncio",
         timeout_graceful_shutdown=2,
     )

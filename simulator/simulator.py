@@ -18,6 +18,7 @@ import re
 import threading
 from collections import Counter
 from dataclasses import replace
+from email.utils import formatdate
 from typing import Any
 
 from triage.simulator.account import PRIORITIES, STATUSES
@@ -96,6 +97,7 @@ class Simulator:
             response.headers["X-Freshdesk-API-Version"] = API_VERSION
             response.headers["X-Request-Id"] = req.request_id
             response.headers["Cache-Control"] = "no-cache, no-store, max-age=0, must-revalidate"
+            response.headers["Date"] = formatdate(self.clock.now(), usegmt=True)  # the account's clock
             self._by_status["dropped" if response.drop else str(response.status)] += 1
             route_name = routed[0].template if routed else "(unknown)"
             self._by_route[f"{req.method} {route_name}"] += 1

@@ -20,6 +20,7 @@ import time
 import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -70,6 +71,15 @@ class ApiResponse:
     def has_next(self) -> bool:
         """Whether a ``Link: <…>; rel="next"`` header says more pages exist."""
         return _NEXT_LINK.search(self.headers.get("link", "")) is not None
+
+    @property
+    def server_time(self) -> datetime | None:
+        """The ticket system's clock when it answered (the ``Date`` header, to the second), if it said."""
+        try:
+            moment = email.utils.parsedate_to_datetime(self.headers["date"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 _last_response: ContextVar[ResponseInfo | None] = ContextVar("freshdesk_last_response", default=None)

@@ -23,6 +23,12 @@ does the cursor move one second on (after ``MAX_PASSES`` passes it moves on anyw
 warning). Versions are yielded in ascending ``updated_at`` order. Page 300 is the last Freshdesk
 serves: a second with more than 30,000 rows cannot be read whole, so the cursor moves one second
 on and a warning says rows may be missed.
+
+A read given no end ends at the ticket system's present when it began: the ``Date`` of the first page's
+answer (Freshdesk's clock, not ours) plus ``PRESENT_SLACK``. Without an end, a read while agents edit
+more than a page of tickets a second would chase the present for as long as they do: every second
+it reaches fills a page before it ends. Later versions are the next read's (a read from before the
+end finds them). A server that sends no ``Date`` is read to the end of its list.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ LIST_CREDITS = 3
 #: Sporadic 403s on long list scans are retried this many times (reference §13.3).
 LIST_FORBIDDEN_RETRIES = 2
 SECOND = timedelta(seconds=1)
+#: How far past the server's ``Date`` a read without an end goes: ``Date`` comes from Freshdesk's front
+#: servers, ``updated_at`` from the machines that save tickets, whose clocks may differ by a little.
+PRESENT_SLACK = timedelta(seconds=5)
 
 
 def list_params(cursor: datetime, page: int) -> dict[str, str | int]:
@@ -70,6 +79,7 @@ class _Page:
     tickets: list[Ticket]
     has_next: bool
     capped: bool = False  # the page number was past what the server serves
+    served_at: datetime | None = None  # the server's clock when it answered
 
 
 @dataclass
@@ -96,13 +106,16 @@ async def iter_updated_tickets(
     until: datetime | None = None,
     on_malformed: OnMalformed | None = None,
 ) -> AsyncIterator[Ticket]:
-    """Tickets with ``since <= updated_at < until`` in ascending order; see the module docstring."""
+    """Tickets with ``since <= updated_at < until`` in ascending order (without ``until``, up to a
+    little past the server's present when the read began); see the module docstring."""
     since, until = _utc(since), _utc(until) if until is not None else None
     cursor = since.replace(microsecond=0)
     versions = _Versions()
     reported: set[tuple[object, object]] = set()  # malformed rows already handed over
     while True:
         page = await _fetch(client, cursor, 1, reported, on_malformed)
+        if until is None and page.served_at is not None:
+            until = page.served_at + PRESENT_SLACK
         for ticket in page.tickets:
             if until is not None and ticket.updated_at >= until:
                 return
@@ -229,7 +242,7 @@ async def _fetch(
                 if on_malformed is None:
                     raise
                 on_malformed(exc)
-    return _Page(tickets, has_next=bool(rows) and response.has_next)
+    return _Page(tickets, has_next=bool(rows) and response.has_next, served_at=response.server_time)
 
 
 def _warn_stuck(second: datetime) -> None:

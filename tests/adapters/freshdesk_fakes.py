@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -94,11 +95,15 @@ def respond(status: int = 200, body: Any = None, **extra_headers: str) -> httpx.
 
 
 class FakeFreshdesk:
-    """Serves ``GET /tickets`` like Freshdesk over a list of ticket dicts (``max_page`` cap included)."""
+    """Serves ``GET /tickets`` like Freshdesk over a list of ticket dicts (``max_page`` cap included);
+    with ``now``, its answers carry that clock as their ``Date``."""
 
-    def __init__(self, tickets: list[dict[str, Any]], *, max_page: int = 300) -> None:
+    def __init__(
+        self, tickets: list[dict[str, Any]], *, max_page: int = 300, now: datetime | None = None
+    ) -> None:
         self.tickets = sorted(tickets, key=lambda t: (t["updated_at"], t["id"]))
         self.max_page = max_page
+        self.now = now
         self.list_params: list[dict[str, str]] = []
 
     def edit(self, ticket_id: int, updated_at: datetime) -> None:
@@ -119,7 +124,7 @@ class FakeFreshdesk:
             }]})  # fmt: skip
         rows = [t for t in self.tickets if t["updated_at"] >= params["updated_since"]]
         chunk = rows[(page - 1) * per_page : page * per_page + 1]
-        extra = {}
+        extra = {} if self.now is None else {"Date": format_datetime(self.now, usegmt=True)}
         if len(chunk) > per_page:
             extra["Link"] = f'<{BASE}/tickets?page={page + 1}>; rel="next"'
         return respond(200, chunk[:per_page], **extra)

@@ -169,6 +169,35 @@ async def test_rows_arriving_through_every_pass_move_on_after_max_passes_and_war
     assert {1, 2, 3, 4, 20} <= set(read)
 
 
+async def test_a_read_without_an_end_stops_at_the_servers_present_when_it_began(
+    adapter, httpx_mock, small_pages, monkeypatch
+):
+    """The server's clock (its ``Date``) says T0+2 as the read begins. After each answer its clock moves
+    a second on and agents edit three tickets into that second: every second fills more than a page.
+    The read stops ``PRESENT_SLACK`` past T0+2; the rest is the next read's (before, it chased the
+    present for as long as the edits went on)."""
+    monkeypatch.setattr(incremental, "MAX_PAGE", 300)
+    idle = [ticket_json(1000 + i, T0 - timedelta(days=1, seconds=i)) for i in range(300)]
+    fake = FakeFreshdesk(spread(3) + idle, now=T0 + timedelta(seconds=2))
+    edits = iter(t["id"] for t in idle)  # tickets of the day before, edited three at a time
+
+    def busy(request):
+        answer = fake(request)
+        fake.now += timedelta(seconds=1)
+        for _ in range(3):
+            ticket = next(edits, None)
+            if ticket is not None:
+                fake.edit(ticket, fake.now)
+        return answer
+
+    httpx_mock.add_callback(busy, method="GET", url=LIST_URL, is_reusable=True)
+    read = await read_all(adapter)
+    end = T0 + timedelta(seconds=2) + incremental.PRESENT_SLACK
+    assert max(t.updated_at for t in read) == end - timedelta(seconds=1)
+    assert {1, 2, 3} <= {t.id for t in read}
+    assert len(fake.list_params) < 40, "the read chased the edits made after it began"
+
+
 async def test_a_whole_cap_in_one_second_moves_on_and_warns(adapter, httpx_mock, small_pages, caplog):
     same = [ticket_json(i, T0) for i in range(1, 9)]  # 8 tickets in one second: more than 3 pages of 2
     later = [ticket_json(20, T0 + timedelta(seconds=1)), ticket_json(21, T0 + timedelta(seconds=2))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
@@ -117,6 +118,18 @@ def test_clock_offset_puts_every_timestamp_behind_or_ahead():
     behind.set_clock_offset(300)
     behind.reset()
     assert abs(behind.clock.time() - (time.time() - 7_200)) < 5  # reset restores the configured offset
+
+
+def test_answers_carry_the_simulators_clock_as_their_date():
+    """One ``Date`` per answer over HTTP, from the simulator's clock (its offset too): a read without an
+    end ends by it."""
+    config = SimulatorConfig(tickets=50, open_tickets=5, seed=7, clock_offset_seconds=-7_200)
+    with run_simulator(config) as sim:
+        params = {"updated_since": "2000-01-01T00:00:00Z"}
+        response = httpx.get(f"{sim.base_url}/tickets", params=params, auth=(sim.api_key, "X"))
+    dates = response.headers.get_list("date")
+    assert response.status_code == 200 and len(dates) == 1
+    assert abs(parsedate_to_datetime(dates[0]).timestamp() - (time.time() - 7_200)) < 5
 
 
 @pytest.mark.parametrize(
