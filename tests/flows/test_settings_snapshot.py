@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-import triage.flows.incremental
+import triage.flows.common
 import triage.tasks.context
 import triage.tasks.predict
 from triage.settings import load_settings
@@ -24,7 +24,7 @@ def test_config_yml_edited_between_two_stages_reaches_none_of_the_run(world, mon
         parses.append(args)
         return load_settings(*args, **kwargs)
 
-    monkeypatch.setattr(triage.flows.incremental, "load_settings", counting)
+    monkeypatch.setattr(triage.flows.common, "load_settings", counting)
     monkeypatch.setattr(triage.tasks.context, "load_settings", counting)
 
     predict = triage.tasks.predict.predict
