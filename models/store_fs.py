@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 #: How long a read of an object replaced while it was read is tried again (see :meth:`RemoteFiles.read`),
 #: and the first pause between tries (doubled each time, up to a quarter of a second).
-READ_RETRY_SECONDS = 5.0
+READ_RETRY_SECONDS = 2.0
 FIRST_PAUSE_SECONDS = 0.02
 #: Bytes per read while copying a version's files (a GET each when downloading: the encoder's weights,
 #: ~90 MB for MiniLM, in a few requests rather than ninety).
