@@ -15,7 +15,7 @@ import html
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -154,6 +154,12 @@ class TicketSystemAdapter(ABC):
         """
 
     # -- What triage adds ----------------------------------------------------------------------
+
+    def clock_offset(self) -> timedelta:
+        """How far the ticket system's clock is ahead of this machine's (negative: behind), as its
+        answers show, never more than it is; zero where unknown. A moment of this machine's clock plus
+        this is a moment of the ticket system's, as its ``updated_at`` stamps are."""
+        return timedelta(0)
 
     @abstractmethod
     def iter_updated_tickets(

@@ -93,10 +93,12 @@ class PushState:
 
 async def changed_since(state: PushState, since: datetime) -> tuple[dict[int, Ticket], set[int]]:
     """Every ticket changed since ``since`` as it is now (one paged read), and those unreadable
-    (quarantined with their raw JSON)."""
+    (quarantined with their raw JSON). ``since`` is of this machine's clock: the read starts from it on
+    the ticket system's (a clock behind ours must not hide an agent's edit)."""
     fresh: dict[int, Ticket] = {}
     malformed: list[MalformedTicketError] = []
-    async for ticket in state.adapter.iter_updated_tickets(since, on_malformed=malformed.append):
+    start = since + state.adapter.clock_offset()
+    async for ticket in state.adapter.iter_updated_tickets(start, on_malformed=malformed.append):
         fresh[ticket.id] = ticket
     if malformed:
         rows = [quarantine_row(state.ctx.run_id, "push", exc) for exc in malformed]

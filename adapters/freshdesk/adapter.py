@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -81,6 +81,9 @@ class FreshdeskAdapter(TicketSystemAdapter):
         ``None`` when the last call sent nothing (e.g. an update that changed nothing).
         """
         return last_response()
+
+    def clock_offset(self) -> timedelta:
+        return self.client.clock_offset()
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import time
 import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -75,11 +75,15 @@ class ApiResponse:
     @property
     def server_time(self) -> datetime | None:
         """The ticket system's clock when it answered (the ``Date`` header, to the second), if it said."""
-        try:
-            moment = email.utils.parsedate_to_datetime(self.headers["date"])
-        except (KeyError, TypeError, ValueError):
-            return None
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return _server_time(self.headers)
+
+
+def _server_time(headers: httpx.Headers) -> datetime | None:
+    try:
+        moment = email.utils.parsedate_to_datetime(headers["date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 _last_response: ContextVar[ResponseInfo | None] = ContextVar("freshdesk_last_response", default=None)
@@ -125,6 +129,7 @@ class FreshdeskClient:
             weakref.WeakKeyDictionary()
         )
         self._pools_lock = threading.Lock()
+        self._clock_offset = timedelta(0)
         base = httpx.URL(config.api_base)
         self._base_path = base.path.rstrip("/")
         self._host = base.netloc.decode()  # named in transport errors: a wrong URL shows at once
@@ -148,6 +153,12 @@ class FreshdeskClient:
                     transport=self._transport,
                 )
             return pool
+
+    def clock_offset(self) -> timedelta:
+        """How far Freshdesk's clock is ahead of this machine's (negative: behind), from the ``Date`` of
+        its last answer; never more than it is (a ``Date`` is cut to the second and was sent before it
+        arrived), at most a second and a request's latency less. Zero before any answer."""
+        return self._clock_offset
 
     async def aclose(self) -> None:
         """Close the running loop's connections (pools of other, finished loops are dropped)."""
@@ -195,6 +206,9 @@ class FreshdeskClient:
                     path=self._base_path + path,
                 ) from None
             self.budget.settle(reservation, response.headers)
+            served = _server_time(response.headers)
+            if served is not None:
+                self._clock_offset = served - datetime.now(UTC)
             info = ResponseInfo(
                 method, response.request.url.path, response.status_code, response.headers.get("x-request-id")
             )

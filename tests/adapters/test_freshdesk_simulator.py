@@ -31,6 +31,19 @@ async def read_ids(adapter: FreshdeskAdapter) -> list[int]:
     return [ticket.id async for ticket in adapter.iter_updated_tickets(EPOCH)]
 
 
+@pytest.mark.parametrize("offset", [-900, 900])
+async def test_the_clock_offset_is_freshdesks_clock_less_ours_never_more(offset):
+    """From the ``Date`` of its answers: a clock 15 minutes behind or ahead, to within a second and the
+    latency, and never overstated (moments moved by it must not pass Freshdesk's stamps)."""
+    config = SimulatorConfig(tickets=50, open_tickets=5, seed=4, clock_offset_seconds=offset)
+    with run_simulator(config) as sim:
+        async with connect(sim) as adapter:
+            assert adapter.clock_offset().total_seconds() == 0  # nothing answered yet
+            await adapter.get_fields()
+            measured = adapter.clock_offset().total_seconds()
+    assert offset - 2 < measured <= offset
+
+
 async def test_35000_tickets_read_past_the_300_page_cap_none_lost_none_twice():
     with run_simulator(SimulatorConfig(tickets=35_000, open_tickets=500, seed=3)) as sim:
         listable = {tid for tid in sim.ticket_ids() if not _hidden(sim.ticket(tid))}
