@@ -32,7 +32,7 @@ import bisect
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -261,9 +261,14 @@ def _open_and_unmerged(lake: Lake) -> tuple[pa.Table, pa.Table]:
 
 @dataclass
 class OwnWrites:
-    """``updated_at`` values our successful writes produced, exactly or within a time span."""
+    """``updated_at`` values our successful writes produced, exactly or within a time span.
+
+    Spans are of this machine's clock; ``clock_offset`` (the adapter's) says how far the ticket
+    system's, which stamps ``updated_at``, is ahead of it.
+    """
 
     tolerance: timedelta
+    clock_offset: Callable[[], timedelta]
     exact: dict[int, set[datetime]] = field(default_factory=lambda: defaultdict(set))
     spans: dict[int, list[tuple[datetime, datetime]]] = field(default_factory=lambda: defaultdict(list))
 
@@ -271,17 +276,24 @@ class OwnWrites:
         """Whether ``updated_at`` is the mark of one of our own writes to the ticket."""
         if updated_at in self.exact.get(ticket_id, ()):
             return True
-        slack = self.tolerance
-        return any(start - slack <= updated_at <= end + slack for start, end in self.spans.get(ticket_id, ()))
+        slack, ours = self.tolerance, updated_at - self.clock_offset()
+        return any(start - slack <= ours <= end + slack for start, end in self.spans.get(ticket_id, ()))
 
 
-def own_writes(lake: Lake, *, since: datetime, tolerance: timedelta) -> OwnWrites:
-    """Our successful writes that finished after ``since`` (minus the tolerance).
+def own_writes(
+    lake: Lake,
+    *,
+    since: datetime,
+    tolerance: timedelta,
+    clock_offset: Callable[[], timedelta],
+) -> OwnWrites:
+    """Our successful writes that finished after ``since`` (minus the tolerance); ``clock_offset``: the
+    adapter's (how far the ticket system's clock is ahead of ours).
 
     A write that returned the ticket (a single update) is known by its exact ``updated_at``; bulk
     updates and notes by the span between sending and knowing the result.
     """
-    found = OwnWrites(tolerance=tolerance)
+    found = OwnWrites(tolerance=tolerance, clock_offset=clock_offset)
     start = since - tolerance
     rows = lake.scan(
         AUDIT.name,

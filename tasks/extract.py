@@ -65,7 +65,10 @@ async def _extract(
     for table in (TICKETS.name, QUARANTINE.name):
         lake.remove_parts(table, date=ctx.partition, run_id=ctx.run_id, prefix=PART_PREFIX)
     ours = own_writes(
-        lake, since=ctx.window_start, tolerance=timedelta(seconds=pipeline.own_write_tolerance_seconds)
+        lake,
+        since=ctx.window_start,
+        tolerance=timedelta(seconds=pipeline.own_write_tolerance_seconds),
+        clock_offset=adapter.clock_offset,
     )
     history = set(pipeline.history_statuses)
     quarantined: list[QuarantineRow] = []

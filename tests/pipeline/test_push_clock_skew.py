@@ -5,10 +5,12 @@ back (before the re-reads started on Freshdesk's clock, the first two overwrote 
 
 from __future__ import annotations
 
+import pyarrow.compute as pc
 import pytest
 import test_stages as stages
 
 from triage.simulator import SimulatorConfig, run_simulator
+from triage.tasks.extract import extract
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,3 +42,16 @@ async def test_a_rerun_knows_its_own_writes_and_writes_nothing(make_ctx, adapter
     await stages.test_apply_writes_only_confident_known_values_then_a_rerun_writes_nothing(
         make_ctx, adapter_for, sim
     )
+
+
+async def test_a_rerun_knows_a_bulk_update_as_its_own_write(make_ctx, adapter_for, sim, config):
+    """A bulk update is known by the span from sending it to its result, on this machine's clock;
+    Freshdesk stamped its tickets 15 minutes earlier by its own."""
+    await stages.test_identical_changes_go_out_as_bulk_updates(make_ctx, adapter_for, sim, config)
+    (bulk,) = [w for w in sim.writes if w.path.endswith("/tickets/bulk_update")]
+    again = make_ctx("run-2")
+    async with adapter_for(again) as adapter:
+        extracted = await extract(again, adapter)
+    tickets = again.lake().read_paths("tickets", extracted.paths)
+    own = tickets.filter(pc.field("skip_reason") == "own_write").column("ticket_id").to_pylist()
+    assert set(bulk.body["bulk_action"]["ids"]) <= set(own)
