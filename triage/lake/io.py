@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -37,8 +38,10 @@ COMPACTED_RUN = "compacted"
 COVERS_KEY = b"triage.covers"
 #: Where compaction moves the parts it replaced (outside every table's folder), until vacuum deletes them.
 RETAINED = "_retained"
-#: Listings a scan tries when a listed part moves away before it is read (a compaction in between).
-SCAN_ATTEMPTS = 3
+#: How long a scan lists again when a listed part moves away before it is read (a compaction in
+#: between, moving one partition's parts after another's), and the pause between listings.
+SCAN_RETRY_SECONDS = 30.0
+SCAN_PAUSE_SECONDS = 0.05
 
 PARTITIONING = ds.partitioning(pa.schema([("date", pa.string()), ("run", pa.string())]), flavor="hive")
 #: The folder of an account's lake under the lake's root: ``account=<name>``.
@@ -188,10 +191,14 @@ class Lake:
             dataset = ds.dataset(paths, schema=schema(table), filesystem=self.fs, format="parquet")
             return dataset.to_table(columns=columns, filter=filter)
 
-        for _ in range(SCAN_ATTEMPTS - 1):
-            with contextlib.suppress(FileNotFoundError):
+        deadline = time.monotonic() + SCAN_RETRY_SECONDS
+        while True:
+            try:
                 return once()
-        return once()
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(SCAN_PAUSE_SECONDS)
 
     def files(self, table: str, *, dates: Sequence[str] | None = None) -> list[str]:
         """The table's current files (optionally of some ``date=`` partitions): parts and merged files,
