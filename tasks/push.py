@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import cast
 
 from triage.adapters.base import TicketSystemAdapter
@@ -104,9 +104,7 @@ async def _plan(
     }
     since = min([tickets.started_at, *(r.sent_at for r in [*dangling, *owed] if r.sent_at)])
     state.read_at = utcnow()
-    fresh, unreadable = await changed_since(
-        state, since - timedelta(seconds=settings.pipeline.overlap_seconds)
-    )
+    fresh, unreadable = await changed_since(state, since - state.slack)  # on Freshdesk's clock
     pending, recovered = await resolve_open(state, dangling, fresh)
     if sends and recovered:
         owed = owed_results(lake, KIND[state.method])  # now with what the re-read found missing
