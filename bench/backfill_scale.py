@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -46,22 +45,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import _common
 import pyarrow.compute as pc
 import torch
-import yaml
+from _common import ROOT, add_work_arguments, fresh_work, result_head, served_url
 from distributed import Client, LocalCluster, get_task_stream
 from prefect.server.api.server import SubprocessASGIServer
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from triage.flows.backfill import BackfillParams, backfill_flow  # noqa: E402
-from triage.flows.train import TrainParams, train_flow  # noqa: E402
-from triage.lake import Lake  # noqa: E402
-from triage.lake.runs import run_history  # noqa: E402
-from triage.models.inference import InferenceEngine  # noqa: E402
-from triage.simulator import PLAN_LIMITS, SimulatorConfig, run_simulator  # noqa: E402
-from triage.tasks.predict import CHUNK_ROWS  # noqa: E402
+from triage.flows.backfill import BackfillParams, backfill_flow
+from triage.flows.train import TrainParams, train_flow
+from triage.lake import Lake
+from triage.lake.runs import run_history
+from triage.models.inference import InferenceEngine
+from triage.simulator import PLAN_LIMITS, SimulatorConfig, run_simulator
+from triage.tasks.predict import CHUNK_ROWS
 
 GIB = 1024**3
 #: The adapter's own pacing off (the simulator has no limit): the rate limits' share is computed instead.
@@ -76,19 +75,22 @@ LIST_CREDITS = 3
 def write_config(
     path: Path, base_url: str, lake: Path, store: Path, args: argparse.Namespace, **pipeline: Any
 ) -> Path:
-    data = {
-        "ticket_system": {
-            "adapter": "freshdesk",
-            "base_url": base_url,
+    """``--plan``'s limits in a ``--window``-second rate window (none: unpaced), ``--max-length``,
+    ``--mode``."""
+    return _common.write_config(
+        path,
+        base_url,
+        limits={
             # the default 2 s at a real 60-s window, shortened with it; 0.05 s unpaced
             "bulk_poll_interval_seconds": 0.05 if args.plan is None else 2.0 * args.window / 60,
             **(UNPACED if args.plan is None else {"plan": args.plan, "rate_window_seconds": args.window}),
         },
-        "model": {"store": str(store), "base_encoder": "minilm", "max_length": args.max_length},
-        "pipeline": {"lake": str(lake), "mode": args.mode, **pipeline},
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
+        store=store,
+        max_length=args.max_length,
+        lake=lake,
+        mode=args.mode,
+        **pipeline,
+    )
 
 
 def stage_seconds(lake: Lake, run_ids: list[str]) -> dict[str, float]:
@@ -167,7 +169,7 @@ def one_backfill(sim: Any, workers: int, store: Path, args: argparse.Namespace) 
     ):
         config = write_config(
             folder / "config.yml",
-            sim.base_url,
+            served_url(sim),
             folder / "lake",
             store,
             args,
@@ -270,15 +272,10 @@ def main() -> None:
         "--window", type=float, default=60.0, help="their rate window in seconds (with --plan)"
     )
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--store", type=Path, default=None, help="a store trained on the same simulator")
-    parser.add_argument("--name", default="backfill_scale")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--work", type=Path, default=ROOT / "data" / "bench-backfill")
+    add_work_arguments(parser, name="backfill_scale", work="bench-backfill")
     args = parser.parse_args()
 
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
-    store = args.store or args.work / "models"
+    store = fresh_work(args)
     sim_config = SimulatorConfig(
         tickets=args.tickets + args.history,
         open_tickets=args.tickets,
@@ -292,13 +289,7 @@ def main() -> None:
         ),
     )
     result: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
-        "command": " ".join(["python", *sys.argv]),
+        **result_head(),
         "tickets": args.tickets,
         "history": args.history,
         "batch_hours": args.batch_hours,
@@ -328,7 +319,7 @@ def measure(
     """Train (unless ``--store``), then one backfill per worker count."""
     os.environ["FRESHDESK_API_KEY"] = sim.api_key
     if args.store is None:
-        config = write_config(args.work / "train.yml", sim.base_url, args.work / "train-lake", store, args)
+        config = write_config(args.work / "train.yml", served_url(sim), args.work / "train-lake", store, args)
         started = time.perf_counter()
         trained = train_flow(TrainParams(config=str(config), days=sim_config.history_days + 30))
         result["train_seconds"] = round(time.perf_counter() - started, 1)

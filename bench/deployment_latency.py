@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "flows"))
 
+from _common import served_url  # noqa: E402
 from flow_config import SIMULATOR, write_config  # noqa: E402
 from prefect_server import Server, Worker, database  # noqa: E402
 
@@ -68,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, run_simulator(SIMULATOR) as sim:
         folder = Path(tmp)
         config = write_config(
-            folder / "triage.yml", sim.base_url, lake=folder / "lake", store=folder / "models"
+            folder / "triage.yml", served_url(sim), lake=folder / "lake", store=folder / "models"
         )
         with database(args.database, folder) as url:
             server = Server(folder, url).start()
@@ -91,7 +92,7 @@ def main() -> None:
                         sim.reset()
                         lake = folder / f"lake-{index}"
                         own = write_config(
-                            folder / f"run-{index}.yml", sim.base_url, lake=lake, store=folder / "models"
+                            folder / f"run-{index}.yml", served_url(sim), lake=lake, store=folder / "models"
                         )
                         run = server.wait(scheduled_run(server, args.lead, own), worker=worker)
                         assert run["state"]["type"] == "COMPLETED", run["state"]

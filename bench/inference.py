@@ -48,7 +48,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -254,7 +256,7 @@ def throughput(args: argparse.Namespace) -> dict:
         gate()
         timings = interleaved(
             {
-                f"{precision}/{budget}": lambda e=engine: e.predict_frame(frame)
+                f"{precision}/{budget}": partial(engine.predict_frame, frame)
                 for (precision, budget), engine in engines.items()
             },
             args.repeats,
@@ -321,7 +323,7 @@ def throughput(args: argparse.Namespace) -> dict:
 
 
 def memory(args: argparse.Namespace) -> dict:
-    out = {"max_length": 64, "chunk_rows": 1000}
+    out: dict[str, Any] = {"max_length": 64, "chunk_rows": 1000}
     with tempfile.TemporaryDirectory() as folder:
         store = build_model(Path(folder) / "store", 64)
         for size in args.sizes:

@@ -31,25 +31,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
+import _common
+from _common import ROOT, add_work_arguments, fresh_work, result_head, served_url
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from triage.flows.incremental import TriageParams, triage_flow  # noqa: E402
-from triage.flows.train import TrainParams, train_flow  # noqa: E402
-from triage.lake import Lake  # noqa: E402
-from triage.lake.runs import run_history  # noqa: E402
-from triage.simulator import SimulatorConfig, run_simulator  # noqa: E402
+from triage.flows.incremental import TriageParams, triage_flow
+from triage.flows.train import TrainParams, train_flow
+from triage.lake import Lake
+from triage.lake.runs import run_history
+from triage.simulator import SimulatorConfig, run_simulator
 
 
 def write_config(
@@ -60,27 +58,28 @@ def write_config(
     window: float,
     store: Path,
     apply_threshold: float | None,
+    mode: str = "apply",
     **pipeline: Any,
 ) -> Path:
-    data = {
-        "ticket_system": {
-            "adapter": "freshdesk",
-            "base_url": base_url,
-            "plan": "growth",
-            "rate_window_seconds": window,
-            "bulk_poll_interval_seconds": 0.5,
-        },
-        "model": {"store": str(store), "base_encoder": "minilm", "max_length": 128},
-        "pipeline": {"lake": str(folder / "lake"), "mode": "apply", **pipeline},
-    }
-    if apply_threshold is not None:
-        data["fields"] = {
+    """Growth's limits in a ``window``-second rate window, the lake in ``folder``, and
+    ``apply_threshold`` for every field where given."""
+    return _common.write_config(
+        path,
+        base_url,
+        limits={"plan": "growth", "rate_window_seconds": window, "bulk_poll_interval_seconds": 0.5},
+        store=store,
+        max_length=128,
+        lake=folder / "lake",
+        mode=mode,
+        fields=None
+        if apply_threshold is None
+        else {
             "group": {"apply_threshold": apply_threshold},
             "priority": {"apply_threshold": apply_threshold, "requires": ["group"]},
             "type": {"apply_threshold": apply_threshold},
-        }
-    path.write_text(yaml.safe_dump(data))
-    return path
+        },
+        **pipeline,
+    )
 
 
 def stage_seconds(lake: Lake, run_id: str) -> dict[str, float]:
@@ -134,17 +133,10 @@ def main() -> None:
     parser.add_argument(
         "--mode", default="apply", help="mode of part 1's hourly run (shadow: no writes, a shorter push)"
     )
-    parser.add_argument(
-        "--store", type=Path, default=None, help="a model store trained on the same simulator: no train flow"
-    )
-    parser.add_argument("--name", default="pipeline_hourly", help="file name of the recorded result")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--work", type=Path, default=ROOT / "data" / "bench-pipeline")
+    add_work_arguments(parser, name="pipeline_hourly", work="bench-pipeline")
     args = parser.parse_args()
 
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
-    store = args.store or args.work / "models"
+    store = fresh_work(args)
     sim_config = SimulatorConfig(
         tickets=args.new + args.history,
         open_tickets=args.new,
@@ -153,13 +145,7 @@ def main() -> None:
         window_seconds=args.window,
     )
     result: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
-        "command": " ".join(["python", *sys.argv]),
+        **result_head(),
         "new_tickets": args.new,
         "apply_threshold": args.apply_threshold,
         "history_tickets": args.history,
@@ -170,7 +156,7 @@ def main() -> None:
         part1.mkdir()
         config = write_config(
             part1 / "config.yml",
-            sim.base_url,
+            served_url(sim),
             part1,
             window=args.window,
             store=store,
@@ -209,7 +195,7 @@ def main() -> None:
             folder.mkdir()
             config = write_config(
                 folder / "config.yml",
-                sim.base_url,
+                served_url(sim),
                 folder,
                 window=args.compare_window,
                 store=store,
@@ -266,7 +252,7 @@ def next_hour_reuse(sim: Any, args: argparse.Namespace, lake: Path, store: Path)
         shutil.copytree(lake, folder / "lake")
         config = write_config(
             folder / "config.yml",
-            sim.base_url,
+            served_url(sim),
             folder,
             window=args.window,
             store=store,

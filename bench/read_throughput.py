@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
 from triage.simulator import SimulatorConfig, run_simulator
 
@@ -68,11 +70,15 @@ def main() -> None:
     )
     with run_simulator(config) as sim:
         adapter_config = FreshdeskConfig(
-            base_url=sim.base_url, freshdesk_api_key=sim.api_key, plan="growth", rate_window_seconds=window
+            base_url=sim.base_url,
+            freshdesk_api_key=SecretStr(sim.api_key),
+            plan="growth",
+            rate_window_seconds=window,
         )
 
         async def run() -> tuple[int, list[float], float]:
-            async with FreshdeskAdapter(adapter_config) as adapter:
+            adapter = FreshdeskAdapter(adapter_config)
+            async with adapter:  # typed as the base class: the Freshdesk one is read
                 return await read_everything(adapter)
 
         tickets, sent, elapsed = asyncio.run(run())

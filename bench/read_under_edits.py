@@ -28,6 +28,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from triage.adapters.freshdesk import FreshdeskAdapter, FreshdeskConfig
 from triage.adapters.freshdesk.incremental import PRESENT_SLACK
 from triage.simulator import Simulator, SimulatorConfig, run_simulator
@@ -75,7 +77,9 @@ def main() -> None:
             if args.plan == "unlimited"
             else {"plan": args.plan, "rate_window_seconds": args.window_seconds}
         )
-        adapter_config = FreshdeskConfig(base_url=sim.base_url, freshdesk_api_key=sim.api_key, **limits)
+        adapter_config = FreshdeskConfig(
+            base_url=sim.base_url, freshdesk_api_key=SecretStr(sim.api_key), **limits
+        )
         changes_before = len(sim.changes)
         before, began = listed_now(sim), datetime.fromtimestamp(sim.clock.now(), UTC)
         started = time.monotonic()

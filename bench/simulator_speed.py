@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _common import served_url
 
 from triage.simulator import Simulator, SimulatorConfig
 from triage.simulator.server import BackgroundServer
@@ -26,9 +27,15 @@ from triage.simulator.server import BackgroundServer
 
 def full_read(client: httpx.Client) -> tuple[int, int]:
     """Every visible ticket through the 300-page cap; returns (distinct tickets, requests)."""
-    since, page, seen, requests = "2000-01-01T00:00:00Z", 1, set(), 0
+    since, page, requests = "2000-01-01T00:00:00Z", 1, 0
+    seen: set[int] = set()
     while True:
-        params = {"updated_since": since, "order_by": "updated_at", "order_type": "asc", "per_page": 100}
+        params: dict[str, str | int] = {
+            "updated_since": since,
+            "order_by": "updated_at",
+            "order_type": "asc",
+            "per_page": 100,
+        }
         response = client.get("/tickets", params={**params, "page": page, "include": "description"})
         response.raise_for_status()
         requests += 1
@@ -60,7 +67,7 @@ def main() -> None:
     server = BackgroundServer(sim, "127.0.0.1", 0)
     server.start()
     try:
-        with httpx.Client(base_url=sim.base_url, auth=(sim.api_key, "X")) as client:
+        with httpx.Client(base_url=served_url(sim), auth=(sim.api_key, "X")) as client:
             started = time.perf_counter()
             tickets, requests = full_read(client)
             read_seconds = time.perf_counter() - started

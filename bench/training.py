@@ -318,7 +318,8 @@ def main() -> None:
     parser.add_argument("--report-dir", type=Path, help="Write the evaluation report of the last size here.")
     args = parser.parse_args()
     if args.point:
-        point = scaling_point(*args.point, args.encoder, args.embeddings, args.threads, args.stage_log)
+        n, k = args.point
+        point = scaling_point(n, k, args.encoder, args.embeddings, args.threads, args.stage_log)
         print(json.dumps(point))
         return
     if args.grid:
